@@ -1,0 +1,92 @@
+//! The only place that reads the system clock.
+//!
+//! Expiry checks, key refresh intervals and (later) lockout windows take their
+//! `now` from a [`Clock`], so tests move time instead of sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock time, in whole seconds since the Unix epoch.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// A shared, dynamically chosen clock.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(_) => 0,
+        }
+    }
+}
+
+/// A clock that only moves when told to; for tests.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: AtomicI64,
+}
+
+impl ManualClock {
+    /// A manual clock that starts at `now` seconds since the epoch.
+    pub fn new(now: i64) -> Arc<Self> {
+        Arc::new(Self {
+            now: AtomicI64::new(now),
+        })
+    }
+
+    /// A manual clock that starts at the current wall-clock second.
+    pub fn starting_now() -> Arc<Self> {
+        Self::new(SystemClock.now())
+    }
+
+    /// Move the clock forward (or back, with a negative value) by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.now.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Set the clock to `now` seconds since the epoch.
+    pub fn set(&self, now: i64) {
+        self.now.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+/// The real clock, shared.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(clock.now(), 1_000);
+        clock.advance(30);
+        assert_eq!(clock.now(), 1_030);
+        clock.set(5);
+        assert_eq!(clock.now(), 5);
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(SystemClock.now() > 1_577_836_800);
+    }
+}

@@ -1,0 +1,383 @@
+//! Configuration: the TOML file, parsed once into typed, validated values.
+//!
+//! `raw.rs` mirrors the file (unknown keys rejected), `validate.rs` converts it
+//! into [`Config`] and reports every problem at once with its key path, and
+//! `units.rs` reads durations and sizes. Nothing after [`Config::from_toml`]
+//! re-checks the config.
+
+mod raw;
+mod units;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+pub use units::{parse_duration, parse_size};
+
+/// The environment variable that names the config file when `--config` is absent.
+pub const CONFIG_ENV: &str = "PASSGATE_CONFIG";
+/// The config file used when neither `--config` nor `$PASSGATE_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/passgate.toml";
+
+/// A validated configuration. Relative paths are relative to the working directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[upstream]`
+    pub upstream: UpstreamConfig,
+    /// `[gate]`
+    pub gate: GateConfig,
+    /// `[issuer]`, when passgate issues tokens itself.
+    pub issuer: Option<IssuerConfig>,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[[apis]]`
+    pub apis: Vec<ApiConfig>,
+    /// `[[clients]]`
+    pub clients: Vec<ClientConfig>,
+    /// `[[realms]]`
+    pub realms: Vec<RealmConfig>,
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+    /// `[[trusted_issuers]]`
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+}
+
+/// Every problem found in a config file, each as `key.path: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Parse and validate a config file's text. `source` names it in messages.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        validate::validate(raw, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_toml`], with environment look-ups (`secret_env`) answered by `env`.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        validate::validate(raw, env)
+    }
+
+    /// Read, parse and validate the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            )])
+        })?;
+        Self::from_toml(&text)
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    // The toml error already points at the line and the key; keep it on few lines.
+    let msg = e.message();
+    match e.span() {
+        Some(span) => format!("TOML syntax or type error at byte {}: {msg}", span.start),
+        None => format!("TOML syntax or type error: {msg}"),
+    }
+}
+
+/// `[server]`: the TLS listener and its bounds.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the TLS listener binds.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub tls_cert: PathBuf,
+    /// PEM private key.
+    pub tls_key: PathBuf,
+    /// Generate a self-signed localhost certificate when both files are missing.
+    pub dev_certificate: bool,
+    /// Plain-HTTP admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_listen: Option<SocketAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed for the client address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The most client connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Deadline for the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Deadline for a request's headers (HTTP/1.1).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_timeout: Duration,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+}
+
+/// `[log]`
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub level: String,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// One line per request.
+    pub access: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[upstream]`: the shared upstream client.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Deadline for a TCP (and TLS) connection to an upstream.
+    pub connect_timeout: Duration,
+    /// Deadline for an upstream's response headers.
+    pub response_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per upstream.
+    pub pool_max_idle_per_host: usize,
+    /// Extra CA certificates (PEM) trusted for `https` upstreams, beside the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// An upstream that refused a connection is skipped for this long.
+    pub unhealthy_cooldown: Duration,
+}
+
+/// `[gate]`: bearer-token checks.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// The `realm` in `WWW-Authenticate`.
+    pub realm: String,
+    /// Tolerance on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Verified-token cache: most entries.
+    pub cache_entries: usize,
+    /// Verified-token cache: most bytes (tokens + claims).
+    pub cache_bytes: u64,
+    /// Remote key sets are refetched this often (bounded by `Cache-Control: max-age`).
+    pub jwks_refresh: Duration,
+    /// An unknown `kid` refetches a remote key set at most this often.
+    pub jwks_min_refresh: Duration,
+    /// Deadline for one key-set or discovery fetch.
+    pub jwks_fetch_timeout: Duration,
+}
+
+/// `[issuer]`: passgate's own token issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The `iss` claim, with its trailing slash.
+    pub url: String,
+    /// Directory of PEM private keys.
+    pub signing_keys: PathBuf,
+    /// Algorithm for new keys.
+    pub algorithm: Algorithm,
+    /// Audience used when a token request names none.
+    pub default_audience: Option<String>,
+    /// Realm used by `grant_type=password`.
+    pub default_realm: Option<String>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The SQLite file.
+    pub path: PathBuf,
+}
+
+/// `[[apis]]`: a resource server.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The API identifier (`aud`).
+    pub audience: String,
+    /// Scopes the API defines.
+    pub scopes: Vec<String>,
+    /// Access-token lifetime.
+    pub token_lifetime: Duration,
+    /// Whether refresh tokens may be issued for it.
+    pub allow_offline_access: bool,
+}
+
+/// A secret from the config: compared in constant time, never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `[[clients]]`
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `client_id`
+    pub id: String,
+    /// Display name (rules' `context.clientName`).
+    pub name: String,
+    /// `None` for a public client.
+    pub secret: Option<Secret>,
+    /// Grants the client may use.
+    pub grant_types: Vec<String>,
+    /// Realms the client may log users into.
+    pub realms: Vec<String>,
+    /// Honour `auth0-forwarded-for` from this client (only with a secret).
+    pub trust_forwarded_for: bool,
+}
+
+/// MFA policy of a realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaPolicy {
+    /// Never asked.
+    Off,
+    /// Asked once the user has enrolled.
+    Optional,
+    /// Always asked.
+    Required,
+}
+
+/// `[[realms]]`
+#[derive(Debug, Clone)]
+pub struct RealmConfig {
+    /// The realm (Auth0 connection) name.
+    pub name: String,
+    /// MFA policy.
+    pub mfa: MfaPolicy,
+}
+
+/// One upstream base URL of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// `host:port`.
+    pub authority: Authority,
+    /// Path prefix to put before the forwarded path, without a trailing slash ("" for none).
+    pub base_path: String,
+    /// The URL as written, for logs.
+    pub url: String,
+}
+
+/// Which `Host` header the upstream sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The upstream's own `host:port`.
+    Upstream,
+    /// The `Host` (or HTTP/2 `:authority`) the client sent.
+    Client,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone)]
+pub enum RoutePolicy {
+    /// No token needed.
+    Public,
+    /// A bearer token valid for `audience` with the method's scopes.
+    Protected {
+        /// Required audience.
+        audience: String,
+        /// Scopes required when the method has no list of its own.
+        scopes: Vec<String>,
+        /// Per-method scope lists.
+        methods: HashMap<Method, Vec<String>>,
+    },
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Path prefix (normalised, starts with `/`).
+    pub prefix: String,
+    /// One or more upstreams, balanced round-robin.
+    pub upstreams: Vec<UpstreamTarget>,
+    /// Token policy.
+    pub policy: RoutePolicy,
+    /// Remove the prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Request-body limit in bytes.
+    pub max_body: Option<u64>,
+    /// `Host` header behaviour.
+    pub host_header: HostHeader,
+    /// Pass the client's `Authorization` header upstream.
+    pub forward_authorization: bool,
+    /// Claims copied into request headers (`header <- claim path`).
+    pub claims_to_headers: Vec<(HeaderName, String)>,
+}
+
+/// Where a trusted issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A local JWKS file.
+    JwksFile(PathBuf),
+    /// A local PEM public key (one key, any `kid`).
+    PublicKeyFile(PathBuf),
+    /// A JWKS fetched and refreshed from this URL.
+    JwksUrl(http::Uri),
+    /// `<issuer>/.well-known/openid-configuration` → `jwks_uri`.
+    Discovery(http::Uri),
+}
+
+/// `[[trusted_issuers]]`
+#[derive(Debug, Clone)]
+pub struct TrustedIssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Key source.
+    pub source: KeySource,
+    /// Algorithms accepted from this issuer.
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// Parse an upstream URL or panic; for tests in other modules.
+#[cfg(test)]
+pub fn validate_upstream_for_tests(url: &str) -> UpstreamTarget {
+    validate::parse_upstream(url).unwrap_or_else(|e| panic!("{e}"))
+}

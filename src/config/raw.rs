@@ -1,0 +1,164 @@
+//! The config file exactly as written: serde structs that reject unknown keys.
+//!
+//! Nothing here is checked beyond its TOML type; `validate.rs` turns a
+//! [`RawConfig`] into a [`super::Config`] and names every problem it finds.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub gate: RawGate,
+    pub issuer: Option<RawIssuer>,
+    pub store: Option<RawStore>,
+    #[serde(default)]
+    pub apis: Vec<RawApi>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub realms: Vec<RawRealm>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub trusted_issuers: Vec<RawTrustedIssuer>,
+}
+
+/// `[server]`: the TLS listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub dev_certificate: Option<bool>,
+    pub admin_listen: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_connections: Option<i64>,
+    pub tls_handshake_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub max_concurrent_streams: Option<i64>,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub access: Option<bool>,
+}
+
+/// `[upstream]`: the shared upstream connection pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<i64>,
+    pub ca_file: Option<String>,
+    pub unhealthy_cooldown: Option<String>,
+}
+
+/// `[gate]`: bearer-token checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    pub realm: Option<String>,
+    pub leeway: Option<String>,
+    pub cache_entries: Option<i64>,
+    pub cache_bytes: Option<toml::Value>,
+    pub jwks_refresh: Option<String>,
+    pub jwks_min_refresh: Option<String>,
+    pub jwks_fetch_timeout: Option<String>,
+}
+
+/// `[issuer]`: passgate's own authorization server identity.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub url: Option<String>,
+    pub signing_keys: Option<String>,
+    pub algorithm: Option<String>,
+    pub default_audience: Option<String>,
+    pub default_realm: Option<String>,
+}
+
+/// `[store]`: the embedded database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: Option<String>,
+}
+
+/// `[[apis]]`: a resource server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub audience: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub token_lifetime: Option<String>,
+    pub allow_offline_access: Option<bool>,
+}
+
+/// `[[clients]]`: an application allowed to use the token endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub realms: Option<Vec<String>>,
+    pub trust_forwarded_for: Option<bool>,
+}
+
+/// `[[realms]]`: a user directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealm {
+    pub name: Option<String>,
+    pub mfa: Option<String>,
+}
+
+/// `[[routes]]`: a path prefix and where it goes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: Option<String>,
+    pub upstream: Option<String>,
+    pub upstreams: Option<Vec<String>>,
+    pub audience: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub methods: Option<BTreeMap<String, Vec<String>>>,
+    pub public: Option<bool>,
+    pub strip_prefix: Option<bool>,
+    pub max_body: Option<toml::Value>,
+    pub host_header: Option<String>,
+    pub forward_authorization: Option<bool>,
+    pub claims_to_headers: Option<BTreeMap<String, String>>,
+}
+
+/// `[[trusted_issuers]]`: another token issuer whose tokens routes accept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedIssuer {
+    pub issuer: Option<String>,
+    pub jwks_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+}

@@ -1,0 +1,294 @@
+//! Every issuer whose tokens the gate accepts, with its keys.
+//!
+//! Local keys (passgate's own, `jwks_file`, `public_key_file`) are loaded at
+//! start. Remote ones (`jwks_url`, or discovery from the issuer URL) are
+//! fetched at start, refreshed in the background (every `jwks_refresh`, sooner
+//! when `Cache-Control: max-age` says so, never more often than
+//! `jwks_min_refresh`), refetched when a token names an unknown `kid` (again
+//! at most once per `jwks_min_refresh`: a negative cache), and kept when a
+//! refresh fails (stale-if-error, logged).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+use tokio::time::Instant;
+
+use super::fetch;
+use super::keys::{KeySet, VerifyKey};
+use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
+use crate::proxy::UpstreamClient;
+
+/// Where a remote issuer's keys are fetched from.
+#[derive(Debug, Clone)]
+enum RemoteSource {
+    Jwks(Uri),
+    Discovery(Uri),
+}
+
+#[derive(Debug)]
+struct Remote {
+    source: RemoteSource,
+    algorithms: Vec<Algorithm>,
+    client: UpstreamClient,
+    last_attempt: Mutex<Option<Instant>>,
+    tried: std::sync::atomic::AtomicBool,
+    fetching: tokio::sync::Mutex<()>,
+    min_refresh: Duration,
+    refresh: Duration,
+    timeout: Duration,
+}
+
+/// One issuer and its current keys.
+#[derive(Debug)]
+pub struct IssuerKeys {
+    /// The exact `iss`.
+    pub issuer: String,
+    keys: RwLock<Arc<KeySet>>,
+    remote: Option<Remote>,
+}
+
+impl IssuerKeys {
+    /// An issuer with a fixed key set.
+    pub fn fixed(issuer: String, keys: KeySet) -> Self {
+        Self {
+            issuer,
+            keys: RwLock::new(Arc::new(keys)),
+            remote: None,
+        }
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn replace(&self, keys: KeySet) {
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+    }
+
+    /// The key for a token header; an unknown `kid` of a remote issuer triggers
+    /// one refetch (unless one happened within `jwks_min_refresh`).
+    pub async fn find(&self, kid: Option<&str>, alg: &str) -> Option<Arc<VerifyKey>> {
+        if let Some(key) = self.current().find(kid, alg) {
+            return Some(key);
+        }
+        let remote = self.remote.as_ref()?;
+        let _one_at_a_time = remote.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(key) = self.current().find(kid, alg) {
+            return Some(key);
+        }
+        if !remote.may_fetch() {
+            return None;
+        }
+        let _ = self.fetch_now(remote).await;
+        self.current().find(kid, alg)
+    }
+
+    /// Fetch and install the remote keys; on failure keep the old ones.
+    /// Returns the `max-age` the server sent, if any.
+    async fn fetch_now(&self, remote: &Remote) -> Result<Option<Duration>, ()> {
+        remote.mark_attempt();
+        let fetched = remote.fetch().await;
+        remote
+            .tried
+            .store(true, std::sync::atomic::Ordering::Release);
+        match fetched {
+            Ok((keys, notes, max_age)) => {
+                for note in notes {
+                    tracing::warn!(issuer = %self.issuer, "{note}");
+                }
+                tracing::info!(issuer = %self.issuer, keys = keys.len(), "fetched signing keys");
+                self.replace(keys);
+                Ok(max_age)
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, error = %e, kept = self.current().len(), "could not fetch signing keys; keeping the ones held");
+                Err(())
+            }
+        }
+    }
+
+    /// Fetch now, then keep refreshing until the issuer is dropped.
+    fn start_refresh(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(this) = weak.upgrade() else { return };
+                let Some(remote) = this.remote.as_ref() else {
+                    return;
+                };
+                let outcome = {
+                    let _one_at_a_time = remote.fetching.lock().await;
+                    this.fetch_now(remote).await
+                };
+                let wait = match outcome {
+                    Ok(max_age) => max_age
+                        .unwrap_or(remote.refresh)
+                        .clamp(remote.min_refresh, remote.refresh),
+                    Err(()) => remote.min_refresh,
+                };
+                drop(this);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+}
+
+impl Remote {
+    fn may_fetch(&self) -> bool {
+        match self.last_attempt.lock() {
+            Ok(last) => last.is_none_or(|t| t.elapsed() >= self.min_refresh),
+            Err(_) => true,
+        }
+    }
+
+    fn mark_attempt(&self) {
+        if let Ok(mut last) = self.last_attempt.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Vec<String>, Option<Duration>), String> {
+        let jwks_uri = match &self.source {
+            RemoteSource::Jwks(uri) => uri.clone(),
+            RemoteSource::Discovery(uri) => {
+                let doc = fetch::get(&self.client, uri, self.timeout)
+                    .await
+                    .map_err(|e| format!("discovery {uri}: {e}"))?;
+                let meta: serde_json::Value = serde_json::from_slice(&doc.body)
+                    .map_err(|e| format!("discovery {uri}: not JSON: {e}"))?;
+                let jwks = meta
+                    .get("jwks_uri")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| format!("discovery {uri}: no jwks_uri"))?;
+                jwks.parse::<Uri>()
+                    .map_err(|_| format!("discovery {uri}: jwks_uri {jwks} is not a URL"))?
+            }
+        };
+        let doc = fetch::get(&self.client, &jwks_uri, self.timeout)
+            .await
+            .map_err(|e| format!("{jwks_uri}: {e}"))?;
+        let (keys, notes) = KeySet::from_jwks(&doc.body, &self.algorithms)
+            .map_err(|e| format!("{jwks_uri}: {e}"))?;
+        Ok((keys, notes, doc.max_age))
+    }
+}
+
+/// All accepted issuers by exact `iss`.
+#[derive(Debug, Default)]
+pub struct Issuers {
+    by_iss: HashMap<String, Arc<IssuerKeys>>,
+}
+
+impl Issuers {
+    /// The issuer of this exact `iss`.
+    pub fn get(&self, iss: &str) -> Option<&Arc<IssuerKeys>> {
+        self.by_iss.get(iss)
+    }
+
+    /// Add an issuer (replacing one with the same `iss`).
+    pub fn insert(&mut self, keys: IssuerKeys) {
+        self.by_iss.insert(keys.issuer.clone(), Arc::new(keys));
+    }
+
+    /// Load the trusted issuers of the config; remote ones start fetching in
+    /// the background. Problems with local files are errors.
+    pub fn load(
+        &mut self,
+        trusted: &[TrustedIssuerConfig],
+        gate: &GateConfig,
+        client: &UpstreamClient,
+    ) -> anyhow::Result<()> {
+        for (i, t) in trusted.iter().enumerate() {
+            let path = format!("trusted_issuers[{i}]");
+            let remote = |source| Remote {
+                source,
+                algorithms: t.algorithms.clone(),
+                client: client.clone(),
+                last_attempt: Mutex::new(None),
+                tried: std::sync::atomic::AtomicBool::new(false),
+                fetching: tokio::sync::Mutex::new(()),
+                min_refresh: gate.jwks_min_refresh,
+                refresh: gate.jwks_refresh,
+                timeout: gate.jwks_fetch_timeout,
+            };
+            let issuer = match &t.source {
+                KeySource::JwksFile(file) => {
+                    let bytes = std::fs::read(file).map_err(|e| {
+                        anyhow::anyhow!("{path}.jwks_file: cannot read {}: {e}", file.display())
+                    })?;
+                    let (keys, notes) = KeySet::from_jwks(&bytes, &t.algorithms).map_err(|e| {
+                        anyhow::anyhow!("{path}.jwks_file: {}: {e}", file.display())
+                    })?;
+                    for note in notes {
+                        tracing::warn!(issuer = %t.issuer, "{note}");
+                    }
+                    if keys.is_empty() {
+                        anyhow::bail!(
+                            "{path}.jwks_file: {} holds no usable signing key",
+                            file.display()
+                        );
+                    }
+                    IssuerKeys::fixed(t.issuer.clone(), keys)
+                }
+                KeySource::PublicKeyFile(file) => {
+                    let bytes = std::fs::read(file).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{path}.public_key_file: cannot read {}: {e}",
+                            file.display()
+                        )
+                    })?;
+                    let keys = KeySet::from_public_pem(&bytes, &t.algorithms).map_err(|e| {
+                        anyhow::anyhow!("{path}.public_key_file: {}: {e}", file.display())
+                    })?;
+                    IssuerKeys::fixed(t.issuer.clone(), keys)
+                }
+                KeySource::JwksUrl(uri) => IssuerKeys {
+                    issuer: t.issuer.clone(),
+                    keys: RwLock::new(Arc::new(KeySet::default())),
+                    remote: Some(remote(RemoteSource::Jwks(uri.clone()))),
+                },
+                KeySource::Discovery(uri) => IssuerKeys {
+                    issuer: t.issuer.clone(),
+                    keys: RwLock::new(Arc::new(KeySet::default())),
+                    remote: Some(remote(RemoteSource::Discovery(uri.clone()))),
+                },
+            };
+            self.insert(issuer);
+        }
+        Ok(())
+    }
+
+    /// Start the background refresh of every remote issuer and wait (up to
+    /// `wait`) for their first fetch, so a gateway that just started knows its keys.
+    pub async fn start(&self, wait: Duration) {
+        let remotes: Vec<&Arc<IssuerKeys>> = self
+            .by_iss
+            .values()
+            .filter(|i| i.remote.is_some())
+            .collect();
+        for issuer in &remotes {
+            issuer.start_refresh();
+        }
+        let deadline = Instant::now() + wait;
+        for issuer in remotes {
+            let tried = |i: &IssuerKeys| {
+                i.remote
+                    .as_ref()
+                    .is_none_or(|r| r.tried.load(std::sync::atomic::Ordering::Acquire))
+            };
+            while !tried(issuer) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

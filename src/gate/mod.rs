@@ -1,0 +1,212 @@
+//! The gate: a request reaches an upstream only with a bearer token valid for
+//! its route — signature, issuer, expiry, session, audience and the scopes the
+//! route needs for the method. On success the upstream learns who is calling
+//! through `X-Auth-*` headers (and any configured claim headers), after every
+//! copy the client sent has been removed.
+//!
+//! Files: `bearer` (the header), `verify` (one JWT), `keys` + `issuers` +
+//! `fetch` (who signs, and their keys), `cache` (verified tokens), `claims`,
+//! `error` (RFC 6750 responses).
+
+pub mod bearer;
+pub mod cache;
+pub mod claims;
+pub mod error;
+mod fetch;
+pub mod issuers;
+pub mod keys;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use crate::clock::SharedClock;
+use crate::config::{GateConfig, RouteConfig, RoutePolicy};
+use bearer::Credential;
+use cache::{TokenCache, Verified};
+use claims::Claims;
+pub use error::GateError;
+use issuers::Issuers;
+use verify::TokenProblem;
+
+/// `X-Auth-Subject`
+pub static X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+/// `X-Auth-Scope`
+pub static X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
+/// `X-Auth-Client`
+pub static X_AUTH_CLIENT: HeaderName = HeaderName::from_static("x-auth-client");
+
+/// Tells the gate whether a token's login session was revoked. The session
+/// store plugs in here; it must answer from memory (no I/O on the proxy path).
+pub trait Revocations: Send + Sync + std::fmt::Debug {
+    /// True when tokens with these claims must be refused.
+    fn is_revoked(&self, claims: &Claims) -> bool;
+}
+
+/// No sessions are ever revoked (no session store).
+#[derive(Debug, Default)]
+pub struct NoRevocations;
+
+impl Revocations for NoRevocations {
+    fn is_revoked(&self, _claims: &Claims) -> bool {
+        false
+    }
+}
+
+/// The gate.
+#[derive(Debug)]
+pub struct Gate {
+    issuers: Issuers,
+    cache: Arc<TokenCache>,
+    revocations: Arc<dyn Revocations>,
+    clock: SharedClock,
+    leeway: i64,
+    realm: String,
+}
+
+impl Gate {
+    /// A gate over `issuers`.
+    pub fn new(
+        config: &GateConfig,
+        issuers: Issuers,
+        clock: SharedClock,
+        revocations: Arc<dyn Revocations>,
+    ) -> Self {
+        let leeway = config.leeway.as_secs() as i64;
+        Self {
+            issuers,
+            cache: Arc::new(TokenCache::new(
+                config.cache_entries,
+                config.cache_bytes,
+                leeway,
+            )),
+            revocations,
+            clock,
+            leeway,
+            realm: config.realm.clone(),
+        }
+    }
+
+    /// The issuers, e.g. to start their background refresh.
+    pub fn issuers(&self) -> &Issuers {
+        &self.issuers
+    }
+
+    /// The verified-token cache.
+    pub fn cache(&self) -> &Arc<TokenCache> {
+        &self.cache
+    }
+
+    /// The `realm` of `WWW-Authenticate`.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Sweep expired cache entries every `every` until the cache is dropped.
+    pub fn start_sweeper(&self, every: Duration) {
+        let cache = Arc::downgrade(&self.cache);
+        let clock = Arc::clone(&self.clock);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(cache) = cache.upgrade() else { return };
+                cache.sweep(clock.now());
+            }
+        });
+    }
+
+    /// Check a request against `route`'s policy. `Ok(None)` for public routes.
+    pub async fn check(
+        &self,
+        route: &RouteConfig,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<Verified>>, GateError> {
+        let RoutePolicy::Protected {
+            audience,
+            scopes,
+            methods,
+        } = &route.policy
+        else {
+            return Ok(None);
+        };
+        let token = match bearer::credential(headers) {
+            Credential::Token(t) => t,
+            Credential::Missing => return Err(GateError::MissingToken),
+            Credential::Malformed(why) => return Err(GateError::InvalidRequest(why)),
+        };
+        let verified = self
+            .verified(token)
+            .await
+            .map_err(GateError::InvalidToken)?;
+        let claims = &verified.claims;
+        if !claims.has_audience(audience) {
+            return Err(GateError::InvalidToken(TokenProblem::WrongAudience));
+        }
+        let needed = methods.get(method).unwrap_or(scopes);
+        if !claims.has_scopes(needed) {
+            return Err(GateError::InsufficientScope(needed.join(" ")));
+        }
+        Ok(Some(verified))
+    }
+
+    /// The verified claims of `token`: from the cache, or by verifying it.
+    pub async fn verified(&self, token: &str) -> Result<Arc<Verified>, TokenProblem> {
+        let now = self.clock.now();
+        let verified = match self.cache.get(token, now) {
+            Some(hit) => hit,
+            None => {
+                let claims = verify::verify(token, &self.issuers, now, self.leeway).await?;
+                let verified = Arc::new(Verified::new(claims, token.len()));
+                self.cache.insert(token, Arc::clone(&verified), now);
+                verified
+            }
+        };
+        if self.revocations.is_revoked(&verified.claims) {
+            return Err(TokenProblem::Revoked);
+        }
+        Ok(verified)
+    }
+}
+
+/// Remove every identity header a client may have sent: any `X-Auth-*`, and
+/// the route's claim headers. Done on every route, public ones included.
+pub fn strip_identity(headers: &mut HeaderMap, route: &RouteConfig) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-auth-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(&name);
+    }
+    for (name, _) in &route.claims_to_headers {
+        headers.remove(name);
+    }
+}
+
+/// Tell the upstream who is calling.
+pub fn add_identity(headers: &mut HeaderMap, route: &RouteConfig, verified: &Verified) {
+    let id = &verified.identity;
+    for (name, value) in [
+        (&X_AUTH_SUBJECT, &id.subject),
+        (&X_AUTH_SCOPE, &id.scope),
+        (&X_AUTH_CLIENT, &id.client),
+    ] {
+        if let Some(v) = value {
+            headers.insert(name, v.clone());
+        }
+    }
+    for (name, path) in &route.claims_to_headers {
+        let text = claims::lookup(&verified.claims.raw, path).and_then(claims::header_text);
+        if let Some(v) = text.and_then(|t| HeaderValue::from_bytes(t.as_bytes()).ok()) {
+            headers.insert(name, v);
+        }
+    }
+    if !route.forward_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+}

@@ -1,0 +1,190 @@
+//! The two body types on the proxy path. Neither ever collects a body: frames
+//! stream through as they arrive.
+//!
+//! - [`RequestBody`]: a client's body on its way upstream, with the route's
+//!   size limit enforced as bytes pass (a `Content-Length` over the limit is
+//!   refused before this point).
+//! - [`ResponseBody`]: what goes back to the client: an upstream's body or a
+//!   small body passgate wrote, carrying the connection's in-flight guard so
+//!   the idle timer starts only when the response is fully sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::server::activity::InFlight;
+
+/// Boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body was larger than the route allows.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body exceeds the route's limit of {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+/// A client's request body on its way upstream (or an empty one).
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    exceeded: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    /// No body.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: u64::MAX,
+            seen: 0,
+            exceeded: None,
+        }
+    }
+
+    /// Stream `inner`; with a limit, fail once more than `limit` bytes pass and set `exceeded`.
+    pub fn streaming(inner: Incoming, limit: Option<(u64, Arc<AtomicBool>)>) -> Self {
+        match limit {
+            Some((limit, flag)) => Self {
+                inner: Some(inner),
+                limit,
+                seen: 0,
+                exceeded: Some(flag),
+            },
+            None => Self {
+                inner: Some(inner),
+                limit: u64::MAX,
+                seen: 0,
+                exceeded: None,
+            },
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen = this.seen.saturating_add(data.len() as u64);
+                    if this.seen > this.limit {
+                        if let Some(flag) = &this.exceeded {
+                            flag.store(true, Ordering::Release);
+                        }
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// A response body: streamed from an upstream, or a small one passgate wrote.
+#[derive(Debug)]
+pub struct ResponseBody {
+    kind: Kind,
+    guard: Option<InFlight>,
+}
+
+impl ResponseBody {
+    /// An upstream's body, streamed.
+    pub fn upstream(body: Incoming) -> Self {
+        Self {
+            kind: Kind::Upstream(body),
+            guard: None,
+        }
+    }
+
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+            guard: None,
+        }
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
+            guard: None,
+        }
+    }
+
+    /// Keep `guard` alive until the body has been sent (or dropped).
+    pub fn with_guard(mut self, guard: InFlight) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.kind {
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = polled {
+            this.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream(body) => body.size_hint(),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Per-connection activity: how many requests are in flight and since when the
+//! connection has been idle. The idle timer in `conn.rs` reads it; each request
+//! holds an [`InFlight`] guard until its response body is sent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Activity of one client connection.
+#[derive(Debug)]
+pub struct ConnActivity {
+    started: Instant,
+    active: AtomicUsize,
+    idle_since_ms: AtomicU64,
+}
+
+impl ConnActivity {
+    /// A new, idle connection.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// A request started; it counts until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    /// When the connection becomes idle-expired: `None` while requests are in flight.
+    pub fn idle_deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.started + since + idle_timeout)
+    }
+}
+
+/// Held while a request is in flight on a connection.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = self.0.started.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(ms, Ordering::Release);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_moves_with_requests() {
+        let a = ConnActivity::new();
+        let t0 = Instant::now();
+        assert_eq!(
+            a.idle_deadline(Duration::from_secs(60)),
+            Some(t0 + Duration::from_secs(60))
+        );
+        let guard = a.begin();
+        assert_eq!(a.idle_deadline(Duration::from_secs(60)), None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(guard);
+        assert_eq!(
+            a.idle_deadline(Duration::from_secs(60)),
+            Some(t0 + Duration::from_secs(65))
+        );
+    }
+}

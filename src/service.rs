@@ -1,0 +1,232 @@
+//! One request, top to bottom: request id → normalised path → passgate's own
+//! endpoints or the route table → gate → header hygiene → proxy → access log.
+//! This is the file to read first to follow a request through passgate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::gate::{self, Gate};
+use crate::http::body::ResponseBody;
+use crate::http::headers::{
+    X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id, strip_hop_by_hop,
+    upgrade_request,
+};
+use crate::http::path::normalize;
+use crate::http::response::{Fault, close_connection, gateway_error};
+use crate::oauth::AuthServer;
+use crate::proxy::forward::Outgoing;
+use crate::proxy::{Proxy, ProxyError};
+use crate::router::{AuthEndpoint, Router, upstream_path};
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct App {
+    /// The route table.
+    pub router: Router,
+    /// Token checks.
+    pub gate: Gate,
+    /// Upstream forwarding.
+    pub proxy: Proxy,
+    /// passgate's own endpoints, when `[issuer]` is configured.
+    pub auth: Option<Arc<AuthServer>>,
+    /// Write one log line per request.
+    pub access_log: bool,
+}
+
+/// What the access log says about where a request went.
+struct Outcome {
+    resp: Response<ResponseBody>,
+    route: &'static str,
+    route_prefix: Option<Arc<str>>,
+    upstream: Option<String>,
+}
+
+impl Outcome {
+    fn local(resp: Response<ResponseBody>, route: &'static str) -> Self {
+        Self {
+            resp,
+            route,
+            route_prefix: None,
+            upstream: None,
+        }
+    }
+}
+
+impl App {
+    /// Answer one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if acceptable_request_id(v) => v.clone(),
+            _ => new_request_id(),
+        };
+        let method = req.method().clone();
+        let log_path = if self.access_log {
+            Some(req.uri().path().to_string())
+        } else {
+            None
+        };
+
+        let Outcome {
+            mut resp,
+            route,
+            route_prefix,
+            upstream,
+        } = self.dispatch(req, peer, &request_id).await;
+        resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+
+        if let Some(path) = log_path {
+            tracing::info!(
+                target: "passgate::access",
+                request_id = request_id.to_str().unwrap_or("-"),
+                method = %method,
+                path = %path,
+                route = route_prefix.as_deref().unwrap_or(route),
+                status = resp.status().as_u16(),
+                upstream = upstream.as_deref().unwrap_or("-"),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                client = %peer.ip(),
+            );
+        }
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> Outcome {
+        let path = match normalize(req.uri().path()) {
+            Ok(p) => p.into_owned(),
+            Err(e) => {
+                let resp = gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                    Fault::Client,
+                );
+                return Outcome::local(close_connection(resp), "-");
+            }
+        };
+
+        if let Some(endpoint) = AuthEndpoint::at(&path) {
+            let resp = match &self.auth {
+                Some(auth) => auth.handle(endpoint, req, peer).await,
+                None => not_found(),
+            };
+            return Outcome::local(resp, "auth");
+        }
+
+        let Some(route) = self.router.route(&path) else {
+            return Outcome::local(with_unread_body(not_found(), &req), "-");
+        };
+        let config = &route.config;
+        let prefix: Arc<str> = Arc::clone(&route.prefix_label);
+
+        if let Some(max) = config.max_body {
+            let declared = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                let resp = ProxyError::BodyTooLarge(max).into_response();
+                return Outcome {
+                    resp,
+                    route: "-",
+                    route_prefix: Some(prefix),
+                    upstream: None,
+                };
+            }
+        }
+
+        let upgrade = (req.version() == Version::HTTP_11
+            && upgrade_request(req.headers()).is_some())
+        .then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+
+        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        gate::strip_identity(&mut parts.headers, config);
+        match self.gate.check(config, &parts.method, &parts.headers).await {
+            Ok(Some(verified)) => gate::add_identity(&mut parts.headers, config, &verified),
+            Ok(None) => {}
+            Err(e) => {
+                let mut resp = e.into_response(self.gate.realm());
+                if !http_body::Body::is_end_stream(&body) && parts.version <= Version::HTTP_11 {
+                    resp = close_connection(resp);
+                }
+                return Outcome {
+                    resp,
+                    route: "-",
+                    route_prefix: Some(prefix),
+                    upstream: None,
+                };
+            }
+        }
+        add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
+        parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+
+        let upstream_path = upstream_path(config, &path);
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path.to_string(),
+        };
+        let request_id = request_id.to_str().unwrap_or("-").to_string();
+        let out = Outgoing {
+            parts,
+            body,
+            path_and_query,
+            client_host,
+            upgrade,
+            request_id: request_id.clone(),
+        };
+        let (result, upstream) = self.proxy.forward(route, out).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(request_id, route = %prefix, error = %e, "forwarding failed");
+                e.into_response()
+            }
+        };
+        Outcome {
+            resp,
+            route: "-",
+            route_prefix: Some(prefix),
+            upstream,
+        }
+    }
+}
+
+fn not_found() -> Response<ResponseBody> {
+    gateway_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no route for this path",
+        Fault::Client,
+    )
+}
+
+/// A request refused before its body was read must not leave the body on an
+/// HTTP/1.1 connection.
+fn with_unread_body<B: http_body::Body>(
+    resp: Response<ResponseBody>,
+    req: &Request<B>,
+) -> Response<ResponseBody> {
+    if !req.body().is_end_stream() && req.version() <= Version::HTTP_11 {
+        close_connection(resp)
+    } else {
+        resp
+    }
+}

@@ -1,0 +1,3 @@
+//! passgate's own token issuer: signing keys (generated, rotated, published as a JWKS).
+
+pub mod keys;
