@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::gate::{self, Gate};
-use crate::http::body::ResponseBody;
+use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::headers::{
     X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id, strip_hop_by_hop,
     upgrade_request,
@@ -29,7 +29,7 @@ pub struct App {
     /// The route table.
     pub router: Router,
     /// Token checks.
-    pub gate: Gate,
+    pub gate: Arc<Gate>,
     /// Upstream forwarding.
     pub proxy: Proxy,
     /// passgate's own endpoints, when `[issuer]` is configured.
@@ -124,7 +124,8 @@ impl App {
         }
 
         let Some(route) = self.router.route(&path) else {
-            return Outcome::local(with_unread_body(not_found(), &req), "-");
+            let version = req.version();
+            return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
         };
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
@@ -136,7 +137,12 @@ impl App {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > max) {
-                let resp = ProxyError::BodyTooLarge(max).into_response();
+                let version = req.version();
+                let resp = refuse_unread(
+                    ProxyError::BodyTooLarge(max).into_response(),
+                    version,
+                    req.into_body(),
+                );
                 return Outcome {
                     resp,
                     route: "-",
@@ -163,10 +169,7 @@ impl App {
             Ok(Some(verified)) => gate::add_identity(&mut parts.headers, config, &verified),
             Ok(None) => {}
             Err(e) => {
-                let mut resp = e.into_response(self.gate.realm());
-                if !http_body::Body::is_end_stream(&body) && parts.version <= Version::HTTP_11 {
-                    resp = close_connection(resp);
-                }
+                let resp = refuse_unread(e.into_response(self.gate.realm()), parts.version, body);
                 return Outcome {
                     resp,
                     route: "-",
@@ -218,15 +221,18 @@ fn not_found() -> Response<ResponseBody> {
     )
 }
 
-/// A request refused before its body was read must not leave the body on an
-/// HTTP/1.1 connection.
-fn with_unread_body<B: http_body::Body>(
+/// A request refused before its body was read: on HTTP/1.1 the connection
+/// closes after the answer, and the rest of the body is read and discarded in
+/// the background (bounded) so a client still sending gets the answer rather
+/// than a reset.
+fn refuse_unread(
     resp: Response<ResponseBody>,
-    req: &Request<B>,
+    version: Version,
+    body: Incoming,
 ) -> Response<ResponseBody> {
-    if !req.body().is_end_stream() && req.version() <= Version::HTTP_11 {
-        close_connection(resp)
-    } else {
-        resp
+    if http_body::Body::is_end_stream(&body) || version > Version::HTTP_11 {
+        return resp;
     }
+    drain_in_background(body);
+    close_connection(resp)
 }

@@ -19,6 +19,33 @@ use hyper::body::Incoming;
 
 use crate::server::activity::InFlight;
 
+/// At most this much of a refused request body is read and discarded.
+const DRAIN_BYTES: u64 = 8 << 20;
+/// For at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read and discard the rest of a refused request body in a task of its own
+/// (at most 8 MiB and 10 s), so hyper can finish the HTTP/1.1 exchange and the
+/// client sees the error response instead of a connection reset.
+pub fn drain_in_background(body: Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0u64;
+        let drain = async {
+            while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    });
+}
+
 /// Boxed error for bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -86,7 +113,9 @@ impl Body for RequestBody {
                         if let Some(flag) = &this.exceeded {
                             flag.store(true, Ordering::Release);
                         }
-                        this.inner = None;
+                        if let Some(rest) = this.inner.take() {
+                            drain_in_background(rest);
+                        }
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
                     }
                 }

@@ -90,9 +90,9 @@ pub fn upgrade_request(headers: &HeaderMap) -> Option<&HeaderValue> {
 /// Add the forwarding headers for a request from `client` that asked for `host`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
     let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+    let xff = match joined(headers, &X_FORWARDED_FOR) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
     };
     // Only the joined list of already-valid values and an IP: always a valid header value.
     if let Ok(v) = HeaderValue::from_str(&xff) {
@@ -116,13 +116,26 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&Head
             element.push('"');
         }
     }
-    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-        _ => element,
+    let forwarded = match joined(headers, &FORWARDED) {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
     };
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert(&FORWARDED, v);
     }
+}
+
+/// Every line of a list-valued header joined with `, ` (a client may split the
+/// list over several lines); `None` when there is nothing usable.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// A client-supplied request id is kept when it is 1..=200 visible ASCII characters.
@@ -221,6 +234,22 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
         assert!(h.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn lists_split_over_several_lines_are_kept_whole() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.7"),
+            ("forwarded", "for=203.0.113.9"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        add_forwarded(&mut h, IpAddr::from([192, 0, 2, 1]), None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, 192.0.2.1");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=198.51.100.7, for=192.0.2.1;proto=https"
+        );
     }
 
     #[test]

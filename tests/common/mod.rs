@@ -69,7 +69,16 @@ pub struct Upstream {
     pub url: String,
     pub name: String,
     records: Arc<Mutex<Vec<Recorded>>>,
+    bodies: Arc<Mutex<Vec<BodySeen>>>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+/// A body `.../count-body` finished reading: how many bytes, and whether it
+/// ended cleanly (`false`: the stream broke off before its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodySeen {
+    pub len: u64,
+    pub complete: bool,
 }
 
 impl Upstream {
@@ -81,8 +90,10 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = oneshot::channel::<()>();
         let recs = Arc::clone(&records);
+        let seen = Arc::clone(&bodies);
         let name_owned = name.to_string();
         tokio::spawn(async move {
             loop {
@@ -91,10 +102,11 @@ impl Upstream {
                     accepted = listener.accept() => match accepted { Ok(p) => p, Err(_) => continue },
                 };
                 let recs = Arc::clone(&recs);
+                let seen = Arc::clone(&seen);
                 let name = name_owned.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
-                        upstream_handle(req, Arc::clone(&recs), name.clone())
+                        upstream_handle(req, Arc::clone(&recs), Arc::clone(&seen), name.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -108,6 +120,7 @@ impl Upstream {
             url: format!("http://{addr}"),
             name: name.to_string(),
             records,
+            bodies,
             stop: Arc::new(Mutex::new(Some(tx))),
         }
     }
@@ -122,6 +135,11 @@ impl Upstream {
         self.requests()
             .pop()
             .expect("the upstream received no request")
+    }
+
+    /// Every body `.../count-body` has finished reading, in order.
+    pub fn bodies(&self) -> Vec<BodySeen> {
+        self.bodies.lock().unwrap().clone()
     }
 
     /// Stop accepting (open connections keep running).
@@ -139,6 +157,7 @@ fn full(b: impl Into<Bytes>) -> BoxBody<Bytes, Infallible> {
 async fn upstream_handle(
     mut req: Request<Incoming>,
     records: Arc<Mutex<Vec<Recorded>>>,
+    bodies: Arc<Mutex<Vec<BodySeen>>>,
     name: String,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let path = req
@@ -209,12 +228,17 @@ async fn upstream_handle(
     if bare.ends_with("/count-body") {
         let mut body = req.into_body();
         let mut n = 0u64;
+        let mut complete = true;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-                Err(_) => break,
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
             }
         }
+        bodies.lock().unwrap().push(BodySeen { len: n, complete });
         return Ok(Response::new(full(format!("{{\"body_len\":{n}}}"))));
     }
     if let Some(code) = bare
@@ -279,6 +303,25 @@ impl TestGateway {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+    }
+
+    /// The gateway's (self-signed) certificate, PEM.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// A raw TLS connection to the gateway offering `alpn` (e.g. `&[b"h2"]`).
+    pub async fn tls_connect(
+        &self,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let config = Arc::new(tls_client_config(&self.cert_pem, alpn));
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .unwrap()
     }
 
     /// Signal shutdown without waiting; returns the serve task.
@@ -510,5 +553,12 @@ pub fn streamed(total: usize) -> ClientBody {
         let len = (total - i * 64 * 1024).min(64 * 1024);
         Ok::<_, BoxError>(Frame::data(chunk.slice(..len)))
     });
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+}
+
+/// A streamed body of `count` chunks of `size` bytes (no `Content-Length`).
+pub fn chunks(size: usize, count: usize) -> ClientBody {
+    let chunk = Bytes::from(vec![b'z'; size]);
+    let frames = (0..count).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
     BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
 }
