@@ -101,7 +101,9 @@ pub(super) fn validate(
         {
             p.add(
                 "issuer.default_audience",
-                format!("\"{aud}\" is not the audience of any [[apis]] entry"),
+                format!(
+                    "\"{aud}\" is not the audience of any [[apis]] entry; add one or fix the name"
+                ),
             );
         }
         if let Some(realm) = &issuer.default_realm
@@ -165,6 +167,20 @@ fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
     let admin_listen = raw
         .admin_listen
         .and_then(|text| socket_addr(p, "server.admin_listen", &text));
+    if let Some(admin) = admin_listen
+        && admin.port() != 0
+        && admin.port() == listen.port()
+        && (admin.ip() == listen.ip()
+            || admin.ip().is_unspecified()
+            || listen.ip().is_unspecified())
+    {
+        p.add(
+            "server.admin_listen",
+            format!(
+                "{admin} overlaps server.listen ({listen}); give the admin listener its own port"
+            ),
+        );
+    }
     let mut trusted_proxies = Vec::new();
     for (i, cidr) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
         match parse_cidr(cidr) {
@@ -332,7 +348,9 @@ fn issuer(p: &mut Problems, raw: RawIssuer) -> IssuerConfig {
             if !url.ends_with('/') {
                 p.add(
                     "issuer.url",
-                    format!("\"{url}\" must end with a slash (the iss claim is written with one)"),
+                    format!(
+                        "\"{url}\" must end with a slash (the iss claim is written with one); write \"{url}/\""
+                    ),
                 );
             }
             match url.parse::<Uri>() {
@@ -486,7 +504,10 @@ fn clients(
                 _ => {
                     p.add(
                         format!("{path}.secret_env"),
-                        format!("the environment variable {var} is not set"),
+                        format!(
+                            "the environment variable {var} is not set (or is empty); \
+                             set it, or write the secret in `secret`"
+                        ),
                     );
                     None
                 }
@@ -503,7 +524,14 @@ fn clients(
             if !KNOWN_GRANTS.contains(&g.as_str()) {
                 p.add(
                     format!("{path}.grant_types[{j}]"),
-                    format!("\"{g}\" is not a grant passgate knows"),
+                    format!(
+                        "\"{g}\" is not a grant passgate knows; use one of {}",
+                        KNOWN_GRANTS
+                            .iter()
+                            .map(|k| format!("\"{k}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
             }
         }
@@ -618,14 +646,14 @@ fn routes(
                 String::new()
             }
         };
-        if out.iter().any(|o| o.prefix == prefix) {
+        if let Some(earlier) = out.iter().position(|o| o.prefix == prefix) {
             p.add(
                 format!("{path}.prefix"),
-                format!("\"{prefix}\" is used by an earlier route"),
+                format!("\"{prefix}\" is already the prefix of routes[{earlier}]"),
             );
         }
         for reserved in ["/oauth/", "/mfa/", "/userinfo", "/.well-known/"] {
-            if prefix.starts_with(reserved) {
+            if prefix.starts_with(reserved) || prefix == reserved.trim_end_matches('/') {
                 p.add(
                     format!("{path}.prefix"),
                     format!("\"{prefix}\" is served by passgate itself ({reserved})"),
@@ -790,7 +818,8 @@ fn trusted_issuers(p: &mut Problems, raw: Vec<RawTrustedIssuer>) -> Vec<TrustedI
         let source = if given > 1 {
             p.add(
                 &path,
-                "give at most one of jwks_file, public_key_file, jwks_url",
+                "give at most one key source: jwks_file, public_key_file or jwks_url \
+                 (none: keys are found by discovery)",
             );
             None
         } else if let Some(f) = t.jwks_file {
@@ -848,7 +877,10 @@ fn fetch_url(p: &mut Problems, path: &str, text: &str) -> Option<Uri> {
         (Some("http"), Some(_)) => {
             p.add(
                 path,
-                format!("\"{text}\": keys are fetched over https (plain http only from loopback)"),
+                format!(
+                    "\"{text}\": keys are fetched over https; plain http is accepted only \
+                     for loopback hosts (localhost, 127.0.0.1, [::1])"
+                ),
             );
             None
         }
