@@ -10,11 +10,13 @@ pub mod clock;
 pub mod config;
 pub mod gate;
 pub mod http;
+pub mod identity;
 pub mod oauth;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod telemetry;
 pub mod tokens;
 
@@ -31,11 +33,13 @@ use crate::config::Config;
 use crate::gate::issuers::{IssuerKeys, Issuers};
 use crate::gate::keys::{KeySet, VerifyKey};
 use crate::gate::{Gate, NoRevocations};
-use crate::oauth::AuthServer;
+use crate::identity::password::{HashParams, Hasher};
+use crate::oauth::{AuthParts, AuthServer};
 use crate::proxy::{Proxy, UpstreamClient};
 use crate::router::Router;
 use crate::server::conn::ConnShared;
 use crate::service::App;
+use crate::store::{SqliteStore, Store};
 use crate::tokens::keys::KeyRing;
 
 /// A configured gateway, ready to serve on a bound listener.
@@ -66,26 +70,51 @@ impl Gateway {
         let client = UpstreamClient::new(&config.upstream)?;
 
         let mut issuers = Issuers::default();
-        let mut auth = None;
+        let mut ring = None;
         if let Some(issuer) = &config.issuer {
-            let ring = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
+            let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
                 .with_context(|| {
                     format!("issuer.signing_keys: {}", issuer.signing_keys.display())
                 })?;
-            self_test(&ring)?;
-            let keys = ring.keys().iter().map(|k| VerifyKey {
+            self_test(&keys)?;
+            let verify = keys.keys().iter().map(|k| VerifyKey {
                 kid: Some(k.kid.clone()),
                 alg: k.alg,
                 key: k.decoding.clone(),
             });
-            issuers.insert(IssuerKeys::fixed(issuer.url.clone(), KeySet::new(keys)));
-            auth = AuthServer::new(&config, &ring).map(Arc::new);
+            issuers.insert(IssuerKeys::fixed(issuer.url.clone(), KeySet::new(verify)));
+            ring = Some(Arc::new(keys));
         }
         issuers.load(&config.trusted_issuers, &config.gate, &client)?;
 
-        let gate = Gate::new(&config.gate, issuers, clock, Arc::new(NoRevocations));
+        let gate = Arc::new(Gate::new(
+            &config.gate,
+            issuers,
+            Arc::clone(&clock),
+            Arc::new(NoRevocations),
+        ));
         gate.issuers().start(config.gate.jwks_fetch_timeout).await;
         gate.start_sweeper(Duration::from_secs(60));
+
+        let auth = match ring {
+            Some(keys) => {
+                let store: Arc<dyn Store> = Arc::new(
+                    SqliteStore::open(&config.store.path)
+                        .with_context(|| format!("store.path: {}", config.store.path.display()))?,
+                );
+                let hasher = Hasher::new(HashParams::default(), Hasher::default_workers())?;
+                AuthServer::new(AuthParts {
+                    config: config.clone(),
+                    keys,
+                    store,
+                    hasher,
+                    gate: Arc::clone(&gate),
+                    clock: Arc::clone(&clock),
+                })
+                .map(Arc::new)
+            }
+            None => None,
+        };
 
         let app = Arc::new(App {
             router: Router::new(&config.routes, &config.upstream),

@@ -1,36 +1,97 @@
 //! passgate's own endpoints: the authorization server.
 //!
-//! `discovery.rs` serves `/.well-known/openid-configuration` and
-//! `/.well-known/jwks.json`. The token, revocation, userinfo and MFA endpoints
-//! plug in at [`AuthServer::handle`].
+//! - `token.rs`: `POST /oauth/token` (password and password-realm grants),
+//!   built from `request.rs` (body parsing), `client_auth.rs`, `scopes.rs`
+//!   and `error.rs` (wire codes);
+//! - `userinfo.rs`: `GET /userinfo`;
+//! - `discovery.rs`: `/.well-known/openid-configuration` and `/.well-known/jwks.json`.
 
+pub mod client_auth;
 mod discovery;
+pub mod error;
+pub mod request;
+pub mod scopes;
+mod token;
+mod userinfo;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::config::Config;
+pub use token::PASSWORD_REALM;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, IssuerConfig};
+use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, gateway_error};
+use crate::identity::password::Hasher;
 use crate::router::AuthEndpoint;
+use crate::store::Store;
+use crate::tokens::issue::TokenIssuer;
 use crate::tokens::keys::KeyRing;
 
 /// The authorization server.
-#[derive(Debug)]
 pub struct AuthServer {
+    config: Config,
+    issuer: IssuerConfig,
+    store: Arc<dyn Store>,
+    hasher: Hasher,
+    tokens: TokenIssuer,
+    gate: Arc<Gate>,
+    clock: SharedClock,
     discovery: bytes::Bytes,
     jwks: bytes::Bytes,
 }
 
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("issuer", &self.issuer.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the authorization server is built from.
+pub struct AuthParts {
+    /// The whole config.
+    pub config: Config,
+    /// The issuer's signing keys.
+    pub keys: Arc<KeyRing>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Password hashing.
+    pub hasher: Hasher,
+    /// The gate (for `/userinfo`).
+    pub gate: Arc<Gate>,
+    /// The clock.
+    pub clock: SharedClock,
+}
+
 impl AuthServer {
-    /// Build from the config and the issuer's signing keys.
-    pub fn new(config: &Config, keys: &KeyRing) -> Option<Self> {
-        let issuer = config.issuer.as_ref()?;
+    /// Build the server; `None` without an `[issuer]` section.
+    pub fn new(parts: AuthParts) -> Option<Self> {
+        let AuthParts {
+            config,
+            keys,
+            store,
+            hasher,
+            gate,
+            clock,
+        } = parts;
+        let issuer = config.issuer.clone()?;
         Some(Self {
-            discovery: discovery::document(issuer, keys, &config.clients),
+            discovery: discovery::document(&issuer, &keys, &config.clients),
             jwks: serde_json::to_vec(&keys.jwks()).unwrap_or_default().into(),
+            tokens: TokenIssuer::new(issuer.url.clone(), Arc::clone(&keys), Arc::clone(&clock)),
+            config,
+            issuer,
+            store,
+            hasher,
+            gate,
+            clock,
         })
     }
 
@@ -39,7 +100,7 @@ impl AuthServer {
         &self,
         endpoint: AuthEndpoint,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Response<ResponseBody> {
         match endpoint {
             AuthEndpoint::Discovery => get_only(&req, || {
@@ -48,10 +109,15 @@ impl AuthServer {
             AuthEndpoint::Jwks => get_only(&req, || {
                 discovery::json_response(&self.jwks, "public, max-age=300")
             }),
-            AuthEndpoint::Token
-            | AuthEndpoint::Revoke
-            | AuthEndpoint::UserInfo
-            | AuthEndpoint::Mfa => gateway_error(
+            AuthEndpoint::Token if req.method() == Method::POST => self.token(req, peer).await,
+            AuthEndpoint::Token => method_not_allowed("POST"),
+            AuthEndpoint::UserInfo
+                if req.method() == Method::GET || req.method() == Method::POST =>
+            {
+                self.userinfo(req).await
+            }
+            AuthEndpoint::UserInfo => method_not_allowed("GET, POST"),
+            AuthEndpoint::Revoke | AuthEndpoint::Mfa => gateway_error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "this endpoint is not available",
@@ -61,6 +127,18 @@ impl AuthServer {
     }
 }
 
+fn method_not_allowed(allow: &'static str) -> Response<ResponseBody> {
+    let mut resp = gateway_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &format!("use {allow}"),
+        Fault::Client,
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    resp
+}
+
 fn get_only(
     req: &Request<Incoming>,
     ok: impl FnOnce() -> Response<ResponseBody>,
@@ -68,16 +146,6 @@ fn get_only(
     if req.method() == Method::GET || req.method() == Method::HEAD {
         ok()
     } else {
-        let mut resp = gateway_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "use GET",
-            Fault::Client,
-        );
-        resp.headers_mut().insert(
-            http::header::ALLOW,
-            http::HeaderValue::from_static("GET, HEAD"),
-        );
-        resp
+        method_not_allowed("GET, HEAD")
     }
 }

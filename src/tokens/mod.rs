@@ -1,3 +1,4 @@
 //! passgate's own token issuer: signing keys (generated, rotated, published as a JWKS).
 
+pub mod issue;
 pub mod keys;

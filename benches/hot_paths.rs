@@ -1,0 +1,210 @@
+//! criterion benches of the functions on the request path: token verification
+//! (cold, per algorithm) against a verified-token cache hit, route matching,
+//! path normalisation, header rewriting, token issuance without the password
+//! hash, and token-request parsing.
+//!
+//!     cargo bench --bench hot_paths
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+use jsonwebtoken::{Algorithm, Header};
+use passgate::clock::{self, SharedClock};
+use passgate::config::{Config, GateConfig};
+use passgate::gate::issuers::{IssuerKeys, Issuers};
+use passgate::gate::keys::{KeySet, VerifyKey};
+use passgate::gate::{Gate, NoRevocations};
+use passgate::router::Router;
+use passgate::tokens::keys::{KeyRing, generate_into};
+
+const ISS: &str = "https://bench.example/";
+
+fn gate_config() -> GateConfig {
+    GateConfig {
+        realm: "bench".into(),
+        leeway: Duration::from_secs(30),
+        cache_entries: 100_000,
+        cache_bytes: 64 << 20,
+        jwks_refresh: Duration::from_secs(3600),
+        jwks_min_refresh: Duration::from_secs(30),
+        jwks_fetch_timeout: Duration::from_secs(5),
+    }
+}
+
+struct Fixture {
+    gate: Gate,
+    tokens: Vec<(Algorithm, String)>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    passgate::server::tls::install_crypto_providers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut verify = Vec::new();
+    let mut tokens = Vec::new();
+    let now = clock::Clock::now(&clock::SystemClock);
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let key = generate_into(&dir.path().join(format!("{alg:?}")), alg).expect("key");
+        let mut header = Header::new(alg);
+        header.kid = Some(key.kid.clone());
+        let claims = serde_json::json!({
+            "iss": ISS, "sub": "auth0|bench", "aud": "https://api.example.com",
+            "iat": now, "exp": now + 86_400, "scope": "read:items write:items", "azp": "bench"
+        });
+        tokens.push((
+            alg,
+            jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign"),
+        ));
+        verify.push(VerifyKey {
+            kid: Some(key.kid.clone()),
+            alg,
+            key: key.decoding.clone(),
+        });
+    }
+    let mut issuers = Issuers::default();
+    issuers.insert(IssuerKeys::fixed(ISS.into(), KeySet::new(verify)));
+    let clock: SharedClock = clock::system();
+    let gate = Gate::new(&gate_config(), issuers, clock, Arc::new(NoRevocations));
+    Fixture {
+        gate,
+        tokens,
+        _dir: dir,
+    }
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let f = fixture();
+    let mut group = c.benchmark_group("verify");
+    for (alg, token) in &f.tokens {
+        group.bench_function(format!("cold/{alg:?}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                f.gate.cache().sweep(i64::MAX);
+                black_box(f.gate.verified(token).await.is_ok())
+            })
+        });
+    }
+    let (_, token) = &f.tokens[0];
+    rt.block_on(async { f.gate.verified(token).await.is_ok() });
+    group.bench_function("cache_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(f.gate.verified(token).await.is_ok()) })
+    });
+    group.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let mut toml = String::new();
+    for i in 0..50 {
+        toml.push_str(&format!(
+            "[[routes]]\nprefix = \"/svc{i}/v1/\"\nupstream = \"http://127.0.0.1:{}\"\npublic = true\n",
+            9000 + i
+        ));
+    }
+    toml.push_str("[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:1\"\npublic = true\n");
+    let config = Config::from_toml(&toml).expect("config");
+    let router = Router::new(&config.routes, &config.upstream);
+    c.bench_function("route/51_routes", |b| {
+        b.iter(|| black_box(router.route(black_box("/svc42/v1/items/17")).is_some()))
+    });
+    c.bench_function("path/normal", |b| {
+        b.iter(|| black_box(passgate::http::path::normalize(black_box("/api/items/17")).is_ok()))
+    });
+    c.bench_function("path/dot_segments", |b| {
+        b.iter(|| {
+            black_box(
+                passgate::http::path::normalize(black_box("/public/%2e%2e//api/./items/17"))
+                    .is_ok(),
+            )
+        })
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let mut base = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "application/json"),
+        ("connection", "keep-alive, x-hop"),
+        ("x-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("authorization", "Bearer abc.def.ghi"),
+        ("x-forwarded-for", "203.0.113.7"),
+    ] {
+        base.insert(k, HeaderValue::from_static(v));
+    }
+    let host = HeaderValue::from_static("api.example.com");
+    c.bench_function("headers/rewrite", |b| {
+        b.iter(|| {
+            let mut h = base.clone();
+            passgate::http::headers::strip_hop_by_hop(&mut h, false);
+            passgate::http::headers::add_forwarded(
+                &mut h,
+                "192.0.2.1".parse().expect("ip"),
+                Some(&host),
+            );
+            black_box(h.len())
+        })
+    });
+}
+
+fn issuance(c: &mut Criterion) {
+    passgate::server::tls::install_crypto_providers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user = passgate::store::User {
+        user_id: "auth0|bench".into(),
+        realm: "db".into(),
+        username: Some("bench".into()),
+        email: Some("bench@example.com".into()),
+        email_verified: true,
+        name: None,
+        password_hash: None,
+        blocked: false,
+        app_metadata: serde_json::json!({}),
+        user_metadata: serde_json::json!({}),
+        created_at: 0,
+        updated_at: 0,
+        last_login: None,
+        logins_count: 0,
+    };
+    let scopes = vec!["openid".to_string(), "read:items".to_string()];
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let ring = Arc::new(
+            KeyRing::load_or_generate(&dir.path().join(format!("{alg:?}")), alg).expect("keys"),
+        );
+        let issuer = passgate::tokens::issue::TokenIssuer::new(ISS.into(), ring, clock::system());
+        c.bench_function(&format!("issue/access+id/{alg:?}"), |b| {
+            b.iter(|| {
+                let issued = issuer
+                    .issue(passgate::tokens::issue::Grant {
+                        user: &user,
+                        client_id: "bench",
+                        audience: "https://api.example.com",
+                        lifetime: Duration::from_secs(3600),
+                        scopes: &scopes,
+                        gty: "password",
+                        sid: "s",
+                        access_claims: Default::default(),
+                        id_claims: Default::default(),
+                    })
+                    .expect("issue");
+                black_box(issued.access_token.len())
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = verification, routing, headers, issuance
+}
+criterion_main!(benches);

@@ -1,0 +1,258 @@
+//! Password hashing and verification.
+//!
+//! argon2id with the configured parameters (default m = 19 MiB, t = 2, p = 1).
+//! Every verification runs on the blocking pool behind a semaphore sized to the
+//! cores, so a login flood queues here instead of starving the proxy. An
+//! unknown user is verified against a dummy hash with the same parameters, so
+//! unknown user and wrong password cost the same. bcrypt hashes (from an Auth0
+//! import) are verified as they are and replaced by argon2id after the first
+//! successful login; an argon2 hash with older parameters is re-hashed likewise.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// The result of checking a password.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The password matched.
+    pub ok: bool,
+    /// A new hash to store (the old one was bcrypt or had old parameters).
+    pub rehash: Option<String>,
+}
+
+/// Hashes and verifies passwords on a bounded pool.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    argon: Argon2<'static>,
+    params: HashParams,
+    pool: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+/// Why hashing failed.
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+impl Hasher {
+    /// A hasher with `params`, verifying at most `workers` passwords at once.
+    pub fn new(params: HashParams, workers: usize) -> Result<Self, HashError> {
+        let p = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| HashError(e.to_string()))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        let dummy_password: [u8; 16] = rand::random();
+        let dummy = hash_with(&argon, &dummy_password)?;
+        Ok(Self {
+            argon,
+            params,
+            pool: Arc::new(Semaphore::new(workers.max(1))),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// Workers for the machine: one per core.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+
+    /// The parameters new hashes get.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Hash on the calling thread (for the CLI).
+    pub fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
+        hash_with(&self.argon, password.as_bytes())
+    }
+
+    /// Hash on the pool.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let _permit = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.hash_blocking(&password))
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    /// Check `password` against `stored` on the pool; `None` (unknown user)
+    /// costs the same as a wrong password and never matches.
+    pub async fn verify(&self, stored: Option<String>, password: String) -> Checked {
+        let Ok(_permit) = self.pool.acquire().await else {
+            return Checked {
+                ok: false,
+                rehash: None,
+            };
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.verify_blocking(stored.as_deref(), &password))
+            .await
+            .unwrap_or(Checked {
+                ok: false,
+                rehash: None,
+            })
+    }
+
+    /// Check on the calling thread.
+    pub fn verify_blocking(&self, stored: Option<&str>, password: &str) -> Checked {
+        let fail = Checked {
+            ok: false,
+            rehash: None,
+        };
+        let Some(stored) = stored else {
+            let _ = self.check_argon(&self.dummy, password);
+            return fail;
+        };
+        if stored.starts_with("$2") {
+            let ok = bcrypt::verify(password, stored).unwrap_or(false);
+            if !ok {
+                return fail;
+            }
+            return Checked {
+                ok,
+                rehash: self.hash_blocking(password).ok(),
+            };
+        }
+        match self.check_argon(stored, password) {
+            Some(true) => {
+                let current = PasswordHash::new(stored).is_ok_and(|h| self.is_current(&h));
+                let rehash = if current {
+                    None
+                } else {
+                    self.hash_blocking(password).ok()
+                };
+                Checked { ok: true, rehash }
+            }
+            Some(false) => fail,
+            None => {
+                // Not a hash we can read: spend the same time, then refuse.
+                let _ = self.check_argon(&self.dummy, password);
+                fail
+            }
+        }
+    }
+
+    fn check_argon(&self, stored: &str, password: &str) -> Option<bool> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        Some(
+            self.argon
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+        )
+    }
+
+    fn is_current(&self, hash: &PasswordHash<'_>) -> bool {
+        if hash.algorithm.as_str() != "argon2id" {
+            return false;
+        }
+        let Ok(p) = Params::try_from(hash) else {
+            return false;
+        };
+        p.m_cost() == self.params.memory_kib
+            && p.t_cost() == self.params.iterations
+            && p.p_cost() == self.params.parallelism
+    }
+}
+
+fn hash_with(argon: &Argon2<'_>, password: &[u8]) -> Result<String, HashError> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| HashError(e.to_string()))?;
+    argon
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn argon_round_trip_and_unknown_user() {
+        let h = Hasher::new(cheap(), 1).unwrap_or_else(|e| panic!("{e}"));
+        let stored = h.hash_blocking("correct horse").unwrap_or_default();
+        assert!(stored.starts_with("$argon2id$"));
+        assert_eq!(
+            h.verify_blocking(Some(&stored), "correct horse"),
+            Checked {
+                ok: true,
+                rehash: None
+            }
+        );
+        assert!(!h.verify_blocking(Some(&stored), "wrong").ok);
+        assert!(!h.verify_blocking(None, "anything").ok);
+        assert!(!h.verify_blocking(Some("garbage"), "anything").ok);
+    }
+
+    #[test]
+    fn bcrypt_is_verified_then_rehashed() {
+        let h = Hasher::new(cheap(), 1).unwrap_or_else(|e| panic!("{e}"));
+        let old = bcrypt::hash("imported pw", 4).unwrap_or_default();
+        let checked = h.verify_blocking(Some(&old), "imported pw");
+        assert!(checked.ok);
+        let new = checked.rehash.unwrap_or_default();
+        assert!(new.starts_with("$argon2id$"));
+        assert!(h.verify_blocking(Some(&new), "imported pw").ok);
+        assert!(!h.verify_blocking(Some(&old), "nope").ok);
+    }
+
+    #[test]
+    fn old_parameters_are_rehashed() {
+        let old = Hasher::new(
+            HashParams {
+                memory_kib: 32,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let new = Hasher::new(cheap(), 1).unwrap_or_else(|e| panic!("{e}"));
+        let stored = old.hash_blocking("pw").unwrap_or_default();
+        let checked = new.verify_blocking(Some(&stored), "pw");
+        assert!(checked.ok);
+        assert!(checked.rehash.is_some_and(|h| h.contains("m=64")));
+    }
+}

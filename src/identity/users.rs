@@ -1,0 +1,182 @@
+//! The administrator's user operations behind `passgate users ...`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::password::Hasher;
+use crate::clock::SharedClock;
+use crate::store::{Store, StoreError, User, new_user_id};
+
+/// Why a user operation failed; the message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No such user.
+    #[error("no user \"{username}\" in realm \"{realm}\"")]
+    NotFound {
+        /// The realm searched.
+        realm: String,
+        /// The name looked for.
+        username: String,
+    },
+    /// A bad value.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// User administration over a store.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+    hasher: Hasher,
+    clock: SharedClock,
+}
+
+/// Passwords shorter than this are refused.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Check a new password's shape.
+pub fn check_password(password: &str) -> Result<(), AdminError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AdminError::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(AdminError::Invalid(
+            "the password is longer than 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Admin {
+    /// Administration of `store`.
+    pub fn new(store: Arc<dyn Store>, hasher: Hasher, clock: SharedClock) -> Self {
+        Self {
+            store,
+            hasher,
+            clock,
+        }
+    }
+
+    /// Add a user with a password.
+    pub fn add(
+        &self,
+        realm: &str,
+        username: &str,
+        email: Option<&str>,
+        password: &str,
+    ) -> Result<User, AdminError> {
+        if username.trim().is_empty() || username.chars().any(char::is_control) {
+            return Err(AdminError::Invalid(
+                "the username must not be empty or contain control characters".into(),
+            ));
+        }
+        if let Some(e) = email
+            && !e.contains('@')
+        {
+            return Err(AdminError::Invalid(format!(
+                "\"{e}\" is not an e-mail address"
+            )));
+        }
+        check_password(password)?;
+        let now = self.clock.now();
+        let user = User {
+            user_id: new_user_id(),
+            realm: realm.to_string(),
+            username: Some(username.to_string()),
+            email: email.map(str::to_string),
+            email_verified: false,
+            name: None,
+            password_hash: Some(
+                self.hasher
+                    .hash_blocking(password)
+                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
+            ),
+            blocked: false,
+            app_metadata: json!({}),
+            user_metadata: json!({}),
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            logins_count: 0,
+        };
+        match self.store.create_user(&user) {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict(_)) => Err(AdminError::Invalid(format!(
+                "realm \"{realm}\" already has a user named \"{username}\"{}",
+                email
+                    .map(|e| format!(" or with the e-mail {e}"))
+                    .unwrap_or_default()
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user of `realm` called `username` (or with that e-mail).
+    pub fn find(&self, realm: &str, username: &str) -> Result<User, AdminError> {
+        self.store
+            .find_login(realm, username)?
+            .ok_or_else(|| AdminError::NotFound {
+                realm: realm.into(),
+                username: username.into(),
+            })
+    }
+
+    /// Every user of a realm.
+    pub fn list(&self, realm: &str) -> Result<Vec<User>, AdminError> {
+        Ok(self.store.list_users(realm)?)
+    }
+
+    /// Remove a user.
+    pub fn remove(&self, realm: &str, username: &str) -> Result<User, AdminError> {
+        let user = self.find(realm, username)?;
+        self.store.remove_user(&user.user_id)?;
+        Ok(user)
+    }
+
+    /// Block or unblock a user.
+    pub fn set_blocked(
+        &self,
+        realm: &str,
+        username: &str,
+        blocked: bool,
+    ) -> Result<User, AdminError> {
+        let user = self.find(realm, username)?;
+        self.store
+            .set_blocked(&user.user_id, blocked, self.clock.now())?;
+        Ok(user)
+    }
+
+    /// Replace a user's password.
+    pub fn set_password(
+        &self,
+        realm: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<User, AdminError> {
+        check_password(password)?;
+        let user = self.find(realm, username)?;
+        let hash = self
+            .hasher
+            .hash_blocking(password)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        self.store
+            .set_password_hash(&user.user_id, &hash, self.clock.now())?;
+        Ok(user)
+    }
+
+    /// The store, for imports.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}

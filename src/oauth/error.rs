@@ -1,0 +1,175 @@
+//! The token endpoint's errors. Each variant displays as its wire code and
+//! maps to one status and one JSON body in a single `match` with no catch-all
+//! arm, so a new variant forces a decision. Texts are the wire contract
+//! (protocol.md): match them byte for byte.
+
+use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::http::body::ResponseBody;
+use crate::http::response::error;
+
+/// `Wrong email or password.`
+pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+
+/// An OAuth error as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// 400 `invalid_request` with a description.
+    #[error("invalid_request")]
+    InvalidRequest(String),
+    /// 413: the body is over the endpoint's limit.
+    #[error("invalid_request")]
+    TooLarge(usize),
+    /// 401 `access_denied` / `Unauthorized`: unknown client, bad or missing secret.
+    /// `basic` adds `WWW-Authenticate: Basic` (RFC 6749 §5.2).
+    #[error("access_denied")]
+    InvalidClient {
+        /// The client tried HTTP Basic.
+        basic: bool,
+    },
+    /// 403 `unauthorized_client`: the grant is not allowed for the client.
+    #[error("unauthorized_client")]
+    UnauthorizedClient(String),
+    /// 400 `unsupported_grant_type`.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType(String),
+    /// 403 `invalid_grant` with a description.
+    #[error("invalid_grant")]
+    InvalidGrant(&'static str),
+    /// 400 `invalid_scope`.
+    #[error("invalid_scope")]
+    InvalidScope(String),
+    /// 403 `access_denied` with a description (e.g. `Service not found: x`).
+    #[error("access_denied")]
+    AccessDenied(String),
+    /// 401 `unauthorized` with a description (e.g. `user is blocked`).
+    #[error("unauthorized")]
+    Unauthorized(String),
+    /// 500 `server_error` with a description safe to show.
+    #[error("server_error")]
+    ServerError(&'static str),
+}
+
+impl OAuthError {
+    /// The status, JSON body and headers. Token responses are never cached.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let code = self.to_string();
+        let (status, description, basic) = match self {
+            OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
+            OAuthError::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+                false,
+            ),
+            OAuthError::InvalidClient { basic } => {
+                (StatusCode::UNAUTHORIZED, "Unauthorized".to_string(), basic)
+            }
+            OAuthError::UnauthorizedClient(grant) => (
+                StatusCode::FORBIDDEN,
+                format!("Grant type '{grant}' not allowed for the client."),
+                false,
+            ),
+            OAuthError::UnsupportedGrantType(grant) => (
+                StatusCode::BAD_REQUEST,
+                format!("Grant type '{grant}' not supported."),
+                false,
+            ),
+            OAuthError::InvalidGrant(d) => (StatusCode::FORBIDDEN, d.to_string(), false),
+            OAuthError::InvalidScope(d) => (StatusCode::BAD_REQUEST, d, false),
+            OAuthError::AccessDenied(d) => (StatusCode::FORBIDDEN, d, false),
+            OAuthError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d, false),
+            OAuthError::ServerError(d) => (StatusCode::INTERNAL_SERVER_ERROR, d.to_string(), false),
+        };
+        let mut resp = no_store(error(status, &code, &description));
+        if basic {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"passgate\""),
+            );
+        }
+        resp
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub fn no_store(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(e: OAuthError) -> (u16, String, Option<String>) {
+        let resp = e.into_response();
+        let status = resp.status().as_u16();
+        let www = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        assert_eq!(resp.headers()[PRAGMA], "no-cache");
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned(), www)
+    }
+
+    #[tokio::test]
+    async fn wire_bodies() {
+        let cases = [
+            (
+                OAuthError::InvalidGrant(WRONG_CREDENTIALS),
+                403,
+                r#"{"error":"invalid_grant","error_description":"Wrong email or password."}"#,
+            ),
+            (
+                OAuthError::UnauthorizedClient("password".into()),
+                403,
+                r#"{"error":"unauthorized_client","error_description":"Grant type 'password' not allowed for the client."}"#,
+            ),
+            (
+                OAuthError::InvalidClient { basic: false },
+                401,
+                r#"{"error":"access_denied","error_description":"Unauthorized"}"#,
+            ),
+            (
+                OAuthError::UnsupportedGrantType("x".into()),
+                400,
+                r#"{"error":"unsupported_grant_type","error_description":"Grant type 'x' not supported."}"#,
+            ),
+            (
+                OAuthError::Unauthorized("user is blocked".into()),
+                401,
+                r#"{"error":"unauthorized","error_description":"user is blocked"}"#,
+            ),
+            (
+                OAuthError::AccessDenied("Service not found: a".into()),
+                403,
+                r#"{"error":"access_denied","error_description":"Service not found: a"}"#,
+            ),
+            (
+                OAuthError::ServerError(
+                    "Authorization server not configured with default connection.",
+                ),
+                500,
+                r#"{"error":"server_error","error_description":"Authorization server not configured with default connection."}"#,
+            ),
+        ];
+        for (err, status, body) in cases {
+            let (s, b, _) = render(err).await;
+            assert_eq!((s, b.as_str()), (status, body));
+        }
+        let (_, _, www) = render(OAuthError::InvalidClient { basic: true }).await;
+        assert_eq!(www.as_deref(), Some("Basic realm=\"passgate\""));
+    }
+}

@@ -1,0 +1,102 @@
+//! The embedded store: users now; sessions, refresh tokens and attack-protection
+//! state as they arrive. Everything goes through the [`Store`] trait, so a
+//! PostgreSQL implementation can replace SQLite without touching the grants.
+//!
+//! The trait is synchronous (SQLite is); async callers run it on the blocking
+//! pool (`tokio::task::spawn_blocking`). Writes are committed before a call
+//! returns: durable before acknowledged.
+
+mod sqlite;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use sqlite::SqliteStore;
+
+/// A user of one realm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    /// `auth0|<id>`: stable for the user's life; imported users keep theirs.
+    pub user_id: String,
+    /// The realm (Auth0 connection) the user belongs to.
+    pub realm: String,
+    /// Login name, unique in the realm (case-insensitive).
+    pub username: Option<String>,
+    /// E-mail, unique in the realm (case-insensitive); also accepted as login name.
+    pub email: Option<String>,
+    /// Whether the e-mail was verified.
+    pub email_verified: bool,
+    /// Display name.
+    pub name: Option<String>,
+    /// PHC string (argon2id), or a bcrypt hash kept from an import.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    /// Blocked by an administrator.
+    pub blocked: bool,
+    /// Application data, set by administrators.
+    pub app_metadata: Value,
+    /// User data.
+    pub user_metadata: Value,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// Seconds since the epoch.
+    pub updated_at: i64,
+    /// Seconds since the epoch.
+    pub last_login: Option<i64>,
+    /// Successful logins.
+    pub logins_count: i64,
+}
+
+impl User {
+    /// The name shown to people: `name`, else username, else e-mail.
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.username.as_deref())
+            .or(self.email.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (username or e-mail in the realm, or the user id).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+/// Persistence for passgate's state.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Add a user; `Conflict` when the id, username or e-mail is taken in the realm.
+    fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    /// The user of `realm` whose username or e-mail is `identifier` (case-insensitive).
+    fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError>;
+    /// A user by id.
+    fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
+    /// Every user of a realm, by username.
+    fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError>;
+    /// Remove a user; false when there was none.
+    fn remove_user(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Block or unblock a user; false when there was none.
+    fn set_blocked(&self, user_id: &str, blocked: bool, now: i64) -> Result<bool, StoreError>;
+    /// Replace a password hash.
+    fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<bool, StoreError>;
+    /// A successful login: `last_login`, `logins_count`, and a new hash when the old one was rehashed.
+    fn record_login(
+        &self,
+        user_id: &str,
+        now: i64,
+        new_hash: Option<&str>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A fresh Auth0-style user id: `auth0|` and 24 hex digits.
+pub fn new_user_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("auth0|{hex}")
+}

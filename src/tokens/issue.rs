@@ -1,0 +1,182 @@
+//! Signing access tokens and ID tokens (protocol.md, "Success: 200").
+//!
+//! Access token: `iss`, `sub`, `aud` (a string; an array that adds
+//! `<issuer>userinfo` when `openid` is granted), `iat`, `exp`, `azp`,
+//! `scope`, `gty`, `sid`, plus claims rules add. ID token (only with
+//! `openid`): `iss`, `sub`, `aud` = client id, `iat`, `exp`, `azp`, `sid`, and
+//! the profile and e-mail claims the scopes allow. Header: `alg`, `typ: JWT`,
+//! `kid` of the signing key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Header;
+use serde_json::{Map, Value, json};
+
+use super::keys::KeyRing;
+use crate::clock::SharedClock;
+use crate::store::User;
+
+/// How long ID tokens live (Auth0's default).
+pub const ID_TOKEN_LIFETIME: i64 = 36_000;
+
+/// What to put in the tokens of one grant.
+#[derive(Debug)]
+pub struct Grant<'a> {
+    /// The user.
+    pub user: &'a User,
+    /// `azp`, and the ID token's `aud`.
+    pub client_id: &'a str,
+    /// The API audience.
+    pub audience: &'a str,
+    /// Access-token lifetime.
+    pub lifetime: Duration,
+    /// Every granted scope, OpenID ones included.
+    pub scopes: &'a [String],
+    /// `gty`: `password` or `refresh_token`.
+    pub gty: &'a str,
+    /// The login session.
+    pub sid: &'a str,
+    /// Extra access-token claims (from rules).
+    pub access_claims: Map<String, Value>,
+    /// Extra ID-token claims (from rules).
+    pub id_claims: Map<String, Value>,
+}
+
+/// Signed tokens.
+#[derive(Debug)]
+pub struct Issued {
+    /// The access token.
+    pub access_token: String,
+    /// The ID token, with `openid`.
+    pub id_token: Option<String>,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// Signs tokens with the issuer's current key.
+#[derive(Debug, Clone)]
+pub struct TokenIssuer {
+    url: String,
+    keys: Arc<KeyRing>,
+    clock: SharedClock,
+}
+
+/// Signing failed (a broken key; the boot self-test makes this unlikely).
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed: {0}")]
+pub struct SignError(String);
+
+/// The `nickname` Auth0 derives: the username, else the e-mail's local part.
+pub fn nickname(user: &User) -> Option<String> {
+    user.username.clone().or_else(|| {
+        user.email
+            .as_deref()
+            .map(|e| e.split('@').next().unwrap_or(e).to_string())
+    })
+}
+
+/// RFC 3339 time of a Unix second, as Auth0 writes `updated_at`.
+pub fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The profile claims of `user` that `scopes` allow (for ID tokens and `/userinfo`).
+pub fn profile_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
+    let mut m = Map::new();
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if has("profile") {
+        m.insert("name".into(), user.display_name().into());
+        if let Some(n) = nickname(user) {
+            m.insert("nickname".into(), n.into());
+        }
+        m.insert("updated_at".into(), rfc3339(user.updated_at).into());
+    }
+    if has("email")
+        && let Some(e) = &user.email
+    {
+        m.insert("email".into(), e.clone().into());
+        m.insert("email_verified".into(), user.email_verified.into());
+    }
+    m
+}
+
+impl TokenIssuer {
+    /// An issuer `url` (with its trailing slash) signing with `keys`.
+    pub fn new(url: String, keys: Arc<KeyRing>, clock: SharedClock) -> Self {
+        Self { url, keys, clock }
+    }
+
+    /// The `iss` value.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `aud` that lets an access token call `/userinfo`.
+    pub fn userinfo_audience(&self) -> String {
+        format!("{}userinfo", self.url)
+    }
+
+    fn sign(&self, claims: &Value) -> Result<String, SignError> {
+        let key = self.keys.current();
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| SignError(e.to_string()))
+    }
+
+    /// Sign the tokens of a grant.
+    pub fn issue(&self, g: Grant<'_>) -> Result<Issued, SignError> {
+        let now = self.clock.now();
+        let lifetime = g.lifetime.as_secs();
+        let openid = g.scopes.iter().any(|s| s == "openid");
+        let aud = if openid {
+            json!([g.audience, self.userinfo_audience()])
+        } else {
+            json!(g.audience)
+        };
+        let mut access = Map::new();
+        // Rule claims first, so the registered claims always win.
+        access.extend(g.access_claims);
+        for (k, v) in [
+            ("iss", json!(self.url)),
+            ("sub", json!(g.user.user_id)),
+            ("aud", aud),
+            ("iat", json!(now)),
+            ("exp", json!(now + lifetime as i64)),
+            ("azp", json!(g.client_id)),
+            ("scope", json!(g.scopes.join(" "))),
+            ("gty", json!(g.gty)),
+            ("sid", json!(g.sid)),
+        ] {
+            access.insert(k.into(), v);
+        }
+        let access_token = self.sign(&Value::Object(access))?;
+
+        let id_token = if openid {
+            let mut id = Map::new();
+            id.extend(g.id_claims);
+            id.extend(profile_claims(g.user, g.scopes));
+            for (k, v) in [
+                ("iss", json!(self.url)),
+                ("sub", json!(g.user.user_id)),
+                ("aud", json!(g.client_id)),
+                ("iat", json!(now)),
+                ("exp", json!(now + ID_TOKEN_LIFETIME)),
+                ("azp", json!(g.client_id)),
+                ("sid", json!(g.sid)),
+            ] {
+                id.insert(k.into(), v);
+            }
+            Some(self.sign(&Value::Object(id))?)
+        } else {
+            None
+        };
+        Ok(Issued {
+            access_token,
+            id_token,
+            expires_in: lifetime,
+        })
+    }
+}
