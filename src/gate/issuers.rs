@@ -130,16 +130,44 @@ impl IssuerKeys {
                     let _one_at_a_time = remote.fetching.lock().await;
                     this.fetch_now(remote).await
                 };
-                let wait = match outcome {
-                    Ok(max_age) => max_age
-                        .unwrap_or(remote.refresh)
-                        .clamp(remote.min_refresh, remote.refresh),
-                    Err(()) => remote.min_refresh,
-                };
+                let wait = next_wait(outcome, remote.min_refresh, remote.refresh);
                 drop(this);
                 tokio::time::sleep(wait).await;
             }
         });
+    }
+}
+
+/// How long the background refresh sleeps after a fetch: `max-age` when the
+/// server sent one, else `refresh`; never longer than `refresh` nor shorter
+/// than `min_refresh` (which wins when the two are configured the wrong way
+/// round, instead of panicking in `clamp`).
+fn next_wait(
+    outcome: Result<Option<Duration>, ()>,
+    min_refresh: Duration,
+    refresh: Duration,
+) -> Duration {
+    match outcome {
+        Ok(max_age) => max_age.unwrap_or(refresh).min(refresh).max(min_refresh),
+        Err(()) => min_refresh,
+    }
+}
+
+/// Keys travel over https, or plain http from a loopback host only — the rule
+/// the config applies to `jwks_url`, applied here to a discovered `jwks_uri`.
+fn fetchable(uri: &Uri) -> bool {
+    let loopback = |host: &str| {
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => loopback(host),
+        _ => false,
     }
 }
 
@@ -170,8 +198,15 @@ impl Remote {
                     .get("jwks_uri")
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| format!("discovery {uri}: no jwks_uri"))?;
-                jwks.parse::<Uri>()
-                    .map_err(|_| format!("discovery {uri}: jwks_uri {jwks} is not a URL"))?
+                let jwks_uri = jwks
+                    .parse::<Uri>()
+                    .map_err(|_| format!("discovery {uri}: jwks_uri {jwks} is not a URL"))?;
+                if !fetchable(&jwks_uri) {
+                    return Err(format!(
+                        "discovery {uri}: jwks_uri {jwks} is not https (plain http only from loopback)"
+                    ));
+                }
+                jwks_uri
             }
         };
         let doc = fetch::get(&self.client, &jwks_uri, self.timeout)
@@ -290,5 +325,36 @@ impl Issuers {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_wait_is_bounded_and_never_panics() {
+        let s = Duration::from_secs;
+        assert_eq!(next_wait(Ok(None), s(30), s(3600)), s(3600));
+        assert_eq!(next_wait(Ok(Some(s(60))), s(30), s(3600)), s(60));
+        assert_eq!(next_wait(Ok(Some(s(1))), s(30), s(3600)), s(30));
+        assert_eq!(next_wait(Ok(Some(s(99_999))), s(30), s(3600)), s(3600));
+        assert_eq!(next_wait(Err(()), s(30), s(3600)), s(30));
+        // jwks_refresh shorter than jwks_min_refresh: the minimum wins.
+        assert_eq!(next_wait(Ok(None), s(30), s(1)), s(30));
+        assert_eq!(next_wait(Ok(Some(s(5))), s(30), s(1)), s(30));
+    }
+
+    #[test]
+    fn discovered_jwks_uri_must_be_https_or_loopback() {
+        let ok = |u: &str| fetchable(&u.parse().unwrap_or_else(|e| panic!("{u}: {e}")));
+        assert!(ok("https://tenant.example.com/.well-known/jwks.json"));
+        assert!(ok("http://127.0.0.1:8080/jwks.json"));
+        assert!(ok("http://[::1]:8080/jwks.json"));
+        assert!(ok("http://localhost/jwks.json"));
+        assert!(!ok("http://tenant.example.com/jwks.json"));
+        assert!(!ok("http://10.0.0.1/jwks.json"));
+        assert!(!ok("/relative/jwks.json"));
+        assert!(!ok("ftp://127.0.0.1/jwks.json"));
     }
 }

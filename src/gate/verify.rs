@@ -57,6 +57,11 @@ impl TokenProblem {
     }
 }
 
+/// Every algorithm a verification key can carry.
+const PUBLIC_KEY_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
 #[derive(Deserialize)]
 struct Header {
     alg: String,
@@ -84,6 +89,12 @@ pub async fn verify(
         serde_json::from_slice(&header_bytes).map_err(|_| TokenProblem::Malformed)?;
     if header.crit.is_some() {
         return Err(TokenProblem::UnsupportedCritical);
+    }
+    // `none` and shared-secret algorithms never verify against any key: refuse
+    // them before the key lookup, so such tokens cannot spend an issuer's
+    // unknown-`kid` refetch.
+    if !PUBLIC_KEY_ALGORITHMS.contains(&header.alg.as_str()) {
+        return Err(TokenProblem::AlgorithmNotAllowed);
     }
     let payload = URL_SAFE_NO_PAD
         .decode(p64)
