@@ -202,9 +202,116 @@ fn issuance(c: &mut Criterion) {
     }
 }
 
+/// The per-request session check: a cache hit with no session store, against
+/// one with 10,000 revoked sessions held in memory (issue: the proxy checks
+/// `sid` on every request without a database read).
+fn sessions(c: &mut Criterion) {
+    use passgate::sessions::{NewSession, Sessions};
+    use passgate::store::SqliteStore;
+    use passgate::store::sessions::SessionStore;
+
+    passgate::server::tls::install_crypto_providers();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
+    let clock: SharedClock = clock::system();
+    let sessions =
+        Arc::new(Sessions::load(store.clone(), ISS.into(), Arc::clone(&clock)).expect("sessions"));
+    let client: passgate::config::ClientConfig = {
+        let config = Config::from_toml(
+            "[[clients]]\nid = \"bench\"\nsecret = \"s\"\ngrant_types = [\"password\", \"refresh_token\"]\n",
+        )
+        .expect("config");
+        config.clients[0].clone()
+    };
+    let now = clock::Clock::now(&clock::SystemClock);
+    for i in 0..10_000 {
+        let sid = format!("revoked-{i}");
+        sessions
+            .persist(NewSession {
+                sid: sid.clone(),
+                user_id: "auth0|u".into(),
+                client: client.clone(),
+                realm: "db".into(),
+                audience: "https://api.example.com".into(),
+                scopes: vec![],
+                access_expires_at: now + 3600,
+                with_refresh: false,
+            })
+            .expect("persist");
+        store.revoke_session(&sid, now).expect("revoke");
+    }
+    sessions.follow_log().expect("log");
+
+    // A token with a live sid, verified once so every iteration is a cache hit.
+    let f = fixture();
+    let key_dir = tempfile::tempdir().expect("tempdir");
+    let key = generate_into(key_dir.path(), Algorithm::ES256).expect("key");
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    let claims = serde_json::json!({"iss": ISS, "sub": "auth0|u", "aud": "https://api.example.com",
+        "iat": now, "exp": now + 3600, "scope": "read:items", "sid": "live-session"});
+    let token = jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign");
+    let make_gate = |revocations: Arc<dyn passgate::gate::Revocations>| {
+        let mut issuers = Issuers::default();
+        issuers.insert(IssuerKeys::fixed(
+            ISS.into(),
+            KeySet::new([VerifyKey {
+                kid: Some(key.kid.clone()),
+                alg: Algorithm::ES256,
+                key: key.decoding.clone(),
+            }]),
+        ));
+        Gate::new(&gate_config(), issuers, clock::system(), revocations)
+    };
+    drop(f);
+    let without = make_gate(Arc::new(NoRevocations));
+    let with = make_gate(sessions.clone());
+    rt.block_on(async {
+        assert!(without.verified(&token).await.is_ok());
+        assert!(with.verified(&token).await.is_ok());
+    });
+    let mut group = c.benchmark_group("session_check");
+    group.bench_function("cache_hit/no_sessions", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(without.verified(&token).await.is_ok()) })
+    });
+    group.bench_function("cache_hit/10k_revoked_sessions", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(with.verified(&token).await.is_ok()) })
+    });
+    group.finish();
+
+    // One refresh exchange with rotation: a read, a retire-and-insert transaction, fsync.
+    let mut refresh = sessions
+        .persist(NewSession {
+            sid: "refresh-chain".into(),
+            user_id: "auth0|u".into(),
+            client: client.clone(),
+            realm: "db".into(),
+            audience: "https://api.example.com".into(),
+            scopes: vec!["offline_access".into()],
+            access_expires_at: now + 3600,
+            with_refresh: true,
+        })
+        .expect("persist")
+        .expect("a refresh token");
+    c.bench_function("refresh/exchange_with_rotation", |b| {
+        b.iter(|| {
+            let x = sessions
+                .exchange(&client, &refresh, now + 3600)
+                .expect("exchange");
+            refresh = x.refresh_token.expect("rotated");
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = verification, routing, headers, issuance
+    targets = verification, routing, headers, issuance, sessions
 }
 criterion_main!(benches);

@@ -6,16 +6,19 @@
 //! own endpoints live in [`oauth`]. [`Gateway`] ties them together for `main`
 //! and for tests.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod gate;
 pub mod http;
 pub mod identity;
 pub mod oauth;
+pub mod protect;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
@@ -26,20 +29,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::gate::issuers::{IssuerKeys, Issuers};
 use crate::gate::keys::{KeySet, VerifyKey};
-use crate::gate::{Gate, NoRevocations};
+use crate::gate::{Gate, NoRevocations, Revocations};
 use crate::identity::password::{HashParams, Hasher};
 use crate::oauth::{AuthParts, AuthServer};
+use crate::protect::Protect;
 use crate::proxy::{Proxy, UpstreamClient};
 use crate::router::Router;
 use crate::server::conn::ConnShared;
 use crate::service::App;
-use crate::store::{SqliteStore, Store};
+use crate::sessions::Sessions;
+use crate::store::SqliteStore;
 use crate::tokens::keys::KeyRing;
 
 /// A configured gateway, ready to serve on a bound listener.
@@ -47,6 +53,7 @@ pub struct Gateway {
     config: Config,
     app: Arc<App>,
     tls: Arc<rustls::ServerConfig>,
+    roots: rustls::RootCertStore,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -67,7 +74,9 @@ impl Gateway {
     pub async fn with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Gateway> {
         server::tls::install_crypto_providers();
         let tls = Self::tls(&config)?;
-        let client = UpstreamClient::new(&config.upstream)?;
+        let roots = proxy::client::root_store(config.upstream.ca_file.as_deref())?;
+        // The gate's own client fetches remote key sets.
+        let client = UpstreamClient::with_roots(&config.upstream, roots.clone());
 
         let mut issuers = Issuers::default();
         let mut ring = None;
@@ -87,43 +96,67 @@ impl Gateway {
         }
         issuers.load(&config.trusted_issuers, &config.gate, &client)?;
 
+        // The store and the sessions exist with passgate's own issuer; the
+        // gate asks the sessions whether a token's `sid` was revoked.
+        let mut state = None;
+        if let (Some(issuer), Some(_)) = (&config.issuer, &ring) {
+            let store = Arc::new(
+                SqliteStore::open(&config.store.path)
+                    .with_context(|| format!("store.path: {}", config.store.path.display()))?,
+            );
+            let sessions = Arc::new(
+                Sessions::load(store.clone(), issuer.url.clone(), Arc::clone(&clock))
+                    .context("loading revoked sessions")?,
+            );
+            sessions.start_background(Duration::from_secs(1), Duration::from_secs(600));
+            state = Some((store, sessions));
+        }
+        let revocations: Arc<dyn Revocations> = match &state {
+            Some((_, sessions)) => sessions.clone(),
+            None => Arc::new(NoRevocations),
+        };
         let gate = Arc::new(Gate::new(
             &config.gate,
             issuers,
             Arc::clone(&clock),
-            Arc::new(NoRevocations),
+            revocations,
         ));
         gate.issuers().start(config.gate.jwks_fetch_timeout).await;
         gate.start_sweeper(Duration::from_secs(60));
 
-        let auth = match ring {
-            Some(keys) => {
-                let store: Arc<dyn Store> = Arc::new(
-                    SqliteStore::open(&config.store.path)
-                        .with_context(|| format!("store.path: {}", config.store.path.display()))?,
-                );
+        let auth = match (ring, state) {
+            (Some(keys), Some((store, sessions))) => {
                 let hasher = Hasher::new(HashParams::default(), Hasher::default_workers())?;
+                let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
+                protect.start_sweeper();
                 AuthServer::new(AuthParts {
                     config: config.clone(),
                     keys,
                     store,
+                    sessions,
+                    protect,
                     hasher,
                     gate: Arc::clone(&gate),
                     clock: Arc::clone(&clock),
                 })
                 .map(Arc::new)
             }
-            None => None,
+            _ => None,
         };
 
         let app = Arc::new(App {
             router: Router::new(&config.routes, &config.upstream),
             gate,
-            proxy: Proxy::new(client),
             auth,
             access_log: config.log.access,
+            metrics: Default::default(),
         });
-        Ok(Gateway { config, app, tls })
+        Ok(Gateway {
+            config,
+            app,
+            tls,
+            roots,
+        })
     }
 
     fn tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -142,6 +175,16 @@ impl Gateway {
         &self.config
     }
 
+    /// Serve the admin endpoints (`/healthz`, `/readyz`, `/metrics`) on
+    /// `listener` until `stop` turns true; run it beside [`Gateway::serve`].
+    pub fn admin(
+        &self,
+        listener: TcpListener,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + use<> {
+        admin::serve(listener, Arc::clone(&self.app), stop)
+    }
+
     /// The request handler (for benches that skip the network).
     pub fn app(&self) -> &Arc<App> {
         &self.app
@@ -150,20 +193,100 @@ impl Gateway {
     /// Serve on `listener` until `shutdown` completes, then drain in-flight
     /// requests (up to `server.shutdown_timeout`).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let shared = Arc::new(ConnShared::new(
-            TlsAcceptor::from(self.tls),
-            &self.config.server,
-            self.app,
-        ));
-        let s = &self.config.server;
-        server::listener::run(
-            listener,
-            shared,
-            s.max_connections,
-            s.shutdown_timeout,
-            shutdown,
-        )
-        .await;
+        let s = self.config.server.clone();
+        let std_listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hand the listener to the workers");
+                return;
+            }
+        };
+        let permits = Arc::new(Semaphore::new(s.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let acceptor = TlsAcceptor::from(Arc::clone(&self.tls));
+        let mut threads = Vec::new();
+        for i in 0..s.workers {
+            let socket = match std_listener.try_clone() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot clone the listener for a worker");
+                    break;
+                }
+            };
+            // Each worker has its own upstream pool, so a request and its
+            // upstream connection live on one thread.
+            let proxy = Proxy::new(UpstreamClient::with_roots(
+                &self.config.upstream,
+                self.roots.clone(),
+            ));
+            let shared = Arc::new(ConnShared::new(
+                acceptor.clone(),
+                &s,
+                Arc::clone(&self.app),
+                proxy,
+            ));
+            let (permits, stop) = (Arc::clone(&permits), stop_rx.clone());
+            let (max, drain) = (s.max_connections, s.shutdown_timeout);
+            let spawned = std::thread::Builder::new()
+                .name(format!("passgate-worker-{i}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a worker runtime");
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(socket) {
+                            Ok(listener) => {
+                                server::listener::accept_until_stopped(
+                                    listener,
+                                    shared,
+                                    Arc::clone(&permits),
+                                    stop,
+                                )
+                                .await
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "a worker cannot use the listener")
+                            }
+                        }
+                        // Keep this worker's connections running until all have closed.
+                        server::listener::wait_drained(&permits, max, drain).await;
+                    });
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+            }
+        }
+        drop(std_listener);
+        shutdown.await;
+        self.app.metrics.set_draining();
+
+        let open = s.max_connections - permits.available_permits();
+        tracing::info!(
+            open_connections = open,
+            "shutting down: finishing in-flight requests"
+        );
+        let _ = stop_tx.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = joined.await;
+        match s.max_connections - permits.available_permits() {
+            0 => tracing::info!("all connections closed"),
+            n => tracing::warn!(
+                still_open = n,
+                "drain deadline passed; closed the remaining connections"
+            ),
+        }
     }
 }
 

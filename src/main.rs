@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the proxy path allocates small, short-lived buffers on every
+/// request, across worker threads; glibc malloc showed up in the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use passgate::config::{CONFIG_ENV, Config, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
@@ -34,6 +39,24 @@ enum Command {
     Users {
         #[command(subcommand)]
         action: UsersAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Login sessions: list them, or end them (their access tokens are refused at once).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Lift brute-force blocks of an identifier (from one IP, or from all).
+    Unblock {
+        /// The username or e-mail that was blocked.
+        #[arg(long)]
+        identifier: String,
+        /// Only the block from this IP (IPv6: its /64).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -103,6 +126,26 @@ enum UsersAction {
 }
 
 #[derive(Subcommand)]
+enum SessionsAction {
+    /// List a user's live sessions.
+    List {
+        #[command(flatten)]
+        user: UserArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a user's sessions (all of them, or one with --sid).
+    Revoke {
+        #[command(flatten)]
+        user: UserArg,
+        /// Only this session.
+        #[arg(long)]
+        sid: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// Make a new signing key; older keys stay published until their tokens expire.
     Rotate,
@@ -126,6 +169,24 @@ fn main() -> ExitCode {
             action: KeysAction::Rotate,
             config,
         } => keys_rotate(config),
+        Command::Sessions { action, config } => match sessions(action, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Unblock {
+            identifier,
+            ip,
+            config,
+        } => match unblock(&identifier, ip, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
         Command::Users { action, config } => match users(action, config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
@@ -134,6 +195,17 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn unblock(identifier: &str, ip: Option<std::net::IpAddr>, arg: ConfigArg) -> Result<(), String> {
+    let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
+    let store = passgate::store::SqliteStore::open(&config.store.path)
+        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let cleared = passgate::protect::unblock(&store, identifier, ip, "admin")
+        .map_err(|e| format!("unblock: {e}"))?;
+    let from = ip.map_or_else(|| "every IP".to_string(), |ip| ip.to_string());
+    println!("unblocked {identifier} from {from} ({cleared} block or failure count(s) cleared)");
+    Ok(())
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
@@ -149,7 +221,11 @@ fn serve(arg: ConfigArg) -> ExitCode {
         Err(code) => return code,
     };
     let _log_guard = passgate::telemetry::init(&config.log);
+    // This runtime runs start-up and the background tasks (key refresh,
+    // sweeps, the admin listener); requests are served by the gateway's own
+    // worker threads (`server.workers`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -168,6 +244,16 @@ fn serve(arg: ConfigArg) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let admin = match config.server.admin_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some((addr, l)),
+                Err(e) => {
+                    eprintln!("server.admin_listen: cannot listen on {addr}: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+            None => None,
+        };
         let gateway = match passgate::Gateway::new(config).await {
             Ok(g) => g,
             Err(e) => {
@@ -175,8 +261,14 @@ fn serve(arg: ConfigArg) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
+        if let Some((addr, l)) = admin {
+            tracing::info!(%addr, "admin endpoints on http://{addr} (/healthz, /readyz, /metrics)");
+            tokio::spawn(gateway.admin(l, admin_stop));
+        }
         tracing::info!(%listen, "passgate listening on https://{listen}");
         gateway.serve(listener, passgate::shutdown_signal()).await;
+        let _ = stop_admin.send(true);
         ExitCode::SUCCESS
     })
 }
@@ -250,11 +342,10 @@ fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
     let hasher = passgate::identity::password::Hasher::new(Default::default(), 1)
         .map_err(|e| e.to_string())?;
-    let admin = Admin::new(
-        std::sync::Arc::new(store),
-        hasher,
-        passgate::clock::system(),
-    );
+    let store = std::sync::Arc::new(store);
+    let admin = Admin::new(store.clone(), hasher, passgate::clock::system())
+        .with_protect(store.clone())
+        .with_sessions(store);
     match action {
         UsersAction::Add {
             user,
@@ -349,6 +440,89 @@ fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
                     report.skipped.len()
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
+    use passgate::store::Store;
+    use passgate::store::sessions::SessionStore;
+    let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
+    let store = passgate::store::SqliteStore::open(&config.store.path)
+        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let user_arg = match &action {
+        SessionsAction::List { user, .. } | SessionsAction::Revoke { user, .. } => UserArg {
+            realm: user.realm.clone(),
+            username: user.username.clone(),
+        },
+    };
+    let user = store
+        .find_login(&user_arg.realm, &user_arg.username)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "no user \"{}\" in realm \"{}\"",
+                user_arg.username, user_arg.realm
+            )
+        })?;
+    let now = passgate::clock::Clock::now(&passgate::clock::SystemClock);
+    match action {
+        SessionsAction::List { json, .. } => {
+            let list = store
+                .list_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?;
+            if json {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({"sid": s.sid, "client_id": s.client_id, "audience": s.audience,
+                            "scope": s.scope, "created_at": s.created_at, "expires_at": s.expires_at,
+                            "revoked_at": s.revoked_at, "refresh_token": s.has_refresh})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "{:<34} {:<20} {:<8} {:<8} {:>12}",
+                    "sid", "client", "refresh", "revoked", "expires_at"
+                );
+                for s in list {
+                    println!(
+                        "{:<34} {:<20} {:<8} {:<8} {:>12}",
+                        s.sid,
+                        s.client_id,
+                        if s.has_refresh { "yes" } else { "no" },
+                        if s.revoked_at.is_some() { "yes" } else { "no" },
+                        s.expires_at
+                    );
+                }
+            }
+        }
+        SessionsAction::Revoke { sid: Some(sid), .. } => {
+            let owned = store
+                .list_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|s| s.sid == sid);
+            if !owned {
+                return Err(format!("{} has no live session {sid}", user_arg.username));
+            }
+            store.revoke_session(&sid, now).map_err(|e| e.to_string())?;
+            println!("revoked session {sid}");
+        }
+        SessionsAction::Revoke { sid: None, .. } => {
+            let ended = store
+                .revoke_user_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "revoked {} session(s) of {}",
+                ended.len(),
+                user_arg.username
+            );
         }
     }
     Ok(())

@@ -30,12 +30,12 @@ pub struct App {
     pub router: Router,
     /// Token checks.
     pub gate: Arc<Gate>,
-    /// Upstream forwarding.
-    pub proxy: Proxy,
     /// passgate's own endpoints, when `[issuer]` is configured.
     pub auth: Option<Arc<AuthServer>>,
     /// Write one log line per request.
     pub access_log: bool,
+    /// Counters for `/metrics`.
+    pub metrics: crate::admin::Metrics,
 }
 
 /// What the access log says about where a request went.
@@ -59,7 +59,12 @@ impl Outcome {
 
 impl App {
     /// Answer one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        proxy: &Proxy,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let request_id = match req.headers().get(&X_REQUEST_ID) {
             Some(v) if acceptable_request_id(v) => v.clone(),
@@ -77,8 +82,9 @@ impl App {
             route,
             route_prefix,
             upstream,
-        } = self.dispatch(req, peer, &request_id).await;
+        } = self.dispatch(req, peer, &request_id, proxy).await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+        self.metrics.count(resp.status());
 
         if let Some(path) = log_path {
             tracing::info!(
@@ -101,6 +107,7 @@ impl App {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         request_id: &HeaderValue,
+        proxy: &Proxy,
     ) -> Outcome {
         let path = match normalize(req.uri().path()) {
             Ok(p) => p.into_owned(),
@@ -195,7 +202,7 @@ impl App {
             upgrade,
             request_id: request_id.clone(),
         };
-        let (result, upstream) = self.proxy.forward(route, out).await;
+        let (result, upstream) = proxy.forward(route, out).await;
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {

@@ -5,6 +5,7 @@
 //! `units.rs` reads durations and sizes. Nothing after [`Config::from_toml`]
 //! re-checks the config.
 
+mod attack;
 mod raw;
 mod units;
 mod validate;
@@ -20,6 +21,7 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
+pub use attack::AttackProtectionConfig;
 pub use units::{parse_duration, parse_size};
 
 /// The environment variable that names the config file when `--config` is absent.
@@ -52,6 +54,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[trusted_issuers]]`
     pub trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// `[attack_protection]`
+    pub attack_protection: AttackProtectionConfig,
 }
 
 /// Every problem found in a config file, each as `key.path: what is wrong`.
@@ -204,6 +208,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// Worker threads, each with its own event loop and upstream pool.
+    pub workers: usize,
 }
 
 /// `[log]`
@@ -334,6 +340,36 @@ pub struct ClientConfig {
     pub realms: Vec<String>,
     /// Honour `auth0-forwarded-for` from this client (only with a secret).
     pub trust_forwarded_for: bool,
+    /// Refresh-token policy.
+    pub refresh: RefreshPolicy,
+}
+
+/// How a client's refresh tokens live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Every exchange returns a new refresh token and retires the old one.
+    pub rotation: bool,
+    /// A retired token presented again within this long is a race, not a theft.
+    pub reuse_leeway: Duration,
+    /// A family ends this long after its login, however often it is rotated.
+    pub absolute_lifetime: Duration,
+    /// A family ends when unused for this long.
+    pub idle_lifetime: Duration,
+    /// Live families per user with this client; the oldest are dropped beyond it.
+    pub max_families: usize,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        let thirty_days = Duration::from_secs(30 * 86_400);
+        Self {
+            rotation: true,
+            reuse_leeway: Duration::ZERO,
+            absolute_lifetime: thirty_days,
+            idle_lifetime: thirty_days,
+            max_families: 200,
+        }
+    }
 }
 
 /// MFA policy of a realm.

@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub trusted_issuers: Vec<RawTrustedIssuer>,
+    pub attack_protection: Option<RawAttackProtection>,
 }
 
 /// `[server]`: the TLS listener.
@@ -49,6 +50,7 @@ pub struct RawServer {
     pub idle_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_concurrent_streams: Option<i64>,
+    pub workers: Option<i64>,
 }
 
 /// `[log]`: what is logged and how.
@@ -124,6 +126,11 @@ pub struct RawClient {
     pub grant_types: Option<Vec<String>>,
     pub realms: Option<Vec<String>>,
     pub trust_forwarded_for: Option<bool>,
+    pub refresh_token_rotation: Option<bool>,
+    pub refresh_token_reuse_leeway: Option<String>,
+    pub refresh_token_absolute_lifetime: Option<String>,
+    pub refresh_token_idle_lifetime: Option<String>,
+    pub refresh_token_max_families: Option<i64>,
 }
 
 /// `[[realms]]`: a user directory.
@@ -161,4 +168,24 @@ pub struct RawTrustedIssuer {
     pub public_key_file: Option<String>,
     pub jwks_url: Option<String>,
     pub algorithms: Option<Vec<String>>,
+}
+
+/// `[attack_protection]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttackProtection {
+    pub request_limit: Option<i64>,
+    pub request_period: Option<String>,
+    pub brute_force: Option<bool>,
+    pub brute_force_threshold: Option<i64>,
+    pub brute_force_expiry: Option<String>,
+    pub account_lockout: Option<bool>,
+    pub suspicious_ip: Option<bool>,
+    pub suspicious_ip_threshold: Option<i64>,
+    pub suspicious_ip_regain: Option<String>,
+    pub suspicious_ip_allowlist: Option<Vec<String>>,
+    pub user_ip_burst: Option<i64>,
+    pub user_ip_limit: Option<i64>,
+    pub user_ip_period: Option<String>,
+    pub sweep_interval: Option<String>,
 }

@@ -94,6 +94,7 @@ pub(super) fn validate(
     let default_audience = issuer.as_ref().and_then(|i| i.default_audience.clone());
     let routes = routes(&mut p, raw.routes, default_audience.as_deref());
     let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
+    let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
 
     if let Some(issuer) = &issuer {
         if let Some(aud) = &issuer.default_audience
@@ -139,6 +140,7 @@ pub(super) fn validate(
             realms,
             routes,
             trusted_issuers,
+            attack_protection,
         })
     } else {
         Err(ConfigErrors(p.0))
@@ -227,8 +229,16 @@ fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
             &raw.shutdown_timeout,
             Duration::from_secs(30),
         ),
+        workers: p.positive("server.workers", raw.workers, default_workers() as u64) as usize,
         max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
     }
+}
+
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
@@ -553,6 +563,34 @@ fn clients(
                 "needs a client secret: a public client cannot be trusted",
             );
         }
+        let defaults = RefreshPolicy::default();
+        let reuse_leeway = match c.refresh_token_reuse_leeway.as_deref().map(parse_duration) {
+            None => defaults.reuse_leeway,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                p.add(format!("{path}.refresh_token_reuse_leeway"), e);
+                defaults.reuse_leeway
+            }
+        };
+        let refresh = RefreshPolicy {
+            rotation: c.refresh_token_rotation.unwrap_or(defaults.rotation),
+            reuse_leeway,
+            absolute_lifetime: p.duration(
+                &format!("{path}.refresh_token_absolute_lifetime"),
+                &c.refresh_token_absolute_lifetime,
+                defaults.absolute_lifetime,
+            ),
+            idle_lifetime: p.duration(
+                &format!("{path}.refresh_token_idle_lifetime"),
+                &c.refresh_token_idle_lifetime,
+                defaults.idle_lifetime,
+            ),
+            max_families: p.positive(
+                &format!("{path}.refresh_token_max_families"),
+                c.refresh_token_max_families,
+                defaults.max_families as u64,
+            ) as usize,
+        };
         out.push(ClientConfig {
             name: c.name.unwrap_or_else(|| id.clone()),
             id,
@@ -560,6 +598,7 @@ fn clients(
             grant_types,
             realms: client_realms,
             trust_forwarded_for,
+            refresh,
         });
     }
     out

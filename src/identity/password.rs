@@ -1,8 +1,11 @@
 //! Password hashing and verification.
 //!
 //! argon2id with the configured parameters (default m = 19 MiB, t = 2, p = 1).
-//! Every verification runs on the blocking pool behind a semaphore sized to the
-//! cores, so a login flood queues here instead of starving the proxy. An
+//! Every verification runs on a dedicated pool of threads, one per core, that
+//! run at the lowest scheduling priority (nice 19): with nothing else to do
+//! they use every core, and when requests need the CPU the proxy's threads
+//! come first. A semaphore sized to the pool bounds the work in flight, so a
+//! login flood queues here instead of starving the proxy. An
 //! unknown user is verified against a dummy hash with the same parameters, so
 //! unknown user and wrong password cost the same. bcrypt hashes (from an Auth0
 //! import) are verified as they are and replaced by argon2id after the first
@@ -44,12 +47,63 @@ pub struct Checked {
     pub rehash: Option<String>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Low-priority threads that run password work.
+#[derive(Debug)]
+struct Pool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn new(workers: usize) -> Result<Self, HashError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("passgate-hash-{i}"))
+                .spawn(move || {
+                    // Best effort: where the OS refuses, the thread runs at normal priority.
+                    let _ = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    );
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every Hasher is gone: the pool ends.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| HashError(format!("starting a hashing thread: {e}")))?;
+        }
+        Ok(Self {
+            jobs: std::sync::Mutex::new(tx),
+        })
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.lock().ok()?.send(job).ok()?;
+        rx.await.ok()
+    }
+}
+
 /// Hashes and verifies passwords on a bounded pool.
 #[derive(Debug, Clone)]
 pub struct Hasher {
     argon: Argon2<'static>,
     params: HashParams,
-    pool: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
+    pool: Arc<Pool>,
     dummy: Arc<str>,
 }
 
@@ -74,7 +128,8 @@ impl Hasher {
         Ok(Self {
             argon,
             params,
-            pool: Arc::new(Semaphore::new(workers.max(1))),
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            pool: Arc::new(Pool::new(workers.max(1))?),
             dummy: dummy.into(),
         })
     }
@@ -99,32 +154,32 @@ impl Hasher {
     /// Hash on the pool.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let _permit = self
-            .pool
+            .permits
             .acquire()
             .await
             .map_err(|e| HashError(e.to_string()))?;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.hash_blocking(&password))
+        self.pool
+            .run(move || this.hash_blocking(&password))
             .await
-            .map_err(|e| HashError(e.to_string()))?
+            .unwrap_or_else(|| Err(HashError("the hashing pool stopped".into())))
     }
 
     /// Check `password` against `stored` on the pool; `None` (unknown user)
     /// costs the same as a wrong password and never matches.
     pub async fn verify(&self, stored: Option<String>, password: String) -> Checked {
-        let Ok(_permit) = self.pool.acquire().await else {
-            return Checked {
-                ok: false,
-                rehash: None,
-            };
+        let fail = Checked {
+            ok: false,
+            rehash: None,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return fail;
         };
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.verify_blocking(stored.as_deref(), &password))
+        self.pool
+            .run(move || this.verify_blocking(stored.as_deref(), &password))
             .await
-            .unwrap_or(Checked {
-                ok: false,
-                rehash: None,
-            })
+            .unwrap_or(fail)
     }
 
     /// Check on the calling thread.

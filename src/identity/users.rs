@@ -6,6 +6,8 @@ use serde_json::json;
 
 use super::password::Hasher;
 use crate::clock::SharedClock;
+use crate::store::protect::ProtectStore;
+use crate::store::sessions::SessionStore;
 use crate::store::{Store, StoreError, User, new_user_id};
 
 /// Why a user operation failed; the message names what to fix.
@@ -33,6 +35,8 @@ pub struct Admin {
     store: Arc<dyn Store>,
     hasher: Hasher,
     clock: SharedClock,
+    sessions: Option<Arc<dyn SessionStore>>,
+    protect: Option<Arc<dyn ProtectStore>>,
 }
 
 /// Passwords shorter than this are refused.
@@ -60,6 +64,28 @@ impl Admin {
             store,
             hasher,
             clock,
+            sessions: None,
+            protect: None,
+        }
+    }
+
+    /// Also lift a user's brute-force blocks when their password changes.
+    pub fn with_protect(mut self, protect: Arc<dyn ProtectStore>) -> Self {
+        self.protect = Some(protect);
+        self
+    }
+
+    /// Also end a user's login sessions when they are blocked or their password changes.
+    pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// End every session of `user_id`; returns how many were live.
+    pub fn end_sessions(&self, user_id: &str) -> Result<usize, AdminError> {
+        match &self.sessions {
+            Some(s) => Ok(s.revoke_user_sessions(user_id, self.clock.now())?.len()),
+            None => Ok(0),
         }
     }
 
@@ -149,6 +175,9 @@ impl Admin {
         let user = self.find(realm, username)?;
         self.store
             .set_blocked(&user.user_id, blocked, self.clock.now())?;
+        if blocked {
+            self.end_sessions(&user.user_id)?;
+        }
         Ok(user)
     }
 
@@ -167,6 +196,10 @@ impl Admin {
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
         self.store
             .set_password_hash(&user.user_id, &hash, self.clock.now())?;
+        self.end_sessions(&user.user_id)?;
+        if let Some(p) = &self.protect {
+            crate::protect::lift_after_password_change(p.as_ref(), &user)?;
+        }
         Ok(user)
     }
 

@@ -117,6 +117,7 @@ mod tests {
             grant_types: vec!["password".into()],
             realms: vec![],
             trust_forwarded_for: false,
+            refresh: Default::default(),
         };
         vec![c("conf", Some("s3cret")), c("pub", None)]
     }

@@ -3,14 +3,21 @@
 //! arm, so a new variant forces a decision. Texts are the wire contract
 //! (protocol.md): match them byte for byte.
 
-use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
 use crate::http::response::error;
 
 /// `Wrong email or password.`
 pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+/// The brute-force block's text (identifier + IP).
+pub const BRUTE_FORCE_BLOCKED: &str = "Your account has been blocked after multiple consecutive login attempts. We've sent you an email with instructions on how to unblock it.";
+/// The suspicious-IP throttle's text (IP, across identifiers).
+pub const SUSPICIOUS_IP_THROTTLED: &str = "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator.";
+/// The request rate limit's text.
+pub const TOO_MANY_REQUESTS: &str =
+    "Too many requests. Retry after the number of seconds in Retry-After.";
 
 /// An OAuth error as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,12 +56,27 @@ pub enum OAuthError {
     /// 500 `server_error` with a description safe to show.
     #[error("server_error")]
     ServerError(&'static str),
+    /// 429 `too_many_requests`: a request rate limit, with `Retry-After` and
+    /// `X-RateLimit-Limit/-Remaining/-Reset`.
+    #[error("too_many_requests")]
+    TooManyRequests {
+        /// Requests allowed in a burst.
+        limit: u32,
+        /// Whole seconds to wait (at least 1).
+        retry_after: u64,
+        /// When the next request is allowed, seconds since the epoch.
+        reset: i64,
+    },
+    /// 429 `too_many_attempts`: a brute-force block or suspicious-IP throttle.
+    #[error("too_many_attempts")]
+    TooManyAttempts(&'static str),
 }
 
 impl OAuthError {
     /// The status, JSON body and headers. Token responses are never cached.
     pub fn into_response(self) -> Response<ResponseBody> {
         let code = self.to_string();
+        let mut rate = None;
         let (status, description, basic) = match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
             OAuthError::TooLarge(limit) => (
@@ -80,12 +102,41 @@ impl OAuthError {
             OAuthError::AccessDenied(d) => (StatusCode::FORBIDDEN, d, false),
             OAuthError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d, false),
             OAuthError::ServerError(d) => (StatusCode::INTERNAL_SERVER_ERROR, d.to_string(), false),
+            OAuthError::TooManyRequests {
+                limit,
+                retry_after,
+                reset,
+            } => {
+                rate = Some((limit, retry_after, reset));
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    TOO_MANY_REQUESTS.to_string(),
+                    false,
+                )
+            }
+            OAuthError::TooManyAttempts(d) => (StatusCode::TOO_MANY_REQUESTS, d.to_string(), false),
         };
         let mut resp = no_store(error(status, &code, &description));
         if basic {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"passgate\""),
+            );
+        }
+        if let Some((limit, retry_after, reset)) = rate {
+            let h = resp.headers_mut();
+            h.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            h.insert(
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from(limit),
+            );
+            h.insert(
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from(0u32),
+            );
+            h.insert(
+                HeaderName::from_static("x-ratelimit-reset"),
+                HeaderValue::from(reset),
             );
         }
         resp
@@ -169,6 +220,31 @@ mod tests {
             let (s, b, _) = render(err).await;
             assert_eq!((s, b.as_str()), (status, body));
         }
+        let (s, b, _) = render(OAuthError::TooManyAttempts(BRUTE_FORCE_BLOCKED)).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                429,
+                r#"{"error":"too_many_attempts","error_description":"Your account has been blocked after multiple consecutive login attempts. We've sent you an email with instructions on how to unblock it."}"#
+            )
+        );
+        let limited = OAuthError::TooManyRequests {
+            limit: 100,
+            retry_after: 7,
+            reset: 1_000,
+        }
+        .into_response();
+        let h = |n: &str| limited.headers()[n].to_str().unwrap_or("").to_string();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(
+            [
+                h("retry-after"),
+                h("x-ratelimit-limit"),
+                h("x-ratelimit-remaining"),
+                h("x-ratelimit-reset")
+            ],
+            ["7", "100", "0", "1000"]
+        );
         let (_, _, www) = render(OAuthError::InvalidClient { basic: true }).await;
         assert_eq!(www.as_deref(), Some("Basic realm=\"passgate\""));
     }

@@ -9,7 +9,9 @@
 pub mod client_auth;
 mod discovery;
 pub mod error;
+mod refresh;
 pub mod request;
+mod revoke;
 pub mod scopes;
 mod token;
 mod userinfo;
@@ -28,7 +30,9 @@ use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, gateway_error};
 use crate::identity::password::Hasher;
+use crate::protect::Protect;
 use crate::router::AuthEndpoint;
+use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::tokens::issue::TokenIssuer;
 use crate::tokens::keys::KeyRing;
@@ -38,6 +42,8 @@ pub struct AuthServer {
     config: Config,
     issuer: IssuerConfig,
     store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    protect: Arc<Protect>,
     hasher: Hasher,
     tokens: TokenIssuer,
     gate: Arc<Gate>,
@@ -62,6 +68,10 @@ pub struct AuthParts {
     pub keys: Arc<KeyRing>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Login sessions and refresh tokens.
+    pub sessions: Arc<Sessions>,
+    /// Attack protection (rate limits, blocks, throttles).
+    pub protect: Arc<Protect>,
     /// Password hashing.
     pub hasher: Hasher,
     /// The gate (for `/userinfo`).
@@ -77,6 +87,8 @@ impl AuthServer {
             config,
             keys,
             store,
+            sessions,
+            protect,
             hasher,
             gate,
             clock,
@@ -89,6 +101,8 @@ impl AuthServer {
             config,
             issuer,
             store,
+            sessions,
+            protect,
             hasher,
             gate,
             clock,
@@ -117,7 +131,9 @@ impl AuthServer {
                 self.userinfo(req).await
             }
             AuthEndpoint::UserInfo => method_not_allowed("GET, POST"),
-            AuthEndpoint::Revoke | AuthEndpoint::Mfa => gateway_error(
+            AuthEndpoint::Revoke if req.method() == Method::POST => self.revoke(req, peer).await,
+            AuthEndpoint::Revoke => method_not_allowed("POST"),
+            AuthEndpoint::Mfa => gateway_error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "this endpoint is not available",

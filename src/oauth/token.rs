@@ -1,14 +1,15 @@
 //! `POST /oauth/token`: the pipeline of design.md, one small stage each.
 //!
-//! parse body → authenticate client → grant allowed? → [throttle: attack
-//! protection] → resolve realm → audience & scopes (cheap checks before any
-//! hashing) → verify password (bounded pool; dummy hash for unknown users) →
-//! record success → [rules] → [MFA gate] → sign tokens → [persist session &
-//! refresh token] → respond with `no-store`. Bracketed stages arrive with
-//! their own issues and plug in where marked; the refresh and MFA grants join
-//! the pipeline further down rather than copying it.
+//! parse body → authenticate client → grant allowed? → request rate per IP
+//! (`crate::protect`) → resolve realm → audience & scopes (cheap checks before
+//! any hashing) → identifier+IP rate, brute-force block, suspicious-IP
+//! throttle → verify password (bounded pool; dummy hash for unknown users) →
+//! record success or failure → [rules] → [MFA gate] → sign tokens →
+//! [persist session & refresh token] → respond with `no-store`. Bracketed
+//! stages arrive with their own issues and plug in where marked; the refresh
+//! and MFA grants join the pipeline further down rather than copying it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
@@ -21,8 +22,9 @@ use super::{AuthServer, client_auth, scopes};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::http::response::json;
+use crate::sessions::{NewSession, Sessions};
 use crate::store::User;
-use crate::tokens::issue::Grant;
+use crate::tokens::issue::{Grant, Issued};
 
 /// `http://auth0.com/oauth/grant-type/password-realm`
 pub const PASSWORD_REALM: &str = "http://auth0.com/oauth/grant-type/password-realm";
@@ -32,7 +34,9 @@ pub const PASSWORD_REALM: &str = "http://auth0.com/oauth/grant-type/password-rea
 enum GrantKind {
     Password,
     PasswordRealm,
-    /// Known on the wire, served by a later stage (refresh, MFA).
+    /// `refresh_token`
+    Refresh,
+    /// Known on the wire, served by a later stage (MFA).
     NotYetServed,
 }
 
@@ -41,6 +45,7 @@ impl GrantKind {
         match grant {
             "password" => Some(GrantKind::Password),
             PASSWORD_REALM => Some(GrantKind::PasswordRealm),
+            "refresh_token" => Some(GrantKind::Refresh),
             g if crate::config::known_grant(g) => Some(GrantKind::NotYetServed),
             _ => None,
         }
@@ -76,22 +81,34 @@ impl AuthServer {
     async fn token_inner(
         &self,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let (parts, params) = request::read(req).await?;
-        let (client, _auth) =
-            client_auth::authenticate(&self.config.clients, &parts.headers, &params)?;
+        let (client, auth) =
+            match client_auth::authenticate(&self.config.clients, &parts.headers, &params) {
+                Ok(found) => found,
+                Err(e) => {
+                    // Failed client authentication counts against the connection's IP too.
+                    let ip = self.protect.network_ip(peer, &parts.headers);
+                    self.protect.check_request(ip)?;
+                    return Err(e);
+                }
+            };
         let grant = params.require("grant_type")?;
         let kind = GrantKind::parse(grant)
             .ok_or_else(|| OAuthError::UnsupportedGrantType(grant.to_string()))?;
         if !client.grant_types.iter().any(|g| g == grant) {
             return Err(OAuthError::UnauthorizedClient(grant.to_string()));
         }
-        // [attack protection: rate limit and blocks, before any hashing]
+        // Attack protection: the request rate here, blocks in the password
+        // grant; both before any hashing.
+        let ip = self.protect.client_ip(peer, &parts.headers, client, auth);
+        self.protect.check_request(ip)?;
         match kind {
             GrantKind::Password | GrantKind::PasswordRealm => {
-                self.password_grant(kind, client, &params).await
+                self.password_grant(kind, client, &params, ip).await
             }
+            GrantKind::Refresh => self.refresh_grant(client, &params).await,
             GrantKind::NotYetServed => Err(OAuthError::UnsupportedGrantType(grant.to_string())),
         }
     }
@@ -145,6 +162,7 @@ impl AuthServer {
         kind: GrantKind,
         client: &ClientConfig,
         params: &Params,
+        ip: IpAddr,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let username = params.require("username")?;
         let password = params.require("password")?;
@@ -152,6 +170,7 @@ impl AuthServer {
         let api = self.api_for(params)?;
         let mut granted = scopes::resolve(params.get("scope"), api)?;
 
+        let attempt = self.protect.before_login(username, ip).await?;
         let user = self.find_login(realm, username).await?;
         let checked = self
             .hasher
@@ -164,9 +183,11 @@ impl AuthServer {
             Some(u) if checked.ok => u,
             _ => {
                 tracing::info!(target: "passgate::auth", event = "login_failed", client = %client.id, realm, "wrong username or password");
+                self.protect.login_failed(attempt).await?;
                 return Err(OAuthError::InvalidGrant(WRONG_CREDENTIALS));
             }
         };
+        self.protect.login_succeeded(attempt).await?;
         if user.blocked {
             tracing::info!(target: "passgate::auth", event = "login_blocked_user", client = %client.id, user_id = %user.user_id);
             return Err(OAuthError::Unauthorized("user is blocked".into()));
@@ -174,9 +195,14 @@ impl AuthServer {
         self.record_login(&user, checked.rehash).await?;
         // [rules: may change claims and scopes, or deny]
         // [MFA gate: may answer mfa_required]
-        // Refresh tokens arrive with sessions; until then offline_access is not granted.
-        granted.retain(|s| s != "offline_access");
-        let sid = new_session_id();
+        // A refresh token needs offline_access asked for, allowed by the API, and the grant.
+        let with_refresh = granted.iter().any(|s| s == "offline_access")
+            && api.allow_offline_access
+            && client.grant_types.iter().any(|g| g == "refresh_token");
+        if !with_refresh {
+            granted.retain(|s| s != "offline_access");
+        }
+        let sid = Sessions::new_sid();
         let issued = self
             .tokens
             .issue(Grant {
@@ -194,19 +220,32 @@ impl AuthServer {
                 tracing::error!(error = %e, "token signing failed");
                 OAuthError::ServerError("internal error")
             })?;
-        // [persist the session and refresh token before answering]
-        tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id);
-        Ok(no_store(json(
-            StatusCode::OK,
-            &TokenResponse {
-                access_token: issued.access_token,
-                id_token: issued.id_token,
-                refresh_token: None,
-                scope: granted.join(" "),
-                expires_in: issued.expires_in,
-                token_type: "Bearer",
-            },
-        )))
+        // Durable before acknowledged: the session (and refresh token) is committed first.
+        let refresh_token = self
+            .persist_session(NewSession {
+                sid: sid.clone(),
+                user_id: user.user_id.clone(),
+                client: client.clone(),
+                realm: realm.to_string(),
+                audience: api.audience.clone(),
+                scopes: granted.clone(),
+                access_expires_at: self.clock.now() + issued.expires_in as i64,
+                with_refresh,
+            })
+            .await?;
+        tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid);
+        Ok(token_response(issued, refresh_token, &granted))
+    }
+
+    async fn persist_session(&self, s: NewSession) -> Result<Option<String>, OAuthError> {
+        let sessions = Arc::clone(&self.sessions);
+        tokio::task::spawn_blocking(move || sessions.persist(s))
+            .await
+            .map_err(|_| OAuthError::ServerError("internal error"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "persisting the session failed");
+                OAuthError::ServerError("internal error")
+            })
     }
 
     async fn find_login(&self, realm: &str, username: &str) -> Result<Option<User>, OAuthError> {
@@ -235,8 +274,21 @@ impl AuthServer {
     }
 }
 
-/// A login session id: 128 random bits, hex.
-fn new_session_id() -> String {
-    let n: u128 = rand::random();
-    format!("{n:032x}")
+/// The 200 answer: tokens, granted scope, `no-store`.
+pub(super) fn token_response(
+    issued: Issued,
+    refresh_token: Option<String>,
+    granted: &[String],
+) -> Response<ResponseBody> {
+    no_store(json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token: issued.access_token,
+            id_token: issued.id_token,
+            refresh_token,
+            scope: granted.join(" "),
+            expires_in: issued.expires_in,
+            token_type: "Bearer",
+        },
+    ))
 }

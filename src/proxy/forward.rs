@@ -78,8 +78,10 @@ impl Proxy {
         let balancer = &route.balancer;
         let mut index = balancer.pick();
 
-        // A body-less request can be sent again if the first upstream refuses it.
-        let retryable = http_body::Body::is_end_stream(&body) && upgrade.is_none();
+        // A body-less request can be sent again if the first upstream refuses
+        // it; keep a copy of its head only when there is another upstream to try.
+        let retryable =
+            http_body::Body::is_end_stream(&body) && upgrade.is_none() && balancer.len() > 1;
         let limit = route
             .config
             .max_body
@@ -97,16 +99,18 @@ impl Proxy {
             }
         }
 
+        let mut next = Some(parts);
         loop {
             let target = balancer.target(index);
             let uri = match upstream_uri(target, &path_and_query) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
             };
-            let mut req = Request::from_parts(
-                parts.clone(),
-                body.take().unwrap_or_else(RequestBody::empty),
-            );
+            let Some(head) = next.take() else {
+                return (Err(ProxyError::Internal("no request to send".into())), None);
+            };
+            let spare = retryable.then(|| head.clone());
+            let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
             *req.uri_mut() = uri;
             if route.config.host_header == HostHeader::Upstream
                 && let Ok(v) = HeaderValue::from_str(target.authority.as_str())
@@ -133,9 +137,10 @@ impl Proxy {
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %e, "upstream marked down");
-                    match balancer.pick_other(index) {
-                        Some(next) if retryable => {
-                            index = next;
+                    match (balancer.pick_other(index), spare) {
+                        (Some(other), Some(head)) => {
+                            index = other;
+                            next = Some(head);
                             continue;
                         }
                         _ => return (Err(e), label),

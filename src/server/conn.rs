@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::activity::ConnActivity;
 use crate::config::ServerConfig;
+use crate::proxy::Proxy;
 use crate::service::App;
 
 /// What every connection of a listener shares.
@@ -27,11 +28,12 @@ pub struct ConnShared {
     pub(crate) handshake_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) app: Arc<App>,
+    pub(crate) proxy: Proxy,
 }
 
 impl ConnShared {
     /// The HTTP settings from `[server]`.
-    pub fn new(acceptor: TlsAcceptor, server: &ServerConfig, app: Arc<App>) -> Self {
+    pub fn new(acceptor: TlsAcceptor, server: &ServerConfig, app: Arc<App>, proxy: Proxy) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -52,6 +54,7 @@ impl ConnShared {
             handshake_timeout: server.tls_handshake_timeout,
             idle_timeout: server.idle_timeout,
             app,
+            proxy,
         }
     }
 }
@@ -79,13 +82,13 @@ pub async fn serve(
         };
 
     let activity = ConnActivity::new();
-    let app = Arc::clone(&shared.app);
+    let for_requests = Arc::clone(&shared);
     let conn_activity = Arc::clone(&activity);
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let guard = conn_activity.begin();
-        let app = Arc::clone(&app);
+        let shared = Arc::clone(&for_requests);
         async move {
-            let resp = app.handle(req, peer).await;
+            let resp = shared.app.handle(req, peer, &shared.proxy).await;
             Ok::<_, Infallible>(resp.map(|body| body.with_guard(guard)))
         }
     });

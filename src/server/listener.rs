@@ -3,10 +3,10 @@
 //! accepting so at most `max_connections` are open, and hands each socket to
 //! its own task, where the TLS handshake happens under a deadline.
 //!
+//! Each worker thread runs this loop on its own clone of the listening socket.
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! requests and close, then wait until all have closed or the drain deadline passes.
 
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,28 +16,28 @@ use tokio::sync::{Semaphore, watch};
 
 use super::conn::{self, ConnShared};
 
-/// Accept connections on `listener` until `shutdown` completes, then drain.
-pub async fn run(
+/// Accept connections on `listener` until `stop` turns true. The permits are
+/// shared by every worker of the gateway: together they hold at most
+/// `max_connections` connections.
+pub async fn accept_until_stopped(
     listener: TcpListener,
     shared: Arc<ConnShared>,
-    max_connections: usize,
-    drain_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::pin!(shutdown);
-
+    if *stop.borrow() {
+        return;
+    }
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stop.changed() => break,
             permit = Arc::clone(&permits).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -51,27 +51,29 @@ pub async fn run(
             Arc::clone(&shared),
             tcp,
             peer,
-            stop_rx.clone(),
+            stop.clone(),
             permit,
         ));
     }
-
-    // Stop accepting: the socket closes now, so new connections are refused.
+    // Stop accepting: this worker's handle on the socket closes now.
     drop(listener);
-    let open = max_connections - permits.available_permits();
-    tracing::info!(
-        open_connections = open,
-        "shutting down: finishing in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    match tokio::time::timeout(drain_timeout, permits.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(
-            still_open = max_connections - permits.available_permits(),
-            "drain deadline passed; closing the remaining connections"
-        ),
+}
+
+/// Wait until every connection (of every worker) has closed, or `drain_timeout`
+/// has passed. True when all closed.
+pub async fn wait_drained(
+    permits: &Semaphore,
+    max_connections: usize,
+    drain_timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    while permits.available_permits() < max_connections {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 async fn accept_error(e: io::Error) {

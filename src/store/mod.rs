@@ -6,6 +6,8 @@
 //! pool (`tokio::task::spawn_blocking`). Writes are committed before a call
 //! returns: durable before acknowledged.
 
+pub mod protect;
+pub mod sessions;
 mod sqlite;
 
 use serde::Serialize;

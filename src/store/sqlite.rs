@@ -30,15 +30,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX users_realm_username ON users(realm, username COLLATE NOCASE) WHERE username IS NOT NULL;
     CREATE UNIQUE INDEX users_realm_email ON users(realm, email COLLATE NOCASE) WHERE email IS NOT NULL;",
+    // 2: login sessions and refresh-token families (src/store/sessions.rs)
+    super::sessions::SCHEMA,
+    // 3: attack protection (src/store/protect.rs)
+    super::protect::SCHEMA,
 ];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, msg)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -122,7 +126,10 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let conn = self
             .conn
             .lock()

@@ -267,6 +267,8 @@ async fn upstream_handle(
 /// A running gateway.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), plain HTTP.
+    pub admin_addr: SocketAddr,
     pub dir: Arc<tempfile::TempDir>,
     pub config: Config,
     cert_pem: Vec<u8>,
@@ -398,13 +400,23 @@ impl Builder {
         .unwrap_or_else(|e| panic!("gateway start: {e:#}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin_listener.local_addr().unwrap();
+        let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(gateway.admin(admin_listener, admin_stop));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway.serve(listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
+            let _ = stop_admin.send(true);
+        });
         let cert_pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
         TestGateway {
             addr,
+            admin_addr,
             dir,
             config,
             cert_pem,

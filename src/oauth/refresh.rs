@@ -1,0 +1,130 @@
+//! `grant_type=refresh_token`: joins the token pipeline after client
+//! authentication. The session behind the token supplies the user, audience
+//! and scopes; `scope` may narrow them, never widen. A new access token (and
+//! an ID token when the session had `openid`) carries the same `sid`.
+
+use std::sync::Arc;
+
+use http::Response;
+
+use super::AuthServer;
+use super::error::OAuthError;
+use super::request::Params;
+use super::token::token_response;
+use crate::config::ClientConfig;
+use crate::http::body::ResponseBody;
+use crate::sessions::{ExchangeError, hash_token};
+use crate::tokens::issue::Grant;
+
+/// `Unknown or invalid refresh token.`
+pub const INVALID_REFRESH: &str = "Unknown or invalid refresh token.";
+
+impl AuthServer {
+    pub(super) async fn refresh_grant(
+        &self,
+        client: &ClientConfig,
+        params: &Params,
+    ) -> Result<Response<ResponseBody>, OAuthError> {
+        let token = params.require("refresh_token")?.to_string();
+        let invalid = OAuthError::InvalidGrant(INVALID_REFRESH);
+
+        // Read first, decide scope and user, and only then rotate: a refused
+        // request must not retire the token it presented.
+        let sessions = Arc::clone(&self.sessions);
+        let store = Arc::clone(&self.store);
+        let hash = hash_token(&token);
+        let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            let Some((record, session)) = sessions.store().find_refresh(&hash)? else {
+                return Ok(None);
+            };
+            let user = store.get_user(&session.user_id)?;
+            Ok(Some((record, session, user)))
+        })
+        .await
+        .map_err(|_| OAuthError::ServerError("internal error"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "refresh lookup failed");
+            OAuthError::ServerError("internal error")
+        })?;
+        let Some((record, session, user)) = found else {
+            return Err(invalid);
+        };
+        if record.client_id != client.id {
+            return Err(invalid);
+        }
+        let Some(user) = user.filter(|u| !u.blocked) else {
+            return Err(invalid);
+        };
+        let Some(api) = self
+            .config
+            .apis
+            .iter()
+            .find(|a| a.audience == session.audience)
+        else {
+            return Err(invalid);
+        };
+        let held: Vec<String> = session
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let granted = match params.get("scope") {
+            None => held,
+            Some(asked) => {
+                let asked: Vec<String> = asked
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(extra) = asked.iter().find(|s| !held.contains(s)) {
+                    return Err(OAuthError::InvalidScope(format!(
+                        "the scope \"{extra}\" was not granted to this refresh token"
+                    )));
+                }
+                asked
+            }
+        };
+
+        let access_expires_at = self.clock.now() + api.token_lifetime.as_secs() as i64;
+        let sessions = Arc::clone(&self.sessions);
+        let owned_client = client.clone();
+        let exchanged = tokio::task::spawn_blocking(move || {
+            sessions.exchange(&owned_client, &token, access_expires_at)
+        })
+        .await
+        .map_err(|_| OAuthError::ServerError("internal error"))?;
+        let exchanged = match exchanged {
+            Ok(x) => x,
+            Err(ExchangeError::Store(e)) => {
+                tracing::error!(error = %e, "refresh exchange failed in the store");
+                return Err(OAuthError::ServerError("internal error"));
+            }
+            Err(why) => {
+                tracing::info!(target: "passgate::auth", event = "refresh_refused", client = %client.id, reason = ?why);
+                return Err(invalid);
+            }
+        };
+        let session = &exchanged.session;
+        // [rules: protocol oauth2-refresh-token]
+        let issued = self
+            .tokens
+            .issue(Grant {
+                user: &user,
+                client_id: &client.id,
+                audience: &api.audience,
+                lifetime: api.token_lifetime,
+                scopes: &granted,
+                gty: "refresh_token",
+                sid: &session.sid,
+                access_claims: Default::default(),
+                id_claims: Default::default(),
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "token signing failed");
+                OAuthError::ServerError("internal error")
+            })?;
+        tracing::info!(target: "passgate::auth", event = "refresh", client = %client.id, sid = %session.sid, rotated = exchanged.refresh_token.is_some());
+        Ok(token_response(issued, exchanged.refresh_token, &granted))
+    }
+}

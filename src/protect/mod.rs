@@ -1,0 +1,295 @@
+//! Attack protection for `/oauth/token` (protocol.md, "Attack protection").
+//!
+//! - `client_ip.rs`: which IP a request counts under (peer, trusted
+//!   `X-Forwarded-For`, trusted `auth0-forwarded-for`), IPv6 by /64;
+//! - `limiter.rs`: governor keyed limiters (per IP; per identifier and IP);
+//! - `rules.rs`: when a brute-force block or a suspicious-IP throttle holds;
+//! - `denied.rs`: the refusals and their wire errors;
+//! - `unblock.rs`: lifting blocks (the `unblock` command, password changes).
+//!
+//! The order is cheap to dear: the per-IP request limit (memory), then the
+//! identifier+IP rate (memory), then blocks and throttles (one store read),
+//! and only then argon2. Counters and blocks live in the store (durable,
+//! read through on every attempt, so `passgate unblock` reaches a running
+//! gateway); request limiters live in memory and are swept on a timer.
+
+mod client_ip;
+mod denied;
+mod limiter;
+mod rules;
+mod unblock;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+pub use client_ip::{AUTH0_FORWARDED_FOR, IpKey, effective_ip, network_ip};
+pub use denied::Denied;
+pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
+pub use rules::{Refusal, ip_throttled, pair_blocked};
+pub use unblock::{identifier_key, lift_after_password_change, unblock};
+
+use crate::clock::SharedClock;
+use crate::config::{AttackProtectionConfig, ClientConfig, Config};
+use crate::oauth::client_auth::ClientAuth;
+use crate::store::StoreError;
+use crate::store::protect::ProtectStore;
+
+/// The pair key used for every IP in account-lockout mode.
+pub const ANY_IP: &str = "*";
+
+/// The token endpoint's protector: limiters in memory, counters in the store.
+pub struct Protect {
+    config: AttackProtectionConfig,
+    trusted_proxies: Vec<IpNet>,
+    requests: KeyedLimiter<IpKey>,
+    user_ip: KeyedLimiter<([u8; 16], IpKey)>,
+    store: Arc<dyn ProtectStore>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Protect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protect")
+            .field("requests", &self.requests)
+            .field("user_ip", &self.user_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login attempt that passed the checks; hand it back with its outcome.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    identifier: String,
+    ip: IpAddr,
+    ip_key: String,
+    pair_ip: String,
+    had_streak: bool,
+}
+
+impl Protect {
+    /// A protector configured by `[attack_protection]` and `server.trusted_proxies`.
+    pub fn new(config: &Config, store: Arc<dyn ProtectStore>, clock: SharedClock) -> Self {
+        let c = config.attack_protection.clone();
+        Self {
+            requests: KeyedLimiter::new(c.request_limit, c.request_limit, c.request_period),
+            user_ip: KeyedLimiter::new(c.user_ip_burst, c.user_ip_limit, c.user_ip_period),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            config: c,
+            store,
+            clock,
+        }
+    }
+
+    /// Sweep idle limiter keys and expired counters every `sweep_interval`,
+    /// for as long as the protector lives.
+    pub fn start_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.config.sweep_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(p) = weak.upgrade() else { return };
+                p.requests.sweep();
+                p.user_ip.sweep();
+                let (now, expiry) = (p.clock.now(), p.expiry());
+                let store = Arc::clone(&p.store);
+                drop(p);
+                let swept =
+                    tokio::task::spawn_blocking(move || store.sweep_protect(now, now - expiry))
+                        .await;
+                if let Ok(Err(e)) = swept {
+                    tracing::warn!(target: "passgate::protect", error = %e, "sweeping attack-protection counters failed");
+                }
+            }
+        });
+    }
+
+    /// The IP a request counts under (see `client_ip.rs`).
+    pub fn client_ip(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        client: &ClientConfig,
+        auth: ClientAuth,
+    ) -> IpAddr {
+        effective_ip(self.network_ip(peer, headers), headers, client, auth)
+    }
+
+    /// The connection's client address (peer, or trusted `X-Forwarded-For`).
+    pub fn network_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        network_ip(peer, headers, &self.trusted_proxies)
+    }
+
+    /// Take one token-endpoint request from `ip`'s quota.
+    pub fn check_request(&self, ip: IpAddr) -> Result<(), Denied> {
+        self.requests.check(&IpKey::of(ip)).map(drop).map_err(|limited| {
+            tracing::debug!(target: "passgate::protect", event = "request_rate_limited", ip = %ip, retry_after = limited.retry_after);
+            self.limited(limited)
+        })
+    }
+
+    /// Everything a password attempt must pass before hashing: the
+    /// identifier+IP rate, the pair's brute-force block, the IP's throttle.
+    pub async fn before_login(&self, identifier: &str, ip: IpAddr) -> Result<Attempt, Denied> {
+        let identifier = identifier_key(identifier);
+        let key = IpKey::of(ip);
+        let digest: [u8; 16] = Sha256::digest(identifier.as_bytes())[..16]
+            .try_into()
+            .unwrap_or_default();
+        if let Err(limited) = self.user_ip.check(&(digest, key)) {
+            tracing::info!(target: "passgate::protect", event = "user_ip_throttled", identifier = %identifier, ip = %ip, retry_after = limited.retry_after);
+            return Err(self.limited(limited));
+        }
+        let ip_key = key.to_string();
+        let pair_ip = if self.config.account_lockout {
+            ANY_IP.to_string()
+        } else {
+            ip_key.clone()
+        };
+        let state = {
+            let (id, pair, ip_key) = (identifier.clone(), pair_ip.clone(), ip_key.clone());
+            self.blocking(move |store| {
+                let mut s = store.attempt_state(&id, &pair)?;
+                if pair != ip_key {
+                    s.ip_tat = store.attempt_state(&id, &ip_key)?.ip_tat;
+                }
+                Ok(s)
+            })
+            .await?
+        };
+        let now = self.clock.now();
+        if self.config.brute_force
+            && let Some(until) = pair_blocked(
+                state.streak,
+                now,
+                self.config.brute_force_threshold.get(),
+                self.expiry(),
+            )
+        {
+            tracing::debug!(target: "passgate::protect", event = "brute_force_refused", identifier = %identifier, ip = %pair_ip, until);
+            return Err(Denied::Refused(Refusal::BruteForce { until }));
+        }
+        if self.ip_counted(ip)
+            && let Some(until) = ip_throttled(
+                state.ip_tat,
+                now,
+                self.config.suspicious_ip_threshold.get(),
+                self.regain(),
+            )
+        {
+            tracing::debug!(target: "passgate::protect", event = "suspicious_ip_refused", ip = %ip_key, until);
+            return Err(Denied::Refused(Refusal::SuspiciousIp { until }));
+        }
+        Ok(Attempt {
+            had_streak: state.streak.is_some_and(|s| s.failures > 0),
+            identifier,
+            ip,
+            ip_key,
+            pair_ip,
+        })
+    }
+
+    /// Count a failed attempt; logs the block or throttle it starts.
+    pub async fn login_failed(&self, attempt: Attempt) -> Result<(), Denied> {
+        let now = self.clock.now();
+        let (threshold, expiry) = (self.config.brute_force_threshold.get(), self.expiry());
+        let (ip_threshold, regain) = (self.config.suspicious_ip_threshold.get(), self.regain());
+        let count_pair = self.config.brute_force;
+        let count_ip = self.ip_counted(attempt.ip);
+        let a = attempt.clone();
+        let (failures, tat) = self
+            .blocking(move |store| {
+                let failures = match count_pair {
+                    true => Some(store.add_login_failure(
+                        &a.identifier,
+                        &a.pair_ip,
+                        now,
+                        now - expiry,
+                    )?),
+                    false => None,
+                };
+                let tat = match count_ip {
+                    true => Some(store.add_ip_failure(&a.ip_key, now, regain)?),
+                    false => None,
+                };
+                Ok((failures, tat))
+            })
+            .await?;
+        if failures == Some(threshold) {
+            tracing::warn!(
+                target: "passgate::protect",
+                event = "brute_force_block",
+                identifier = %attempt.identifier,
+                ip = %attempt.pair_ip,
+                failures = threshold,
+                until = now + expiry,
+                "blocked after consecutive failed logins"
+            );
+        }
+        if let Some(until) = ip_throttled(tat, now, ip_threshold, regain)
+            && ip_throttled(tat.map(|t| t - regain), now, ip_threshold, regain).is_none()
+        {
+            tracing::warn!(
+                target: "passgate::protect",
+                event = "suspicious_ip_throttle",
+                identifier = %attempt.identifier,
+                ip = %attempt.ip_key,
+                until,
+                "IP throttled after failed logins across identifiers"
+            );
+        }
+        Ok(())
+    }
+
+    /// A successful attempt ends the pair's failure streak.
+    pub async fn login_succeeded(&self, attempt: Attempt) -> Result<(), Denied> {
+        if !attempt.had_streak {
+            return Ok(());
+        }
+        self.blocking(move |store| {
+            store.clear_login_failures(&attempt.identifier, Some(&attempt.pair_ip))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Run store calls on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ProtectStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Denied> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| Denied::Store(StoreError::Backend(e.to_string())))?
+            .map_err(Denied::Store)
+    }
+
+    fn limited(&self, limited: Limited) -> Denied {
+        Denied::Limited {
+            limited,
+            reset: self.clock.now() + limited.retry_after as i64,
+        }
+    }
+
+    fn ip_counted(&self, ip: IpAddr) -> bool {
+        self.config.suspicious_ip
+            && !self
+                .config
+                .suspicious_ip_allowlist
+                .iter()
+                .any(|n| n.contains(&ip))
+    }
+
+    fn expiry(&self) -> i64 {
+        self.config.brute_force_expiry.as_secs() as i64
+    }
+
+    fn regain(&self) -> i64 {
+        self.config.suspicious_ip_regain.as_secs().max(1) as i64
+    }
+}

@@ -1,0 +1,238 @@
+//! Login sessions, rotating refresh tokens, and revocation the proxy enforces.
+//!
+//! Every login is a session; its id is the `sid` claim of its tokens. The
+//! sessions' persistent state lives in the store ([`SessionStore`]), written
+//! before a response leaves. The set of revoked sessions is kept in a dashmap
+//! in front of the store, so the gate answers "is this `sid` revoked?" on
+//! every proxied request from memory: it is loaded at start, updated
+//! write-through by this process, and fed from the store's revocation log
+//! every second (so `passgate sessions revoke`, `users block` and
+//! `users set-password` run from another process take effect too).
+
+mod refresh;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+pub use refresh::{ExchangeError, Exchanged, hash_token};
+
+use crate::clock::SharedClock;
+use crate::config::ClientConfig;
+use crate::gate::Revocations;
+use crate::gate::claims::Claims;
+use crate::store::StoreError;
+use crate::store::sessions::{RefreshRecord, Session, SessionStore};
+
+/// Sessions and refresh tokens.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    /// Revoked sessions still within their tokens' lifetime: `sid → expires_at`.
+    revoked: DashMap<String, i64>,
+    last_seq: AtomicI64,
+    issuer: String,
+    clock: SharedClock,
+}
+
+/// What a login needs remembered.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The session id (already in the tokens).
+    pub sid: String,
+    /// The user.
+    pub user_id: String,
+    /// The client and its refresh policy.
+    pub client: ClientConfig,
+    /// The realm.
+    pub realm: String,
+    /// The access token's audience.
+    pub audience: String,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// When the access token expires.
+    pub access_expires_at: i64,
+    /// Issue a refresh token.
+    pub with_refresh: bool,
+}
+
+impl Sessions {
+    /// Sessions of `issuer` over `store`, with the revoked set loaded from it.
+    pub fn load(
+        store: Arc<dyn SessionStore>,
+        issuer: String,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
+        let now = clock.now();
+        let revoked = DashMap::new();
+        for (sid, expires_at) in store.revoked_sessions(now)? {
+            revoked.insert(sid, expires_at);
+        }
+        // Everything already revoked is loaded; follow the log from its end.
+        let end = store
+            .revocations_since(0)?
+            .last()
+            .map_or(0, |(seq, _, _)| *seq);
+        Ok(Self {
+            store,
+            revoked,
+            last_seq: AtomicI64::new(end),
+            issuer,
+            clock,
+        })
+    }
+
+    /// A new session id: 128 random bits, hex.
+    pub fn new_sid() -> String {
+        let n: u128 = rand::random();
+        format!("{n:032x}")
+    }
+
+    /// Persist a login's session, and its first refresh token when asked.
+    /// Returns the refresh token (the only time it exists in clear).
+    pub fn persist(&self, s: NewSession) -> Result<Option<String>, StoreError> {
+        let now = self.clock.now();
+        let policy = &s.client.refresh;
+        let absolute = now + policy.absolute_lifetime.as_secs() as i64;
+        let expires_at = if s.with_refresh {
+            absolute.max(s.access_expires_at)
+        } else {
+            s.access_expires_at
+        };
+        let session = Session {
+            sid: s.sid.clone(),
+            user_id: s.user_id.clone(),
+            client_id: s.client.id.clone(),
+            realm: s.realm.clone(),
+            audience: s.audience.clone(),
+            scope: s.scopes.join(" "),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            has_refresh: s.with_refresh,
+        };
+        let token = s.with_refresh.then(refresh::new_token);
+        let record = token.as_deref().map(|t| RefreshRecord {
+            token_hash: hash_token(t),
+            sid: session.sid.clone(),
+            client_id: s.client.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            absolute_expires_at: absolute,
+            retired_at: None,
+        });
+        let dropped =
+            self.store
+                .create_session(&session, record.as_ref(), policy.max_families, now)?;
+        for (sid, expires_at) in dropped {
+            tracing::info!(target: "passgate::auth", event = "session_dropped", sid = %sid, reason = "too many refresh families");
+            self.revoked.insert(sid, expires_at);
+        }
+        Ok(token)
+    }
+
+    /// End a session now, here and (through the store) everywhere.
+    pub fn revoke(&self, sid: &str) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let changed = self.store.revoke_session(sid, now)?;
+        // The store has the expiry; a long bound is safe until the log sweep replaces it.
+        self.revoked.entry(sid.to_string()).or_insert(i64::MAX);
+        if changed {
+            tracing::info!(target: "passgate::auth", event = "session_revoked", sid = %sid);
+        }
+        Ok(changed)
+    }
+
+    /// End every session of a user.
+    pub fn revoke_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        let ended = self.store.revoke_user_sessions(user_id, self.clock.now())?;
+        let n = ended.len();
+        for (sid, expires_at) in ended {
+            self.revoked.insert(sid, expires_at);
+        }
+        Ok(n)
+    }
+
+    /// Read revocations other processes (or this one) logged since the last look.
+    pub fn follow_log(&self) -> Result<usize, StoreError> {
+        let since = self.last_seq.load(Ordering::Acquire);
+        let rows = self.store.revocations_since(since)?;
+        let n = rows.len();
+        for (seq, sid, expires_at) in rows {
+            self.revoked.insert(sid, expires_at);
+            self.last_seq.fetch_max(seq, Ordering::AcqRel);
+        }
+        Ok(n)
+    }
+
+    /// Forget revoked sessions whose tokens have all expired, and delete expired sessions.
+    pub fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        self.revoked.retain(|_, expires_at| *expires_at >= now);
+        self.store.sweep_sessions(now)
+    }
+
+    /// Follow the revocation log every `follow` and sweep every `sweep`, until dropped.
+    pub fn start_background(self: &Arc<Self>, follow: Duration, sweep: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks: u64 = 0;
+            let every = (sweep.as_millis() / follow.as_millis().max(1)).max(1) as u64;
+            loop {
+                tokio::time::sleep(follow).await;
+                let Some(this) = weak.upgrade() else { return };
+                let result = tokio::task::spawn_blocking(move || {
+                    let followed = this.follow_log();
+                    ticks += 1;
+                    let swept = if ticks.is_multiple_of(every) {
+                        this.sweep().map(Some)
+                    } else {
+                        Ok(None)
+                    };
+                    (followed, swept, ticks)
+                })
+                .await;
+                match result {
+                    Ok((followed, swept, t)) => {
+                        ticks = t;
+                        if let Err(e) = followed {
+                            tracing::warn!(error = %e, "reading the revocation log failed");
+                        }
+                        match swept {
+                            Ok(Some(n)) if n > 0 => {
+                                tracing::debug!(deleted = n, "swept expired sessions")
+                            }
+                            Err(e) => tracing::warn!(error = %e, "sweeping sessions failed"),
+                            _ => {}
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// How many revoked sessions are held in memory.
+    pub fn revoked_len(&self) -> usize {
+        self.revoked.len()
+    }
+}
+
+impl Revocations for Sessions {
+    fn is_revoked(&self, claims: &Claims) -> bool {
+        if self.revoked.is_empty() || claims.iss != self.issuer {
+            return false;
+        }
+        claims
+            .sid
+            .as_deref()
+            .is_some_and(|sid| self.revoked.contains_key(sid))
+    }
+}

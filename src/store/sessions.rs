@@ -1,0 +1,414 @@
+//! Login sessions and their refresh tokens, in SQLite.
+//!
+//! A session is one login: its id is the `sid` claim of every token it
+//! issues. A session may hold a refresh-token family: each exchange retires
+//! the presented token and inserts its successor, atomically, so of two
+//! concurrent exchanges exactly one wins. Refresh tokens are stored only as
+//! SHA-256 hashes.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::StoreError;
+use super::sqlite::{SqliteStore, backend};
+
+/// Schema of sessions and refresh tokens (migration 2).
+pub const SCHEMA: &str = "CREATE TABLE sessions (
+        sid TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        realm TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER,
+        has_refresh INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_user ON sessions(user_id, client_id);
+    CREATE INDEX sessions_expiry ON sessions(expires_at);
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        sid TEXT NOT NULL REFERENCES sessions(sid) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        absolute_expires_at INTEGER NOT NULL,
+        retired_at INTEGER
+    );
+    CREATE INDEX refresh_tokens_sid ON refresh_tokens(sid);
+    CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        sid TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );";
+
+/// One login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The `sid` claim.
+    pub sid: String,
+    /// The user.
+    pub user_id: String,
+    /// The client that logged in.
+    pub client_id: String,
+    /// The realm.
+    pub realm: String,
+    /// The audience of its access tokens.
+    pub audience: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// No token of the session is valid after this.
+    pub expires_at: i64,
+    /// When it was ended.
+    pub revoked_at: Option<i64>,
+    /// Whether it has a refresh-token family.
+    pub has_refresh: bool,
+}
+
+/// One refresh token, by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Its session (= its family).
+    pub sid: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When it (or, for a rotated token, it at issue) was last used: the idle lifetime runs from here.
+    pub last_used_at: i64,
+    /// The family's absolute end; it does not move on rotation.
+    pub absolute_expires_at: i64,
+    /// When it was exchanged for its successor.
+    pub retired_at: Option<i64>,
+}
+
+/// The outcome of retiring a token for its successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The successor is stored; the old token is retired.
+    Rotated,
+    /// Someone else retired it first, at this time.
+    AlreadyRetired(i64),
+}
+
+/// Session persistence.
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Store a new session (and its first refresh token). When the user then
+    /// has more than `max_families` live refresh families with this client,
+    /// the oldest are revoked; their `(sid, expires_at)` are returned.
+    fn create_session(
+        &self,
+        session: &Session,
+        refresh: Option<&RefreshRecord>,
+        max_families: usize,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// A refresh token and its session.
+    fn find_refresh(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
+    /// Retire `old_hash` and store `new` in one transaction, unless it was retired already.
+    /// The session's `expires_at` becomes at least `session_expires_at`.
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: i64,
+        session_expires_at: i64,
+    ) -> Result<Rotation, StoreError>;
+    /// Mark a (non-rotating) token used now; extend the session to at least `session_expires_at`.
+    fn touch_refresh(
+        &self,
+        token_hash: &str,
+        now: i64,
+        session_expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// End a session; false when there was none or it had ended.
+    fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError>;
+    /// End every live session of a user; returns `(sid, expires_at)` of each.
+    fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// A user's sessions that have not expired, newest first.
+    fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError>;
+    /// Revoked sessions whose tokens may still be presented: `(sid, expires_at)`.
+    fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Delete sessions (and their refresh tokens) that expired before `now`.
+    fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError>;
+    /// Revocations recorded after `seq` (by any process): `(seq, sid, expires_at)`.
+    fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError>;
+}
+
+fn record_revocation(
+    c: &rusqlite::Connection,
+    sid: &str,
+    expires_at: i64,
+) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO revocations (sid, expires_at) VALUES (?1, ?2)",
+        params![sid, expires_at],
+    )
+}
+
+const SESSION_COLUMNS: &str = "sid, user_id, client_id, realm, audience, scope, created_at, expires_at, revoked_at, has_refresh";
+
+fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
+    Ok(Session {
+        sid: row.get(at)?,
+        user_id: row.get(at + 1)?,
+        client_id: row.get(at + 2)?,
+        realm: row.get(at + 3)?,
+        audience: row.get(at + 4)?,
+        scope: row.get(at + 5)?,
+        created_at: row.get(at + 6)?,
+        expires_at: row.get(at + 7)?,
+        revoked_at: row.get(at + 8)?,
+        has_refresh: row.get(at + 9)?,
+    })
+}
+
+fn insert_refresh(tx: &rusqlite::Connection, r: &RefreshRecord) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO refresh_tokens (token_hash, sid, client_id, created_at, last_used_at, absolute_expires_at, retired_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![r.token_hash, r.sid, r.client_id, r.created_at, r.last_used_at, r.absolute_expires_at, r.retired_at],
+    )
+}
+
+impl SessionStore for SqliteStore {
+    fn create_session(
+        &self,
+        s: &Session,
+        refresh: Option<&RefreshRecord>,
+        max_families: usize,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh],
+        )
+        .map_err(backend)?;
+        let mut dropped: Vec<(String, i64)> = Vec::new();
+        if let Some(r) = refresh {
+            insert_refresh(&tx, r).map_err(backend)?;
+            let mut stmt = tx
+                .prepare(
+                    "SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND client_id = ?2 AND has_refresh = 1 \
+                     AND revoked_at IS NULL AND expires_at >= ?3 ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![s.user_id, s.client_id, now, max_families as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            for row in rows {
+                dropped.push(row.map_err(backend)?);
+            }
+            drop(stmt);
+            for (sid, expires_at) in &dropped {
+                tx.execute(
+                    "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1",
+                    params![sid, now],
+                )
+                .map_err(backend)?;
+                record_revocation(&tx, sid, *expires_at).map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(dropped)
+    }
+
+    fn find_refresh(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT r.token_hash, r.sid, r.client_id, r.created_at, r.last_used_at, r.absolute_expires_at, r.retired_at, \
+                     {} FROM refresh_tokens r JOIN sessions s ON s.sid = r.sid WHERE r.token_hash = ?1",
+                    SESSION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+                ),
+                params![token_hash],
+                |row| {
+                    let r = RefreshRecord {
+                        token_hash: row.get(0)?,
+                        sid: row.get(1)?,
+                        client_id: row.get(2)?,
+                        created_at: row.get(3)?,
+                        last_used_at: row.get(4)?,
+                        absolute_expires_at: row.get(5)?,
+                        retired_at: row.get(6)?,
+                    };
+                    Ok((r, session_from_row(row, 7)?))
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: i64,
+        session_expires_at: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn.transaction().map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE refresh_tokens SET retired_at = ?2 WHERE token_hash = ?1 AND retired_at IS NULL",
+                params![old_hash, now],
+            )
+            .map_err(backend)?;
+        if changed == 0 {
+            let retired: Option<i64> = tx
+                .query_row(
+                    "SELECT retired_at FROM refresh_tokens WHERE token_hash = ?1",
+                    params![old_hash],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .flatten();
+            return Ok(Rotation::AlreadyRetired(retired.unwrap_or(now)));
+        }
+        insert_refresh(&tx, new).map_err(backend)?;
+        tx.execute(
+            "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = ?1",
+            params![new.sid, session_expires_at],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(Rotation::Rotated)
+    }
+
+    fn touch_refresh(
+        &self,
+        token_hash: &str,
+        now: i64,
+        session_expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("UPDATE refresh_tokens SET last_used_at = ?2 WHERE token_hash = ?1", params![token_hash, now])?;
+            c.execute(
+                "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = (SELECT sid FROM refresh_tokens WHERE token_hash = ?1)",
+                params![token_hash, session_expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn.transaction().map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1 AND revoked_at IS NULL",
+                params![sid, now],
+            )
+            .map_err(backend)?;
+        if changed > 0 {
+            let expires_at: i64 = tx
+                .query_row(
+                    "SELECT expires_at FROM sessions WHERE sid = ?1",
+                    params![sid],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            record_revocation(&tx, sid, expires_at).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(changed > 0)
+    }
+
+    fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn.transaction().map_err(backend)?;
+        let live: Vec<(String, i64)> = {
+            let mut stmt = tx
+                .prepare("SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at >= ?2")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![user_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+        };
+        tx.execute(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            params![user_id, now],
+        )
+        .map_err(backend)?;
+        for (sid, expires_at) in &live {
+            record_revocation(&tx, sid, *expires_at).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(live)
+    }
+
+    fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 AND expires_at >= ?2 ORDER BY created_at DESC"
+            ))?;
+            let rows = stmt.query_map(params![user_id, now], |r| session_from_row(r, 0))?;
+            rows.collect()
+        })
+    }
+
+    fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT sid, expires_at FROM sessions WHERE revoked_at IS NOT NULL AND expires_at >= ?1")?;
+            let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM revocations WHERE expires_at < ?1",
+                params![now],
+            )?;
+            c.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])
+        })
+    }
+
+    fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, sid, expires_at FROM revocations WHERE seq > ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+}
