@@ -1,0 +1,270 @@
+//! Default mode's world: a stand-in upstream and a passgate, in-process on
+//! loopback ports, on their own tokio runtime (so the load generator's tasks
+//! do not queue behind the server's), with a generated config in a temp dir
+//! and users created through the library.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use passgate::config::Config;
+use passgate::identity::password::{HashParams, Hasher};
+use passgate::identity::users::Admin;
+use passgate::store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+/// The generated config's names.
+pub const API: &str = "https://api.load.test";
+/// The realm users are created in.
+pub const REALM: &str = "Username-Password-Authentication";
+/// A confidential client trusted to send `auth0-forwarded-for`.
+pub const CLIENT_ID: &str = "load-backend";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "load-backend-secret";
+/// Password of every generated user.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The name of generated user `i`.
+pub fn username(i: usize) -> String {
+    format!("load-user-{i}")
+}
+
+/// The config of the in-process gateway: dev certificate and signing keys in
+/// `dir`, one API (offline access allowed), one trusted confidential client,
+/// one realm, a protected `/api/` route and a public `/public/` route; the
+/// request-rate limits of `[attack_protection]` raised out of the way.
+pub fn config_toml(dir: &str, upstream: SocketAddr) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+tls_cert = "{dir}/cert.pem"
+tls_key = "{dir}/key.pem"
+dev_certificate = true
+shutdown_timeout = "2s"
+
+[log]
+access = false
+
+# Throughput runs measure argon2, not the request limiter: the per-IP request
+# limit and the per-(user, IP) attempt limit are raised far above what the
+# bench sends. Brute-force blocks and suspicious-IP throttling keep their
+# defaults, so the flood meets them.
+[attack_protection]
+request_limit = 1000000
+request_period = "1s"
+user_ip_burst = 1000000
+user_ip_limit = 1000000
+user_ip_period = "1s"
+
+[issuer]
+url = "https://localhost/"
+signing_keys = "{dir}/signing"
+default_audience = "{API}"
+default_realm = "{REALM}"
+
+[store]
+path = "{dir}/passgate.db"
+
+[[apis]]
+audience = "{API}"
+scopes = ["read:items", "write:items"]
+token_lifetime = "1h"
+allow_offline_access = true
+
+[[clients]]
+id = "{CLIENT_ID}"
+secret = "{CLIENT_SECRET}"
+grant_types = ["password", "http://auth0.com/oauth/grant-type/password-realm", "refresh_token"]
+trust_forwarded_for = true
+
+[[realms]]
+name = "{REALM}"
+
+[[routes]]
+prefix = "/api/"
+upstream = "http://{upstream}"
+scopes = ["read:items"]
+
+[[routes]]
+prefix = "/public/"
+upstream = "http://{upstream}"
+public = true
+"#
+    )
+}
+
+/// A running upstream + gateway.
+pub struct World {
+    /// The gateway's TLS address.
+    pub addr: SocketAddr,
+    /// Its (self-signed) certificate, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Users created (name, password).
+    pub users: Vec<(String, String)>,
+    rt: Option<Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// Start everything and create `users` users.
+    pub async fn start(users: usize) -> anyhow::Result<World> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("passgate-world")
+            .enable_all()
+            .build()?;
+        let dir = tempfile::tempdir()?;
+        let dir_text = dir
+            .path()
+            .to_str()
+            .context("temp dir path is not UTF-8")?
+            .to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let addr = rt
+            .spawn(async move {
+                let upstream = start_upstream().await?;
+                let config = Config::from_toml(&config_toml(&dir_text, upstream))
+                    .map_err(|e| anyhow::anyhow!("generated config: {e}"))?;
+                let gateway = passgate::Gateway::new(config).await?;
+                let listener = TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                tokio::spawn(gateway.serve(listener, async move {
+                    let _ = stopped.await;
+                }));
+                anyhow::Ok(addr)
+            })
+            .await??;
+        let db = dir.path().join("passgate.db");
+        let users = tokio::task::spawn_blocking(move || create_users(&db, users)).await??;
+        let cert_pem = std::fs::read(dir.path().join("cert.pem"))?;
+        Ok(World {
+            addr,
+            cert_pem,
+            users,
+            rt: Some(rt),
+            stop: Some(stop),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn create_users(db: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
+    let admin = Admin::new(
+        store,
+        Hasher::new(HashParams::default(), 1)?,
+        passgate::clock::system(),
+    );
+    (0..n)
+        .map(|i| {
+            let name = username(i);
+            admin.add(REALM, &name, None, PASSWORD)?;
+            Ok((name, PASSWORD.to_string()))
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.1 upstream answering every request 200 with a small JSON body.
+async fn start_upstream() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(b"{\"items\":[]}")))
+                            .unwrap_or_default(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Password verifications per second this machine sustains with passgate's
+/// default argon2 parameters on its default pool (one worker per core): the
+/// ceiling of the token endpoint. Runs for `for_how_long` with nothing else.
+pub fn argon2_limit(for_how_long: Duration) -> anyhow::Result<f64> {
+    let workers = Hasher::default_workers();
+    let hasher = Hasher::new(HashParams::default(), workers)?;
+    let stored = hasher.hash_blocking(PASSWORD)?;
+    let start = Instant::now();
+    let end = start + for_how_long;
+    let done: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0usize;
+                    while Instant::now() < end {
+                        let _ = hasher.verify_blocking(Some(&stored), PASSWORD);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_config_is_valid() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let c = Config::from_toml(&config_toml("/tmp/x", addr)).unwrap();
+        assert_eq!(c.clients.len(), 1);
+        assert!(c.clients[0].trust_forwarded_for);
+        assert_eq!(c.routes.len(), 2);
+        assert!(!c.log.access);
+    }
+}
