@@ -294,9 +294,11 @@ impl Gateway {
 /// at start and not on the first login.
 fn self_test(ring: &KeyRing) -> anyhow::Result<()> {
     let key = ring.current();
-    let sig = jsonwebtoken::crypto::sign(b"passgate self-test", &key.encoding, key.alg)
-        .context("signing self-test failed")?;
-    let ok = jsonwebtoken::crypto::verify(&sig, b"passgate self-test", &key.decoding, key.alg)
+    let jwt = key
+        .sign_jwt(&serde_json::json!({"self_test": true}))
+        .with_context(|| format!("the signing key {} cannot sign", key.kid))?;
+    let (message, sig) = jwt.rsplit_once('.').context("self-test token")?;
+    let ok = jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.decoding, key.alg)
         .context("verification self-test failed")?;
     anyhow::ensure!(
         ok,

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Header;
 use serde_json::{Map, Value, json};
 
 use super::keys::KeyRing;
@@ -120,10 +119,8 @@ impl TokenIssuer {
 
     fn sign(&self, claims: &Value) -> Result<String, SignError> {
         let key = self.keys.current();
-        let mut header = Header::new(key.alg);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| SignError(e.to_string()))
+        key.sign_jwt(claims)
+            .ok_or_else(|| SignError(format!("the signing key {} failed", key.kid)))
     }
 
     /// Sign the tokens of a grant.

@@ -23,8 +23,10 @@ pub struct SigningKey {
     pub kid: String,
     /// The algorithm this key signs with (and the only one it verifies).
     pub alg: Algorithm,
-    /// Private half.
+    /// Private half, as jsonwebtoken takes it (tests and benches mint with it).
     pub encoding: EncodingKey,
+    /// Private half, parsed once for signing (jsonwebtoken re-parses the key on every signature).
+    signer: Signer,
     /// Public half.
     pub decoding: DecodingKey,
     /// Public JWK with `kid`, `use` and `alg`.
@@ -39,6 +41,61 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .finish_non_exhaustive()
+    }
+}
+
+/// A parsed private key.
+enum Signer {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ecdsa(signature::EcdsaKeyPair),
+    Ed25519(signature::Ed25519KeyPair),
+}
+
+impl Signer {
+    fn from_pkcs8(der: &[u8], alg: Algorithm) -> Option<Signer> {
+        match alg {
+            Algorithm::RS256 => aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+                .ok()
+                .map(Signer::Rsa),
+            Algorithm::ES256 => signature::EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+            )
+            .ok()
+            .map(Signer::Ecdsa),
+            Algorithm::EdDSA => signature::Ed25519KeyPair::from_pkcs8(der)
+                .ok()
+                .map(Signer::Ed25519),
+            _ => None,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            Signer::Rsa(kp) => {
+                let mut sig = vec![0; kp.public_modulus_len()];
+                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .ok()?;
+                Some(sig)
+            }
+            Signer::Ecdsa(kp) => kp.sign(&rng, message).ok().map(|s| s.as_ref().to_vec()),
+            Signer::Ed25519(kp) => Some(kp.sign(message).as_ref().to_vec()),
+        }
+    }
+}
+
+impl SigningKey {
+    /// A compact JWS of `claims`, with header `alg`, `typ: JWT` and this key's `kid`.
+    pub fn sign_jwt(&self, claims: &serde_json::Value) -> Option<String> {
+        let header = serde_json::json!({"alg": crate::gate::keys::alg_name(self.alg), "typ": "JWT", "kid": self.kid});
+        let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?));
+        let sig = self.signer.sign(jwt.as_bytes())?;
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Some(jwt)
     }
 }
 
@@ -239,10 +296,13 @@ fn from_pkcs8(der: &[u8], alg: Algorithm, path: PathBuf) -> anyhow::Result<Signi
         obj.insert("use".into(), "sig".into());
         obj.insert("alg".into(), format!("{alg:?}").into());
     }
+    let signer =
+        Signer::from_pkcs8(der, alg).ok_or_else(|| bad("cannot parse the key for signing"))?;
     Ok(SigningKey {
         kid,
         alg,
         encoding,
+        signer,
         decoding,
         jwk,
         path,
@@ -271,6 +331,23 @@ mod tests {
             let ok =
                 jsonwebtoken::crypto::verify(&sig, b"hello", &key.decoding, alg).unwrap_or(false);
             assert!(ok, "{alg:?} round trip");
+            // passgate's own signer writes a JWS that jsonwebtoken verifies.
+            let jwt = key
+                .sign_jwt(&serde_json::json!({"sub": "x"}))
+                .unwrap_or_default();
+            let mut v = jsonwebtoken::Validation::new(alg);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            let decoded = jsonwebtoken::decode::<serde_json::Value>(&jwt, &key.decoding, &v);
+            assert_eq!(
+                decoded.map(|d| d.claims["sub"].clone()).ok(),
+                Some("x".into()),
+                "{alg:?} JWS"
+            );
+            assert_eq!(
+                jsonwebtoken::decode_header(&jwt).ok().and_then(|h| h.kid),
+                Some(key.kid.clone())
+            );
             assert_eq!(
                 ring.jwks()["keys"][0]["kid"],
                 serde_json::Value::from(key.kid.clone())
