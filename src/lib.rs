@@ -126,7 +126,13 @@ impl Gateway {
 
         let auth = match (ring, state) {
             (Some(keys), Some((store, sessions))) => {
-                let hasher = Hasher::new(HashParams::default(), Hasher::default_workers())?;
+                let pw = &config.passwords;
+                let params = HashParams {
+                    memory_kib: pw.memory_kib,
+                    iterations: pw.iterations,
+                    parallelism: pw.parallelism,
+                };
+                let hasher = Hasher::new(params, pw.workers)?;
                 let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
                 protect.start_sweeper();
                 AuthServer::new(AuthParts {

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(clap::Args)]
 struct ConfigArg {
     /// The config file (default: $PASSGATE_CONFIG, else config/passgate.toml).
-    #[arg(long, env = CONFIG_ENV, default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, env = CONFIG_ENV, default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
 }
 
@@ -340,8 +340,13 @@ fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
     }
     let store = passgate::store::SqliteStore::open(&config.store.path)
         .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
-    let hasher = passgate::identity::password::Hasher::new(Default::default(), 1)
-        .map_err(|e| e.to_string())?;
+    let pw = &config.passwords;
+    let params = passgate::identity::password::HashParams {
+        memory_kib: pw.memory_kib,
+        iterations: pw.iterations,
+        parallelism: pw.parallelism,
+    };
+    let hasher = passgate::identity::password::Hasher::new(params, 1).map_err(|e| e.to_string())?;
     let store = std::sync::Arc::new(store);
     let admin = Admin::new(store.clone(), hasher, passgate::clock::system())
         .with_protect(store.clone())

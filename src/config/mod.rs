@@ -56,6 +56,21 @@ pub struct Config {
     pub trusted_issuers: Vec<TrustedIssuerConfig>,
     /// `[attack_protection]`
     pub attack_protection: AttackProtectionConfig,
+    /// `[passwords]`
+    pub passwords: PasswordsConfig,
+}
+
+/// `[passwords]`: how passwords are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordsConfig {
+    /// argon2id memory, in KiB.
+    pub memory_kib: u32,
+    /// argon2id passes.
+    pub iterations: u32,
+    /// argon2id lanes.
+    pub parallelism: u32,
+    /// Threads that verify passwords (at the lowest scheduling priority).
+    pub workers: usize,
 }
 
 /// Every problem found in a config file, each as `key.path: what is wrong`.

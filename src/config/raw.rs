@@ -32,6 +32,18 @@ pub struct RawConfig {
     #[serde(default)]
     pub trusted_issuers: Vec<RawTrustedIssuer>,
     pub attack_protection: Option<RawAttackProtection>,
+    #[serde(default)]
+    pub passwords: RawPasswords,
+}
+
+/// `[passwords]`: argon2id cost and the hashing pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPasswords {
+    pub memory: Option<toml::Value>,
+    pub iterations: Option<i64>,
+    pub parallelism: Option<i64>,
+    pub workers: Option<i64>,
 }
 
 /// `[server]`: the TLS listener.

@@ -95,6 +95,7 @@ pub(super) fn validate(
     let routes = routes(&mut p, raw.routes, default_audience.as_deref());
     let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
     let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
+    let passwords = passwords(&mut p, raw.passwords);
 
     if let Some(issuer) = &issuer {
         if let Some(aud) = &issuer.default_audience
@@ -141,10 +142,53 @@ pub(super) fn validate(
             routes,
             trusted_issuers,
             attack_protection,
+            passwords,
         })
     } else {
         Err(ConfigErrors(p.0))
     }
+}
+
+fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig {
+    let memory = match raw.memory.as_ref().map(parse_size) {
+        None => 19 << 20,
+        Some(Ok(n)) if (8 << 10..=4 << 30).contains(&n) => n,
+        Some(Ok(n)) => {
+            p.add(
+                "passwords.memory",
+                format!("{n} bytes is outside 8KiB..4GiB"),
+            );
+            19 << 20
+        }
+        Some(Err(e)) => {
+            p.add("passwords.memory", e);
+            19 << 20
+        }
+    };
+    let small = |p: &mut Problems, key: &str, v: Option<i64>, default: u64| -> u32 {
+        let n = p.positive(key, v, default);
+        u32::try_from(n).unwrap_or_else(|_| {
+            p.add(key, "is too large");
+            default as u32
+        })
+    };
+    let config = PasswordsConfig {
+        memory_kib: (memory / 1024) as u32,
+        iterations: small(p, "passwords.iterations", raw.iterations, 2),
+        parallelism: small(p, "passwords.parallelism", raw.parallelism, 1),
+        workers: p.positive("passwords.workers", raw.workers, default_workers() as u64) as usize,
+    };
+    if argon2::Params::new(
+        config.memory_kib,
+        config.iterations,
+        config.parallelism,
+        None,
+    )
+    .is_err()
+    {
+        p.add("passwords", "these argon2 parameters are not valid together (memory must be at least 8 KiB per lane)");
+    }
+    config
 }
 
 fn socket_addr(p: &mut Problems, path: &str, text: &str) -> Option<SocketAddr> {

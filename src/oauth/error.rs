@@ -143,6 +143,36 @@ impl OAuthError {
     }
 }
 
+impl OAuthError {
+    /// A 500 whose details stay in the log.
+    pub fn internal() -> Self {
+        OAuthError::ServerError("internal error")
+    }
+}
+
+/// Run store (or other blocking) work on the blocking pool. A failure is
+/// logged with `what` and answered as a 500 without details.
+pub async fn blocking<T, E>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, OAuthError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "{what} failed");
+            Err(OAuthError::internal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{what} did not finish");
+            Err(OAuthError::internal())
+        }
+    }
+}
+
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub fn no_store(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
     resp.headers_mut()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Response;
 
 use super::AuthServer;
-use super::error::OAuthError;
+use super::error::{OAuthError, blocking};
 use super::request::Params;
 use super::token::token_response;
 use crate::config::ClientConfig;
@@ -33,19 +33,17 @@ impl AuthServer {
         let sessions = Arc::clone(&self.sessions);
         let store = Arc::clone(&self.store);
         let hash = hash_token(&token);
-        let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-            let Some((record, session)) = sessions.store().find_refresh(&hash)? else {
-                return Ok(None);
-            };
-            let user = store.get_user(&session.user_id)?;
-            Ok(Some((record, session, user)))
-        })
-        .await
-        .map_err(|_| OAuthError::ServerError("internal error"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "refresh lookup failed");
-            OAuthError::ServerError("internal error")
-        })?;
+        let found = blocking(
+            "the refresh-token lookup",
+            move || -> Result<_, crate::store::StoreError> {
+                let Some((record, session)) = sessions.store().find_refresh(&hash)? else {
+                    return Ok(None);
+                };
+                let user = store.get_user(&session.user_id)?;
+                Ok(Some((record, session, user)))
+            },
+        )
+        .await?;
         let Some((record, session, user)) = found else {
             return Err(invalid);
         };
@@ -89,17 +87,15 @@ impl AuthServer {
         let access_expires_at = self.clock.now() + api.token_lifetime.as_secs() as i64;
         let sessions = Arc::clone(&self.sessions);
         let owned_client = client.clone();
-        let exchanged = tokio::task::spawn_blocking(move || {
-            sessions.exchange(&owned_client, &token, access_expires_at)
+        let exchanged = blocking("the refresh exchange", move || {
+            match sessions.exchange(&owned_client, &token, access_expires_at) {
+                Err(ExchangeError::Store(e)) => Err(e),
+                answer => Ok(answer),
+            }
         })
-        .await
-        .map_err(|_| OAuthError::ServerError("internal error"))?;
+        .await?;
         let exchanged = match exchanged {
             Ok(x) => x,
-            Err(ExchangeError::Store(e)) => {
-                tracing::error!(error = %e, "refresh exchange failed in the store");
-                return Err(OAuthError::ServerError("internal error"));
-            }
             Err(why) => {
                 tracing::info!(target: "passgate::auth", event = "refresh_refused", client = %client.id, reason = ?why);
                 return Err(invalid);
@@ -107,23 +103,17 @@ impl AuthServer {
         };
         let session = &exchanged.session;
         // [rules: protocol oauth2-refresh-token]
-        let issued = self
-            .tokens
-            .issue(Grant {
-                user: &user,
-                client_id: &client.id,
-                audience: &api.audience,
-                lifetime: api.token_lifetime,
-                scopes: &granted,
-                gty: "refresh_token",
-                sid: &session.sid,
-                access_claims: Default::default(),
-                id_claims: Default::default(),
-            })
-            .map_err(|e| {
-                tracing::error!(error = %e, "token signing failed");
-                OAuthError::ServerError("internal error")
-            })?;
+        let issued = self.issue(Grant {
+            user: &user,
+            client_id: &client.id,
+            audience: &api.audience,
+            lifetime: api.token_lifetime,
+            scopes: &granted,
+            gty: "refresh_token",
+            sid: &session.sid,
+            access_claims: Default::default(),
+            id_claims: Default::default(),
+        })?;
         tracing::info!(target: "passgate::auth", event = "refresh", client = %client.id, sid = %session.sid, rotated = exchanged.refresh_token.is_some());
         Ok(token_response(issued, exchanged.refresh_token, &granted))
     }

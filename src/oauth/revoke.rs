@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::AuthServer;
 use super::client_auth;
-use super::error::{OAuthError, no_store};
+use super::error::{OAuthError, blocking, no_store};
 use super::request;
 use crate::http::body::ResponseBody;
 use crate::sessions::hash_token;
@@ -41,7 +41,8 @@ impl AuthServer {
         let sessions = Arc::clone(&self.sessions);
         let hash = hash_token(token);
         let client_id = client.id.clone();
-        let outcome = tokio::task::spawn_blocking(
+        let outcome = blocking(
+            "the revocation",
             move || -> Result<Option<String>, crate::store::StoreError> {
                 match sessions.store().find_refresh(&hash)? {
                     Some((record, session)) if record.client_id == client_id => {
@@ -52,12 +53,7 @@ impl AuthServer {
                 }
             },
         )
-        .await
-        .map_err(|_| OAuthError::ServerError("internal error"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "revocation failed in the store");
-            OAuthError::ServerError("internal error")
-        })?;
+        .await?;
         match outcome {
             Some(sid) => {
                 tracing::info!(target: "passgate::auth", event = "revoke", client = %client.id, sid = %sid)

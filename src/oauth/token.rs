@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::error::{OAuthError, WRONG_CREDENTIALS, no_store};
+use super::error::{OAuthError, WRONG_CREDENTIALS, blocking, no_store};
 use super::request::{self, Params};
 use super::{AuthServer, client_auth, scopes};
 use crate::config::{ApiConfig, ClientConfig};
@@ -203,23 +203,17 @@ impl AuthServer {
             granted.retain(|s| s != "offline_access");
         }
         let sid = Sessions::new_sid();
-        let issued = self
-            .tokens
-            .issue(Grant {
-                user: &user,
-                client_id: &client.id,
-                audience: &api.audience,
-                lifetime: api.token_lifetime,
-                scopes: &granted,
-                gty: "password",
-                sid: &sid,
-                access_claims: Default::default(),
-                id_claims: Default::default(),
-            })
-            .map_err(|e| {
-                tracing::error!(error = %e, "token signing failed");
-                OAuthError::ServerError("internal error")
-            })?;
+        let issued = self.issue(Grant {
+            user: &user,
+            client_id: &client.id,
+            audience: &api.audience,
+            lifetime: api.token_lifetime,
+            scopes: &granted,
+            gty: "password",
+            sid: &sid,
+            access_claims: Default::default(),
+            id_claims: Default::default(),
+        })?;
         // Durable before acknowledged: the session (and refresh token) is committed first.
         let refresh_token = self
             .persist_session(NewSession {
@@ -239,38 +233,30 @@ impl AuthServer {
 
     async fn persist_session(&self, s: NewSession) -> Result<Option<String>, OAuthError> {
         let sessions = Arc::clone(&self.sessions);
-        tokio::task::spawn_blocking(move || sessions.persist(s))
-            .await
-            .map_err(|_| OAuthError::ServerError("internal error"))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "persisting the session failed");
-                OAuthError::ServerError("internal error")
-            })
+        blocking("persisting the session", move || sessions.persist(s)).await
     }
 
     async fn find_login(&self, realm: &str, username: &str) -> Result<Option<User>, OAuthError> {
         let store = Arc::clone(&self.store);
         let (realm, username) = (realm.to_string(), username.to_string());
-        tokio::task::spawn_blocking(move || store.find_login(&realm, &username))
-            .await
-            .map_err(|_| OAuthError::ServerError("internal error"))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "user lookup failed");
-                OAuthError::ServerError("internal error")
-            })
+        blocking("user lookup", move || store.find_login(&realm, &username)).await
     }
 
     async fn record_login(&self, user: &User, rehash: Option<String>) -> Result<(), OAuthError> {
         let store = Arc::clone(&self.store);
-        let now = self.clock.now();
-        let id = user.user_id.clone();
-        tokio::task::spawn_blocking(move || store.record_login(&id, now, rehash.as_deref()))
-            .await
-            .map_err(|_| OAuthError::ServerError("internal error"))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "recording the login failed");
-                OAuthError::ServerError("internal error")
-            })
+        let (now, id) = (self.clock.now(), user.user_id.clone());
+        blocking("recording the login", move || {
+            store.record_login(&id, now, rehash.as_deref())
+        })
+        .await
+    }
+
+    /// Sign a grant's tokens; a failure is a 500 (the boot self-test makes it unlikely).
+    pub(super) fn issue(&self, grant: Grant<'_>) -> Result<Issued, OAuthError> {
+        self.tokens.issue(grant).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            OAuthError::internal()
+        })
     }
 }
 

@@ -9,7 +9,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::StoreError;
-use super::sqlite::{SqliteStore, backend};
+use super::sqlite::SqliteStore;
 
 /// Schema of sessions and refresh tokens (migration 2).
 pub const SCHEMA: &str = "CREATE TABLE sessions (
@@ -190,46 +190,29 @@ impl SessionStore for SqliteStore {
         max_families: usize,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
-        let tx = conn.transaction().map_err(backend)?;
-        tx.execute(
-            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-            params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh],
-        )
-        .map_err(backend)?;
-        let mut dropped: Vec<(String, i64)> = Vec::new();
-        if let Some(r) = refresh {
-            insert_refresh(&tx, r).map_err(backend)?;
-            let mut stmt = tx
+        self.in_tx(|tx| {
+            tx.execute(
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh],
+            )?;
+            let Some(r) = refresh else {
+                return Ok(Vec::new());
+            };
+            insert_refresh(tx, r)?;
+            // Families beyond the newest `max_families` of this user and client end here.
+            let dropped: Vec<(String, i64)> = tx
                 .prepare(
                     "SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND client_id = ?2 AND has_refresh = 1 \
                      AND revoked_at IS NULL AND expires_at >= ?3 ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?4",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![s.user_id, s.client_id, now, max_families as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(backend)?;
-            for row in rows {
-                dropped.push(row.map_err(backend)?);
-            }
-            drop(stmt);
+                )?
+                .query_map(params![s.user_id, s.client_id, now, max_families as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
             for (sid, expires_at) in &dropped {
-                tx.execute(
-                    "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1",
-                    params![sid, now],
-                )
-                .map_err(backend)?;
-                record_revocation(&tx, sid, *expires_at).map_err(backend)?;
+                tx.execute("UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1", params![sid, now])?;
+                record_revocation(tx, sid, *expires_at)?;
             }
-        }
-        tx.commit().map_err(backend)?;
-        Ok(dropped)
+            Ok(dropped)
+        })
     }
 
     fn find_refresh(
@@ -268,37 +251,25 @@ impl SessionStore for SqliteStore {
         now: i64,
         session_expires_at: i64,
     ) -> Result<Rotation, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
-        let tx = conn.transaction().map_err(backend)?;
-        let changed = tx
-            .execute(
+        self.in_tx(|tx| {
+            let changed = tx.execute(
                 "UPDATE refresh_tokens SET retired_at = ?2 WHERE token_hash = ?1 AND retired_at IS NULL",
                 params![old_hash, now],
-            )
-            .map_err(backend)?;
-        if changed == 0 {
-            let retired: Option<i64> = tx
-                .query_row(
-                    "SELECT retired_at FROM refresh_tokens WHERE token_hash = ?1",
-                    params![old_hash],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?
-                .flatten();
-            return Ok(Rotation::AlreadyRetired(retired.unwrap_or(now)));
-        }
-        insert_refresh(&tx, new).map_err(backend)?;
-        tx.execute(
-            "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = ?1",
-            params![new.sid, session_expires_at],
-        )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(Rotation::Rotated)
+            )?;
+            if changed == 0 {
+                let retired: Option<i64> = tx
+                    .query_row("SELECT retired_at FROM refresh_tokens WHERE token_hash = ?1", params![old_hash], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                return Ok(Rotation::AlreadyRetired(retired.unwrap_or(now)));
+            }
+            insert_refresh(tx, new)?;
+            tx.execute(
+                "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = ?1",
+                params![new.sid, session_expires_at],
+            )?;
+            Ok(Rotation::Rotated)
+        })
     }
 
     fn touch_refresh(
@@ -318,29 +289,21 @@ impl SessionStore for SqliteStore {
     }
 
     fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
-        let tx = conn.transaction().map_err(backend)?;
-        let changed = tx
-            .execute(
+        self.in_tx(|tx| {
+            let changed = tx.execute(
                 "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1 AND revoked_at IS NULL",
                 params![sid, now],
-            )
-            .map_err(backend)?;
-        if changed > 0 {
-            let expires_at: i64 = tx
-                .query_row(
+            )?;
+            if changed > 0 {
+                let expires_at: i64 = tx.query_row(
                     "SELECT expires_at FROM sessions WHERE sid = ?1",
                     params![sid],
                     |r| r.get(0),
-                )
-                .map_err(backend)?;
-            record_revocation(&tx, sid, expires_at).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(changed > 0)
+                )?;
+                record_revocation(tx, sid, expires_at)?;
+            }
+            Ok(changed > 0)
+        })
     }
 
     fn revoke_user_sessions(
@@ -348,30 +311,22 @@ impl SessionStore for SqliteStore {
         user_id: &str,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
-        let tx = conn.transaction().map_err(backend)?;
-        let live: Vec<(String, i64)> = {
-            let mut stmt = tx
-                .prepare("SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at >= ?2")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![user_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(backend)?
-        };
-        tx.execute(
-            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-            params![user_id, now],
-        )
-        .map_err(backend)?;
-        for (sid, expires_at) in &live {
-            record_revocation(&tx, sid, *expires_at).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(live)
+        self.in_tx(|tx| {
+            let live: Vec<(String, i64)> = tx
+                .prepare(
+                    "SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at >= ?2",
+                )?
+                .query_map(params![user_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                params![user_id, now],
+            )?;
+            for (sid, expires_at) in &live {
+                record_revocation(tx, sid, *expires_at)?;
+            }
+            Ok(live)
+        })
     }
 
     fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {

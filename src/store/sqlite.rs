@@ -126,6 +126,21 @@ impl SqliteStore {
         })
     }
 
+    /// Run `f` in one transaction, committed when it returns `Ok`.
+    pub(super) fn in_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn.transaction().map_err(backend)?;
+        let out = f(&tx).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
