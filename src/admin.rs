@@ -71,6 +71,27 @@ impl Metrics {
             "passgate_token_cache_bytes {}",
             app.gate.cache().bytes()
         );
+        if let Some(auth) = &app.auth {
+            let c = auth.protect().counters();
+            out.push_str(
+                "# HELP passgate_attack_protection_total Attack-protection actions, by kind.\n",
+            );
+            out.push_str("# TYPE passgate_attack_protection_total counter\n");
+            for (kind, n) in [
+                ("request_rate_limited", &c.rate_limited),
+                ("user_ip_throttled", &c.user_ip_throttled),
+                ("brute_force_refused", &c.brute_force_refused),
+                ("suspicious_ip_refused", &c.suspicious_ip_refused),
+                ("brute_force_block", &c.blocks),
+                ("suspicious_ip_throttle", &c.throttles),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "passgate_attack_protection_total{{kind=\"{kind}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         out
     }
 }

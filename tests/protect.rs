@@ -188,6 +188,30 @@ async fn eleventh_failure_blocks_the_pair_but_not_another_ip() {
     assert_eq!(other.status, 200, "{:?}", other.body);
     // Another identifier from the blocked IP is not blocked.
     assert_wrong(&login(&c, "bob", "whatever pw").await);
+
+    // The block and the refusals are counted for /metrics.
+    let metrics = admin_metrics(gw.admin_addr).await;
+    assert!(
+        metrics.contains("passgate_attack_protection_total{kind=\"brute_force_block\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("passgate_attack_protection_total{kind=\"brute_force_refused\"} 3"),
+        "{metrics}"
+    );
+}
+
+async fn admin_metrics(addr: std::net::SocketAddr) -> String {
+    use http_body_util::{BodyExt, Empty};
+    let client: hyper_util::client::legacy::Client<_, Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let resp = client
+        .get(format!("http://{addr}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,6 +135,11 @@ impl Schedule {
                 .take(now.max(self.start))
                 .then_some(Ticket { due: None }),
             Pace::Open { per_sec } => {
+                // The run ends at its deadline even when the workers fell behind:
+                // requests still queued then are not sent (the report says it fell behind).
+                if now >= budget.end() {
+                    return None;
+                }
                 let k = self.next.fetch_add(1, Ordering::Relaxed);
                 let at = due(self.start, per_sec, k);
                 budget.take(at).then_some(Ticket { due: Some(at) })
@@ -163,6 +168,16 @@ mod tests {
         // a late worker gets an old due time and its latency counts the delay.
         assert_eq!(times.len(), 100);
         assert_eq!(times[42], Some(t0 + Duration::from_millis(420)));
+    }
+
+    #[test]
+    fn open_loop_stops_at_the_deadline_even_when_behind() {
+        let t0 = Instant::now();
+        let s = Schedule::new(t0, Pace::Open { per_sec: 100.0 });
+        let budget = Budget::new(t0 + Duration::from_secs(1), u64::MAX);
+        assert!(s.next(&budget, t0).is_some());
+        // A worker asking after the deadline gets nothing, though earlier due times remain.
+        assert!(s.next(&budget, t0 + Duration::from_secs(2)).is_none());
     }
 
     #[test]

@@ -109,6 +109,11 @@ impl AuthServer {
         })
     }
 
+    /// Attack protection, for its counters.
+    pub fn protect(&self) -> &Protect {
+        &self.protect
+    }
+
     /// Answer a request for one of passgate's own endpoints.
     pub async fn handle(
         &self,

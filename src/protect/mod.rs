@@ -43,6 +43,7 @@ pub const ANY_IP: &str = "*";
 
 /// The token endpoint's protector: limiters in memory, counters in the store.
 pub struct Protect {
+    counters: Counters,
     config: AttackProtectionConfig,
     trusted_proxies: Vec<IpNet>,
     requests: KeyedLimiter<IpKey>,
@@ -60,6 +61,27 @@ impl std::fmt::Debug for Protect {
     }
 }
 
+/// How often each defence acted, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Token-endpoint requests refused by the per-IP request limit.
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    /// Attempts refused by the same-user-same-IP rate.
+    pub user_ip_throttled: std::sync::atomic::AtomicU64,
+    /// Attempts refused because the (identifier, IP) pair is blocked.
+    pub brute_force_refused: std::sync::atomic::AtomicU64,
+    /// Attempts refused because the IP is throttled.
+    pub suspicious_ip_refused: std::sync::atomic::AtomicU64,
+    /// Brute-force blocks started.
+    pub blocks: std::sync::atomic::AtomicU64,
+    /// Suspicious-IP throttles started.
+    pub throttles: std::sync::atomic::AtomicU64,
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A login attempt that passed the checks; hand it back with its outcome.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -75,6 +97,7 @@ impl Protect {
     pub fn new(config: &Config, store: Arc<dyn ProtectStore>, clock: SharedClock) -> Self {
         let c = config.attack_protection.clone();
         Self {
+            counters: Counters::default(),
             requests: KeyedLimiter::new(c.request_limit, c.request_limit, c.request_period),
             user_ip: KeyedLimiter::new(c.user_ip_burst, c.user_ip_limit, c.user_ip_period),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -108,6 +131,11 @@ impl Protect {
         });
     }
 
+    /// How often each defence acted.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// The IP a request counts under (see `client_ip.rs`).
     pub fn client_ip(
         &self,
@@ -127,6 +155,7 @@ impl Protect {
     /// Take one token-endpoint request from `ip`'s quota.
     pub fn check_request(&self, ip: IpAddr) -> Result<(), Denied> {
         self.requests.check(&IpKey::of(ip)).map(drop).map_err(|limited| {
+            bump(&self.counters.rate_limited);
             tracing::debug!(target: "passgate::protect", event = "request_rate_limited", ip = %ip, retry_after = limited.retry_after);
             self.limited(limited)
         })
@@ -141,6 +170,7 @@ impl Protect {
             .try_into()
             .unwrap_or_default();
         if let Err(limited) = self.user_ip.check(&(digest, key)) {
+            bump(&self.counters.user_ip_throttled);
             tracing::info!(target: "passgate::protect", event = "user_ip_throttled", identifier = %identifier, ip = %ip, retry_after = limited.retry_after);
             return Err(self.limited(limited));
         }
@@ -170,6 +200,7 @@ impl Protect {
                 self.expiry(),
             )
         {
+            bump(&self.counters.brute_force_refused);
             tracing::debug!(target: "passgate::protect", event = "brute_force_refused", identifier = %identifier, ip = %pair_ip, until);
             return Err(Denied::Refused(Refusal::BruteForce { until }));
         }
@@ -181,6 +212,7 @@ impl Protect {
                 self.regain(),
             )
         {
+            bump(&self.counters.suspicious_ip_refused);
             tracing::debug!(target: "passgate::protect", event = "suspicious_ip_refused", ip = %ip_key, until);
             return Err(Denied::Refused(Refusal::SuspiciousIp { until }));
         }
@@ -220,6 +252,7 @@ impl Protect {
             })
             .await?;
         if failures == Some(threshold) {
+            bump(&self.counters.blocks);
             tracing::warn!(
                 target: "passgate::protect",
                 event = "brute_force_block",
@@ -233,6 +266,7 @@ impl Protect {
         if let Some(until) = ip_throttled(tat, now, ip_threshold, regain)
             && ip_throttled(tat.map(|t| t - regain), now, ip_threshold, regain).is_none()
         {
+            bump(&self.counters.throttles);
             tracing::warn!(
                 target: "passgate::protect",
                 event = "suspicious_ip_throttle",
