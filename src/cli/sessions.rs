@@ -1,0 +1,110 @@
+//! `passgate sessions ...`: list and end a user's login sessions. Part of the
+//! `passgate` binary (`src/main.rs`), not of the library.
+
+use clap::Subcommand;
+use passgate::config::Config;
+
+use super::{ConfigArg, UserArg};
+
+#[derive(Subcommand)]
+pub enum SessionsAction {
+    /// List a user's live sessions.
+    List {
+        #[command(flatten)]
+        user: UserArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a user's sessions (all of them, or one with --sid).
+    Revoke {
+        #[command(flatten)]
+        user: UserArg,
+        /// Only this session.
+        #[arg(long)]
+        sid: Option<String>,
+    },
+}
+
+pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
+    use passgate::store::Store;
+    use passgate::store::sessions::SessionStore;
+    let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
+    let store = passgate::store::SqliteStore::open(&config.store.path)
+        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let user_arg = match &action {
+        SessionsAction::List { user, .. } | SessionsAction::Revoke { user, .. } => UserArg {
+            realm: user.realm.clone(),
+            username: user.username.clone(),
+        },
+    };
+    let user = store
+        .find_login(&user_arg.realm, &user_arg.username)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "no user \"{}\" in realm \"{}\"",
+                user_arg.username, user_arg.realm
+            )
+        })?;
+    let now = passgate::clock::Clock::now(&passgate::clock::SystemClock);
+    match action {
+        SessionsAction::List { json, .. } => {
+            let list = store
+                .list_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?;
+            if json {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({"sid": s.sid, "client_id": s.client_id, "audience": s.audience,
+                            "scope": s.scope, "created_at": s.created_at, "expires_at": s.expires_at,
+                            "revoked_at": s.revoked_at, "refresh_token": s.has_refresh})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "{:<34} {:<20} {:<8} {:<8} {:>12}",
+                    "sid", "client", "refresh", "revoked", "expires_at"
+                );
+                for s in list {
+                    println!(
+                        "{:<34} {:<20} {:<8} {:<8} {:>12}",
+                        s.sid,
+                        s.client_id,
+                        if s.has_refresh { "yes" } else { "no" },
+                        if s.revoked_at.is_some() { "yes" } else { "no" },
+                        s.expires_at
+                    );
+                }
+            }
+        }
+        SessionsAction::Revoke { sid: Some(sid), .. } => {
+            let owned = store
+                .list_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|s| s.sid == sid);
+            if !owned {
+                return Err(format!("{} has no live session {sid}", user_arg.username));
+            }
+            store.revoke_session(&sid, now).map_err(|e| e.to_string())?;
+            println!("revoked session {sid}");
+        }
+        SessionsAction::Revoke { sid: None, .. } => {
+            let ended = store
+                .revoke_user_sessions(&user.user_id, now)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "revoked {} session(s) of {}",
+                ended.len(),
+                user_arg.username
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! passgate's own authorization server: `[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+
+use super::*;
+
+pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig {
+    let memory = match raw.memory.as_ref().map(parse_size) {
+        None => 19 << 20,
+        Some(Ok(n)) if (8 << 10..=4 << 30).contains(&n) => n,
+        Some(Ok(n)) => {
+            p.add(
+                "passwords.memory",
+                format!("{n} bytes is outside 8KiB..4GiB"),
+            );
+            19 << 20
+        }
+        Some(Err(e)) => {
+            p.add("passwords.memory", e);
+            19 << 20
+        }
+    };
+    let small = |p: &mut Problems, key: &str, v: Option<i64>, default: u64| -> u32 {
+        let n = p.positive(key, v, default);
+        u32::try_from(n).unwrap_or_else(|_| {
+            p.add(key, "is too large");
+            default as u32
+        })
+    };
+    let config = PasswordsConfig {
+        memory_kib: (memory / 1024) as u32,
+        iterations: small(p, "passwords.iterations", raw.iterations, 2),
+        parallelism: small(p, "passwords.parallelism", raw.parallelism, 1),
+        workers: p.positive("passwords.workers", raw.workers, default_workers() as u64) as usize,
+    };
+    if argon2::Params::new(
+        config.memory_kib,
+        config.iterations,
+        config.parallelism,
+        None,
+    )
+    .is_err()
+    {
+        p.add("passwords", "these argon2 parameters are not valid together (memory must be at least 8 KiB per lane)");
+    }
+    config
+}
+
+pub(super) fn issuer(p: &mut Problems, raw: RawIssuer) -> IssuerConfig {
+    let url = match raw.url {
+        Some(url) => {
+            if !url.ends_with('/') {
+                p.add(
+                    "issuer.url",
+                    format!(
+                        "\"{url}\" must end with a slash (the iss claim is written with one); write \"{url}/\""
+                    ),
+                );
+            }
+            match url.parse::<Uri>() {
+                Ok(u) if u.scheme_str() == Some("https") || u.scheme_str() == Some("http") => {}
+                _ => p.add("issuer.url", format!("\"{url}\" is not an http(s) URL")),
+            }
+            url
+        }
+        None => {
+            p.add(
+                "issuer.url",
+                "missing; write the issuer URL, e.g. \"https://localhost:8443/\"",
+            );
+            String::new()
+        }
+    };
+    let algorithm = match raw.algorithm.as_deref() {
+        None | Some("RS256") => Algorithm::RS256,
+        Some("ES256") => Algorithm::ES256,
+        Some("EdDSA") => Algorithm::EdDSA,
+        Some(other) => {
+            p.add(
+                "issuer.algorithm",
+                format!("\"{other}\" is not one of \"RS256\", \"ES256\", \"EdDSA\""),
+            );
+            Algorithm::RS256
+        }
+    };
+    IssuerConfig {
+        url,
+        signing_keys: raw
+            .signing_keys
+            .unwrap_or_else(|| "certs/signing".into())
+            .into(),
+        algorithm,
+        default_audience: raw.default_audience,
+        default_realm: raw.default_realm,
+    }
+}
+
+pub(super) fn apis(p: &mut Problems, raw: Vec<RawApi>) -> Vec<ApiConfig> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, api) in raw.into_iter().enumerate() {
+        let path = format!("apis[{i}]");
+        let Some(audience) = api.audience.filter(|a| !a.is_empty()) else {
+            p.add(
+                format!("{path}.audience"),
+                "missing; the API identifier tokens carry as `aud`",
+            );
+            continue;
+        };
+        if !seen.insert(audience.clone()) {
+            p.add(
+                format!("{path}.audience"),
+                format!("\"{audience}\" is defined twice"),
+            );
+        }
+        let scopes = api.scopes.unwrap_or_default();
+        for (j, s) in scopes.iter().enumerate() {
+            if s.is_empty() || s.contains(char::is_whitespace) {
+                p.add(
+                    format!("{path}.scopes[{j}]"),
+                    format!("\"{s}\" is not a scope (no spaces, not empty)"),
+                );
+            } else if ["openid", "profile", "email", "offline_access"].contains(&s.as_str()) {
+                p.add(
+                    format!("{path}.scopes[{j}]"),
+                    format!("\"{s}\" is an OpenID scope, never an API scope"),
+                );
+            }
+        }
+        out.push(ApiConfig {
+            audience,
+            scopes,
+            token_lifetime: p.duration(
+                &format!("{path}.token_lifetime"),
+                &api.token_lifetime,
+                Duration::from_secs(86_400),
+            ),
+            allow_offline_access: api.allow_offline_access.unwrap_or(false),
+        });
+    }
+    out
+}
+
+pub(super) fn realms(p: &mut Problems, raw: Vec<RawRealm>) -> Vec<RealmConfig> {
+    let mut out: Vec<RealmConfig> = Vec::new();
+    for (i, realm) in raw.into_iter().enumerate() {
+        let Some(name) = realm.name.filter(|n| !n.is_empty()) else {
+            p.add(format!("realms[{i}].name"), "missing");
+            continue;
+        };
+        if out.iter().any(|r| r.name == name) {
+            p.add(
+                format!("realms[{i}].name"),
+                format!("\"{name}\" is defined twice"),
+            );
+        }
+        let mfa = match realm.mfa.as_deref() {
+            None | Some("off") => MfaPolicy::Off,
+            Some("optional") => MfaPolicy::Optional,
+            Some("required") => MfaPolicy::Required,
+            Some(other) => {
+                p.add(
+                    format!("realms[{i}].mfa"),
+                    format!("\"{other}\" is not one of \"off\", \"optional\", \"required\""),
+                );
+                MfaPolicy::Off
+            }
+        };
+        out.push(RealmConfig { name, mfa });
+    }
+    out
+}
+
+pub(super) fn clients(
+    p: &mut Problems,
+    raw: Vec<RawClient>,
+    realms: &[RealmConfig],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<ClientConfig> {
+    let mut out: Vec<ClientConfig> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let path = format!("clients[{i}]");
+        let Some(id) = c.id.filter(|id| !id.is_empty()) else {
+            p.add(format!("{path}.id"), "missing");
+            continue;
+        };
+        if out.iter().any(|o| o.id == id) {
+            p.add(format!("{path}.id"), format!("\"{id}\" is defined twice"));
+        }
+        let secret = match (c.secret, c.secret_env) {
+            (Some(_), Some(_)) => {
+                p.add(
+                    format!("{path}.secret"),
+                    "give either secret or secret_env, not both",
+                );
+                None
+            }
+            (Some(s), None) if s.is_empty() => {
+                p.add(
+                    format!("{path}.secret"),
+                    "is empty; remove it for a public client",
+                );
+                None
+            }
+            (Some(s), None) => Some(Secret::new(s)),
+            (None, Some(var)) => match env(&var) {
+                Some(s) if !s.is_empty() => Some(Secret::new(s)),
+                _ => {
+                    p.add(
+                        format!("{path}.secret_env"),
+                        format!(
+                            "the environment variable {var} is not set (or is empty); \
+                             set it, or write the secret in `secret`"
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let grant_types = c.grant_types.unwrap_or_else(|| {
+            vec![
+                "password".into(),
+                "http://auth0.com/oauth/grant-type/password-realm".into(),
+            ]
+        });
+        for (j, g) in grant_types.iter().enumerate() {
+            if !KNOWN_GRANTS.contains(&g.as_str()) {
+                p.add(
+                    format!("{path}.grant_types[{j}]"),
+                    format!(
+                        "\"{g}\" is not a grant passgate knows; use one of {}",
+                        KNOWN_GRANTS
+                            .iter()
+                            .map(|k| format!("\"{k}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        let client_realms = c
+            .realms
+            .unwrap_or_else(|| realms.iter().map(|r| r.name.clone()).collect());
+        for (j, r) in client_realms.iter().enumerate() {
+            if !realms.iter().any(|known| &known.name == r) {
+                p.add(
+                    format!("{path}.realms[{j}]"),
+                    format!("\"{r}\" is not the name of any [[realms]] entry"),
+                );
+            }
+        }
+        let trust_forwarded_for = c.trust_forwarded_for.unwrap_or(false);
+        if trust_forwarded_for && secret.is_none() {
+            p.add(
+                format!("{path}.trust_forwarded_for"),
+                "needs a client secret: a public client cannot be trusted",
+            );
+        }
+        let defaults = RefreshPolicy::default();
+        let reuse_leeway = match c.refresh_token_reuse_leeway.as_deref().map(parse_duration) {
+            None => defaults.reuse_leeway,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                p.add(format!("{path}.refresh_token_reuse_leeway"), e);
+                defaults.reuse_leeway
+            }
+        };
+        let refresh = RefreshPolicy {
+            rotation: c.refresh_token_rotation.unwrap_or(defaults.rotation),
+            reuse_leeway,
+            absolute_lifetime: p.duration(
+                &format!("{path}.refresh_token_absolute_lifetime"),
+                &c.refresh_token_absolute_lifetime,
+                defaults.absolute_lifetime,
+            ),
+            idle_lifetime: p.duration(
+                &format!("{path}.refresh_token_idle_lifetime"),
+                &c.refresh_token_idle_lifetime,
+                defaults.idle_lifetime,
+            ),
+            max_families: p.positive(
+                &format!("{path}.refresh_token_max_families"),
+                c.refresh_token_max_families,
+                defaults.max_families as u64,
+            ) as usize,
+        };
+        out.push(ClientConfig {
+            name: c.name.unwrap_or_else(|| id.clone()),
+            id,
+            secret,
+            grant_types,
+            realms: client_realms,
+            trust_forwarded_for,
+            refresh,
+        });
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! `RawConfig` → `Config`: every problem collected with its key path, then reported at once.
+//!
+//! One file per part of the config: `server.rs` (`[server]`, `[log]`, `[upstream]`, `[gate]`),
+//! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
+//! `routes.rs` (`[[routes]]`) and `issuers.rs` (`[[trusted_issuers]]`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+
+mod auth;
+mod issuers;
+mod routes;
+mod server;
+
+use auth::{apis, clients, issuer, passwords, realms};
+use issuers::trusted_issuers;
+#[cfg(test)]
+pub use routes::parse_upstream;
+use routes::routes;
+pub use server::{default_workers, parse_cidr};
+use server::{gate, log, server, upstream};
+
+/// The grants passgate knows, as written on the wire.
+pub const KNOWN_GRANTS: &[&str] = &[
+    "password",
+    "http://auth0.com/oauth/grant-type/password-realm",
+    "refresh_token",
+    "http://auth0.com/oauth/grant-type/mfa-otp",
+    "http://auth0.com/oauth/grant-type/mfa-recovery-code",
+    "http://auth0.com/oauth/grant-type/mfa-oob",
+];
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, path: impl AsRef<str>, msg: impl AsRef<str>) {
+        self.0.push(format!("{}: {}", path.as_ref(), msg.as_ref()));
+    }
+
+    fn duration(&mut self, path: &str, value: &Option<String>, default: Duration) -> Duration {
+        match value.as_deref().map(parse_duration) {
+            None => default,
+            Some(Ok(d)) if d.is_zero() => {
+                self.add(path, "must be longer than zero");
+                default
+            }
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.add(path, e);
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, path: &str, value: Option<i64>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(n) if n > 0 => n as u64,
+            Some(n) => {
+                self.add(path, format!("must be at least 1, found {n}"));
+                default
+            }
+        }
+    }
+}
+
+pub(super) fn validate(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut p = Problems(Vec::new());
+    let server = server(&mut p, raw.server);
+    let log = log(&mut p, raw.log);
+    let upstream = upstream(&mut p, raw.upstream);
+    let gate = gate(&mut p, raw.gate);
+    let issuer = raw.issuer.map(|i| issuer(&mut p, i));
+    let store = StoreConfig {
+        path: PathBuf::from(
+            raw.store
+                .and_then(|s| s.path)
+                .unwrap_or_else(|| "data/passgate.db".into()),
+        ),
+    };
+    let apis = apis(&mut p, raw.apis);
+    let realms = realms(&mut p, raw.realms);
+    let clients = clients(&mut p, raw.clients, &realms, env);
+    let default_audience = issuer.as_ref().and_then(|i| i.default_audience.clone());
+    let routes = routes(&mut p, raw.routes, default_audience.as_deref());
+    let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
+    let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
+    let passwords = passwords(&mut p, raw.passwords);
+
+    if let Some(issuer) = &issuer {
+        if let Some(aud) = &issuer.default_audience
+            && !apis.iter().any(|a| &a.audience == aud)
+        {
+            p.add(
+                "issuer.default_audience",
+                format!(
+                    "\"{aud}\" is not the audience of any [[apis]] entry; add one or fix the name"
+                ),
+            );
+        }
+        if let Some(realm) = &issuer.default_realm
+            && !realms.is_empty()
+            && !realms.iter().any(|r| &r.name == realm)
+        {
+            p.add(
+                "issuer.default_realm",
+                format!("\"{realm}\" is not the name of any [[realms]] entry"),
+            );
+        }
+        if trusted_issuers.iter().any(|t| t.issuer == issuer.url) {
+            p.add(
+                "trusted_issuers",
+                format!(
+                    "\"{}\" is passgate's own issuer; do not list it again",
+                    issuer.url
+                ),
+            );
+        }
+    }
+
+    if p.0.is_empty() {
+        Ok(Config {
+            server,
+            log,
+            upstream,
+            gate,
+            issuer,
+            store,
+            apis,
+            clients,
+            realms,
+            routes,
+            trusted_issuers,
+            attack_protection,
+            passwords,
+        })
+    } else {
+        Err(ConfigErrors(p.0))
+    }
+}

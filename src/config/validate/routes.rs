@@ -1,0 +1,233 @@
+//! `[[routes]]`: prefixes, upstreams and token policy.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use http::{HeaderName, Method, Uri};
+
+use super::*;
+
+/// Parse an upstream base URL: `http(s)://host:port[/base]`, no query or fragment.
+pub fn parse_upstream(text: &str) -> Result<UpstreamTarget, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") | Some("https") => uri.scheme().cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("\"{text}\" must start with http:// or https://"))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("\"{text}\" has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "\"{text}\": credentials in an upstream URL are not supported"
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(format!("\"{text}\": an upstream URL cannot have a query"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(UpstreamTarget {
+        scheme,
+        authority,
+        base_path,
+        url: text.to_string(),
+    })
+}
+
+pub(super) fn scope_list(p: &mut Problems, path: &str, scopes: Vec<String>) -> Vec<String> {
+    for (j, s) in scopes.iter().enumerate() {
+        if s.is_empty() || s.contains(char::is_whitespace) {
+            p.add(
+                format!("{path}[{j}]"),
+                format!("\"{s}\" is not a scope (no spaces, not empty)"),
+            );
+        }
+    }
+    scopes
+}
+
+pub(super) fn routes(
+    p: &mut Problems,
+    raw: Vec<RawRoute>,
+    default_audience: Option<&str>,
+) -> Vec<RouteConfig> {
+    let mut out: Vec<RouteConfig> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let prefix = match r.prefix {
+            Some(prefix) if prefix.starts_with('/') => {
+                let normal = crate::http::path::normalize(&prefix);
+                match normal {
+                    Ok(n) if n == prefix => prefix,
+                    Ok(n) => {
+                        p.add(
+                            format!("{path}.prefix"),
+                            format!("\"{prefix}\" is not in normal form; write \"{n}\""),
+                        );
+                        prefix
+                    }
+                    Err(e) => {
+                        p.add(format!("{path}.prefix"), format!("\"{prefix}\": {e}"));
+                        prefix
+                    }
+                }
+            }
+            Some(prefix) => {
+                p.add(
+                    format!("{path}.prefix"),
+                    format!("\"{prefix}\" must start with /"),
+                );
+                prefix
+            }
+            None => {
+                p.add(format!("{path}.prefix"), "missing");
+                String::new()
+            }
+        };
+        if let Some(earlier) = out.iter().position(|o| o.prefix == prefix) {
+            p.add(
+                format!("{path}.prefix"),
+                format!("\"{prefix}\" is already the prefix of routes[{earlier}]"),
+            );
+        }
+        for reserved in ["/oauth/", "/mfa/", "/userinfo", "/.well-known/"] {
+            if prefix.starts_with(reserved) || prefix == reserved.trim_end_matches('/') {
+                p.add(
+                    format!("{path}.prefix"),
+                    format!("\"{prefix}\" is served by passgate itself ({reserved})"),
+                );
+            }
+        }
+
+        let urls: Vec<(String, String)> = match (r.upstream, r.upstreams) {
+            (Some(_), Some(_)) => {
+                p.add(
+                    format!("{path}.upstream"),
+                    "give either upstream or upstreams, not both",
+                );
+                Vec::new()
+            }
+            (Some(u), None) => vec![(format!("{path}.upstream"), u)],
+            (None, Some(list)) if list.is_empty() => {
+                p.add(format!("{path}.upstreams"), "is empty");
+                Vec::new()
+            }
+            (None, Some(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(j, u)| (format!("{path}.upstreams[{j}]"), u))
+                .collect(),
+            (None, None) => {
+                p.add(
+                    format!("{path}.upstream"),
+                    "missing; where requests on this route go",
+                );
+                Vec::new()
+            }
+        };
+        let mut upstreams = Vec::new();
+        for (key, url) in urls {
+            match parse_upstream(&url) {
+                Ok(u) => upstreams.push(u),
+                Err(e) => p.add(key, e),
+            }
+        }
+
+        let public = r.public.unwrap_or(false);
+        let policy = if public {
+            if r.audience.is_some() || r.scopes.is_some() || r.methods.is_some() {
+                p.add(
+                    format!("{path}.public"),
+                    "a public route checks no token: remove audience, scopes and methods",
+                );
+            }
+            RoutePolicy::Public
+        } else {
+            let audience = r.audience.or_else(|| default_audience.map(str::to_string));
+            let audience = match audience {
+                Some(a) if !a.is_empty() => a,
+                _ => {
+                    p.add(
+                        format!("{path}.audience"),
+                        "missing; name the API audience, or set public = true",
+                    );
+                    String::new()
+                }
+            };
+            let scopes = scope_list(p, &format!("{path}.scopes"), r.scopes.unwrap_or_default());
+            let mut methods = HashMap::new();
+            for (name, list) in r.methods.unwrap_or_default() {
+                let key = format!("{path}.methods.{name}");
+                match Method::from_str(&name) {
+                    Ok(m) if name.chars().all(|c| c.is_ascii_uppercase()) => {
+                        methods.insert(m, scope_list(p, &key, list));
+                    }
+                    _ => p.add(
+                        key,
+                        format!("\"{name}\" is not an HTTP method in capitals, like POST"),
+                    ),
+                }
+            }
+            RoutePolicy::Protected {
+                audience,
+                scopes,
+                methods,
+            }
+        };
+
+        let host_header = match r.host_header.as_deref() {
+            None | Some("upstream") => HostHeader::Upstream,
+            Some("client") => HostHeader::Client,
+            Some(other) => {
+                p.add(
+                    format!("{path}.host_header"),
+                    format!("\"{other}\" is not one of \"upstream\", \"client\""),
+                );
+                HostHeader::Upstream
+            }
+        };
+        let max_body = match r.max_body.as_ref().map(parse_size) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
+                p.add(format!("{path}.max_body"), e);
+                None
+            }
+        };
+        let mut claims_to_headers = Vec::new();
+        for (header, claim) in r.claims_to_headers.unwrap_or_default() {
+            let key = format!("{path}.claims_to_headers.\"{header}\"");
+            match HeaderName::from_str(&header) {
+                Ok(name)
+                    if crate::http::headers::is_hop_by_hop(&name) || name == http::header::HOST =>
+                {
+                    p.add(key, "cannot set a hop-by-hop or Host header")
+                }
+                Ok(name) if claim.is_empty() => p.add(key, format!("no claim named for {name}")),
+                Ok(name) => claims_to_headers.push((name, claim)),
+                Err(_) => p.add(key, format!("\"{header}\" is not a header name")),
+            }
+        }
+        if public && !claims_to_headers.is_empty() {
+            p.add(
+                format!("{path}.claims_to_headers"),
+                "a public route has no token to read claims from",
+            );
+        }
+        out.push(RouteConfig {
+            prefix,
+            upstreams,
+            policy,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            max_body,
+            host_header,
+            forward_authorization: r.forward_authorization.unwrap_or(true),
+            claims_to_headers,
+        });
+    }
+    out
+}

@@ -1,0 +1,214 @@
+//! `[server]`, `[log]`, `[upstream]` and `[gate]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::*;
+
+pub(super) fn socket_addr(p: &mut Problems, path: &str, text: &str) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.add(
+                path,
+                format!("\"{text}\" is not an address like \"127.0.0.1:8443\""),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
+    let fallback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8443));
+    let listen = match raw.listen {
+        Some(text) => socket_addr(p, "server.listen", &text).unwrap_or(fallback),
+        None => fallback,
+    };
+    let admin_listen = raw
+        .admin_listen
+        .and_then(|text| socket_addr(p, "server.admin_listen", &text));
+    if let Some(admin) = admin_listen
+        && admin.port() != 0
+        && admin.port() == listen.port()
+        && (admin.ip() == listen.ip()
+            || admin.ip().is_unspecified()
+            || listen.ip().is_unspecified())
+    {
+        p.add(
+            "server.admin_listen",
+            format!(
+                "{admin} overlaps server.listen ({listen}); give the admin listener its own port"
+            ),
+        );
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        match parse_cidr(cidr) {
+            Ok(net) => trusted_proxies.push(net),
+            Err(e) => p.add(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
+    let max_concurrent_streams = p.positive(
+        "server.max_concurrent_streams",
+        raw.max_concurrent_streams,
+        256,
+    );
+    ServerConfig {
+        listen,
+        tls_cert: raw
+            .tls_cert
+            .unwrap_or_else(|| "certs/localhost.pem".into())
+            .into(),
+        tls_key: raw
+            .tls_key
+            .unwrap_or_else(|| "certs/localhost-key.pem".into())
+            .into(),
+        dev_certificate: raw.dev_certificate.unwrap_or(false),
+        admin_listen,
+        trusted_proxies,
+        max_connections: p.positive("server.max_connections", raw.max_connections, 16_384) as usize,
+        tls_handshake_timeout: p.duration(
+            "server.tls_handshake_timeout",
+            &raw.tls_handshake_timeout,
+            Duration::from_secs(10),
+        ),
+        header_read_timeout: p.duration(
+            "server.header_read_timeout",
+            &raw.header_read_timeout,
+            Duration::from_secs(30),
+        ),
+        idle_timeout: p.duration(
+            "server.idle_timeout",
+            &raw.idle_timeout,
+            Duration::from_secs(60),
+        ),
+        shutdown_timeout: p.duration(
+            "server.shutdown_timeout",
+            &raw.shutdown_timeout,
+            Duration::from_secs(30),
+        ),
+        workers: p.positive("server.workers", raw.workers, default_workers() as u64) as usize,
+        max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
+    }
+}
+
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("\"{text}\" is not an address or CIDR like \"10.0.0.0/8\""))
+}
+
+pub(super) fn log(p: &mut Problems, raw: RawLog) -> LogConfig {
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            p.add(
+                "log.format",
+                format!("\"{other}\" is not one of \"text\", \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".into());
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+        p.add("log.level", format!("\"{level}\" is not a log filter: {e}"));
+    }
+    LogConfig {
+        level,
+        format,
+        access: raw.access.unwrap_or(true),
+    }
+}
+
+pub(super) fn upstream(p: &mut Problems, raw: RawUpstream) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: p.duration(
+            "upstream.connect_timeout",
+            &raw.connect_timeout,
+            Duration::from_secs(5),
+        ),
+        response_timeout: p.duration(
+            "upstream.response_timeout",
+            &raw.response_timeout,
+            Duration::from_secs(30),
+        ),
+        pool_idle_timeout: p.duration(
+            "upstream.pool_idle_timeout",
+            &raw.pool_idle_timeout,
+            Duration::from_secs(90),
+        ),
+        pool_max_idle_per_host: p.positive(
+            "upstream.pool_max_idle_per_host",
+            raw.pool_max_idle_per_host,
+            512,
+        ) as usize,
+        ca_file: raw.ca_file.map(PathBuf::from),
+        unhealthy_cooldown: p.duration(
+            "upstream.unhealthy_cooldown",
+            &raw.unhealthy_cooldown,
+            Duration::from_secs(10),
+        ),
+    }
+}
+
+pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
+    let leeway = match raw.leeway.as_deref().map(parse_duration) {
+        None => Duration::from_secs(30),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.add("gate.leeway", e);
+            Duration::from_secs(30)
+        }
+    };
+    let cache_bytes = match raw.cache_bytes.as_ref().map(parse_size) {
+        None => 64 << 20,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            p.add("gate.cache_bytes", e);
+            64 << 20
+        }
+    };
+    let realm = raw.realm.unwrap_or_else(|| "passgate".into());
+    if realm.contains('"') || realm.contains('\\') || realm.chars().any(char::is_control) {
+        p.add(
+            "gate.realm",
+            "must not contain quotes, backslashes or control characters",
+        );
+    }
+    GateConfig {
+        realm,
+        leeway,
+        cache_entries: p.positive("gate.cache_entries", raw.cache_entries, 100_000) as usize,
+        cache_bytes,
+        jwks_refresh: p.duration(
+            "gate.jwks_refresh",
+            &raw.jwks_refresh,
+            Duration::from_secs(3600),
+        ),
+        jwks_min_refresh: p.duration(
+            "gate.jwks_min_refresh",
+            &raw.jwks_min_refresh,
+            Duration::from_secs(30),
+        ),
+        jwks_fetch_timeout: p.duration(
+            "gate.jwks_fetch_timeout",
+            &raw.jwks_fetch_timeout,
+            Duration::from_secs(5),
+        ),
+    }
+}
