@@ -114,6 +114,11 @@ fn each_bad_config_names_its_key_and_what_to_fix() {
             "routes[0].upstream: missing; where requests on this route go",
         ),
         (
+            "key-set refresh shorter than its minimum",
+            "[gate]\njwks_refresh = \"10s\"\njwks_min_refresh = \"30s\"\n",
+            "gate.jwks_refresh: 10s is shorter than gate.jwks_min_refresh (30s), which would win; raise it or lower the minimum",
+        ),
+        (
             "listen is not an address",
             "[server]\nlisten = \"localhost\"\n",
             "server.listen: \"localhost\" is not an address like \"127.0.0.1:8443\"",

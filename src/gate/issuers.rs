@@ -97,7 +97,7 @@ impl IssuerKeys {
     /// Returns the `max-age` the server sent, if any.
     async fn fetch_now(&self, remote: &Remote) -> Result<Option<Duration>, ()> {
         remote.mark_attempt();
-        let fetched = remote.fetch().await;
+        let fetched = remote.fetch(&self.issuer).await;
         remote
             .tried
             .store(true, std::sync::atomic::Ordering::Release);
@@ -185,7 +185,7 @@ impl Remote {
         }
     }
 
-    async fn fetch(&self) -> Result<(KeySet, Vec<String>, Option<Duration>), String> {
+    async fn fetch(&self, issuer: &str) -> Result<(KeySet, Vec<String>, Option<Duration>), String> {
         let jwks_uri = match &self.source {
             RemoteSource::Jwks(uri) => uri.clone(),
             RemoteSource::Discovery(uri) => {
@@ -194,6 +194,7 @@ impl Remote {
                     .map_err(|e| format!("discovery {uri}: {e}"))?;
                 let meta: serde_json::Value = serde_json::from_slice(&doc.body)
                     .map_err(|e| format!("discovery {uri}: not JSON: {e}"))?;
+                same_issuer(&meta, issuer).map_err(|e| format!("discovery {uri}: {e}"))?;
                 let jwks = meta
                     .get("jwks_uri")
                     .and_then(|v| v.as_str())
@@ -215,6 +216,18 @@ impl Remote {
         let (keys, notes) = KeySet::from_jwks(&doc.body, &self.algorithms)
             .map_err(|e| format!("{jwks_uri}: {e}"))?;
         Ok((keys, notes, doc.max_age))
+    }
+}
+
+/// OpenID Discovery §4.3: the document's `issuer` must be exactly the issuer
+/// it was fetched for, or its keys could vouch for another issuer's tokens.
+fn same_issuer(meta: &serde_json::Value, expected: &str) -> Result<(), String> {
+    match meta.get("issuer").and_then(|v| v.as_str()) {
+        Some(found) if found == expected => Ok(()),
+        Some(found) => Err(format!(
+            "the document is for issuer {found}, not {expected}"
+        )),
+        None => Err("the document names no issuer".into()),
     }
 }
 
@@ -343,6 +356,21 @@ mod tests {
         // jwks_refresh shorter than jwks_min_refresh: the minimum wins.
         assert_eq!(next_wait(Ok(None), s(30), s(1)), s(30));
         assert_eq!(next_wait(Ok(Some(s(5))), s(30), s(1)), s(30));
+    }
+
+    #[test]
+    fn discovery_document_must_name_its_issuer() {
+        let doc = |iss: &str| serde_json::json!({"issuer": iss, "jwks_uri": "https://x/jwks"});
+        assert!(same_issuer(&doc("https://t.example/"), "https://t.example/").is_ok());
+        assert!(same_issuer(&doc("https://evil.example/"), "https://t.example/").is_err());
+        assert!(same_issuer(&doc("https://t.example"), "https://t.example/").is_err());
+        assert!(
+            same_issuer(
+                &serde_json::json!({"jwks_uri": "https://x"}),
+                "https://t.example/"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -190,7 +190,7 @@ pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
             "must not contain quotes, backslashes or control characters",
         );
     }
-    GateConfig {
+    let config = GateConfig {
         realm,
         leeway,
         cache_entries: p.positive("gate.cache_entries", raw.cache_entries, 100_000) as usize,
@@ -210,5 +210,15 @@ pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
             &raw.jwks_fetch_timeout,
             Duration::from_secs(5),
         ),
+    };
+    if config.jwks_refresh < config.jwks_min_refresh {
+        p.add(
+            "gate.jwks_refresh",
+            format!(
+                "{:?} is shorter than gate.jwks_min_refresh ({:?}), which would win; raise it or lower the minimum",
+                config.jwks_refresh, config.jwks_min_refresh
+            ),
+        );
     }
+    config
 }
