@@ -55,10 +55,12 @@ enum Command {
     },
     /// Lift brute-force blocks of an identifier (from one IP, or from all).
     Unblock {
-        /// The username or e-mail that was blocked.
-        #[arg(long)]
-        identifier: String,
-        /// Only the block from this IP (IPv6: its /64).
+        /// The username or e-mail that was blocked. Without it, `--ip` names an
+        /// IP whose suspicious-IP throttle is lifted.
+        #[arg(long, required_unless_present = "ip")]
+        identifier: Option<String>,
+        /// With --identifier: only the block from this IP (IPv6: its /64).
+        /// Alone: lift this IP's suspicious-IP throttle.
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
         #[command(flatten)]
@@ -108,7 +110,7 @@ fn main() -> ExitCode {
             identifier,
             ip,
             config,
-        } => match unblock(&identifier, ip, config) {
+        } => match unblock(identifier.as_deref(), ip, config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -125,10 +127,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn unblock(identifier: &str, ip: Option<std::net::IpAddr>, arg: ConfigArg) -> Result<(), String> {
+fn unblock(
+    identifier: Option<&str>,
+    ip: Option<std::net::IpAddr>,
+    arg: ConfigArg,
+) -> Result<(), String> {
     let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
     let store = passgate::store::SqliteStore::open(&config.store.path)
         .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let Some(identifier) = identifier else {
+        let ip = ip.ok_or("give --identifier, --ip, or both")?;
+        let lifted = passgate::protect::unblock_ip(&store, ip, "admin")
+            .map_err(|e| format!("unblock: {e}"))?;
+        match lifted {
+            true => println!("lifted the suspicious-IP throttle of {ip}"),
+            false => println!("{ip} was not throttled"),
+        }
+        return Ok(());
+    };
     let cleared = passgate::protect::unblock(&store, identifier, ip, "admin")
         .map_err(|e| format!("unblock: {e}"))?;
     let from = ip.map_or_else(|| "every IP".to_string(), |ip| ip.to_string());

@@ -333,6 +333,20 @@ async fn an_ip_failing_across_100_identifiers_is_throttled() {
     assert_eq!(login(&c, "alice", PASSWORD).await.status, 429);
     clock.advance(864);
     assert_eq!(login(&c, "alice", PASSWORD).await.status, 200);
+
+    // Throttled again, then an administrator lifts the throttle (`passgate unblock --ip`).
+    let logins = (100..200).map(|i| {
+        let c = c.clone();
+        async move { login(&c, &format!("user{i}"), "wrong password").await }
+    });
+    futures_util::future::join_all(logins).await;
+    assert_eq!(login(&c, "alice", PASSWORD).await.status, 429);
+    let store = store_of(&gw);
+    assert!(
+        passgate::protect::unblock_ip(store.as_ref(), "127.0.0.1".parse().unwrap(), "test")
+            .unwrap()
+    );
+    assert_eq!(login(&c, "alice", PASSWORD).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

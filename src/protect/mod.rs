@@ -30,7 +30,7 @@ pub use client_ip::{AUTH0_FORWARDED_FOR, IpKey, effective_ip, network_ip};
 pub use denied::Denied;
 pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
 pub use rules::{Refusal, ip_throttled, pair_blocked};
-pub use unblock::{identifier_key, lift_after_password_change, unblock};
+pub use unblock::{identifier_key, lift_after_password_change, unblock, unblock_ip};
 
 use crate::clock::SharedClock;
 use crate::config::{AttackProtectionConfig, ClientConfig, Config};

@@ -56,6 +56,22 @@ pub fn unblock(
     Ok(cleared)
 }
 
+/// Lift the suspicious-IP throttle of `ip` (IPv6: its /64). Returns whether
+/// there was one to lift.
+pub fn unblock_ip(store: &dyn ProtectStore, ip: IpAddr, reason: &str) -> Result<bool, StoreError> {
+    let key = IpKey::of(ip).to_string();
+    let cleared = store.clear_ip_failures(&key)?;
+    tracing::warn!(
+        target: "passgate::protect",
+        event = "unthrottle",
+        ip = %key,
+        reason,
+        cleared,
+        "suspicious-IP throttle lifted"
+    );
+    Ok(cleared)
+}
+
 /// A new password lifts every block of the user's login names.
 pub fn lift_after_password_change(
     store: &dyn ProtectStore,
