@@ -9,20 +9,16 @@ use jsonwebtoken::Algorithm;
 use super::*;
 
 pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig {
-    let memory = match raw.memory.as_ref().map(parse_size) {
-        None => 19 << 20,
-        Some(Ok(n)) if (8 << 10..=4 << 30).contains(&n) => n,
-        Some(Ok(n)) => {
+    let memory = match p.parsed("passwords.memory", raw.memory.as_ref().map(parse_size)) {
+        Some(n) if (8 << 10..=4 << 30).contains(&n) => n,
+        Some(n) => {
             p.add(
                 "passwords.memory",
                 format!("{n} bytes is outside 8KiB..4GiB"),
             );
             19 << 20
         }
-        Some(Err(e)) => {
-            p.add("passwords.memory", e);
-            19 << 20
-        }
+        None => 19 << 20,
     };
     let small = |p: &mut Problems, key: &str, v: Option<i64>, default: u64| -> u32 {
         let n = p.positive(key, v, default);
@@ -262,14 +258,12 @@ pub(super) fn clients(
             );
         }
         let defaults = RefreshPolicy::default();
-        let reuse_leeway = match c.refresh_token_reuse_leeway.as_deref().map(parse_duration) {
-            None => defaults.reuse_leeway,
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                p.add(format!("{path}.refresh_token_reuse_leeway"), e);
-                defaults.reuse_leeway
-            }
-        };
+        let reuse_leeway = p
+            .parsed(
+                format!("{path}.refresh_token_reuse_leeway"),
+                c.refresh_token_reuse_leeway.as_deref().map(parse_duration),
+            )
+            .unwrap_or(defaults.reuse_leeway);
         let refresh = RefreshPolicy {
             rotation: c.refresh_token_rotation.unwrap_or(defaults.rotation),
             reuse_leeway,

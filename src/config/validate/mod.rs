@@ -41,18 +41,26 @@ impl Problems {
         self.0.push(format!("{}: {}", path.as_ref(), msg.as_ref()));
     }
 
+    /// A parsed optional value: `None` when absent, or when it did not parse (the problem is recorded).
+    fn parsed<T>(&mut self, path: impl AsRef<str>, value: Option<Result<T, String>>) -> Option<T> {
+        match value? {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(path, e);
+                None
+            }
+        }
+    }
+
+    /// A duration longer than zero.
     fn duration(&mut self, path: &str, value: &Option<String>, default: Duration) -> Duration {
-        match value.as_deref().map(parse_duration) {
-            None => default,
-            Some(Ok(d)) if d.is_zero() => {
+        match self.parsed(path, value.as_deref().map(parse_duration)) {
+            Some(d) if d.is_zero() => {
                 self.add(path, "must be longer than zero");
                 default
             }
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                self.add(path, e);
-                default
-            }
+            Some(d) => d,
+            None => default,
         }
     }
 

@@ -190,14 +190,10 @@ pub(super) fn routes(
                 HostHeader::Upstream
             }
         };
-        let max_body = match r.max_body.as_ref().map(parse_size) {
-            None => None,
-            Some(Ok(n)) => Some(n),
-            Some(Err(e)) => {
-                p.add(format!("{path}.max_body"), e);
-                None
-            }
-        };
+        let max_body = p.parsed(
+            format!("{path}.max_body"),
+            r.max_body.as_ref().map(parse_size),
+        );
         let mut claims_to_headers = Vec::new();
         for (header, claim) in r.claims_to_headers.unwrap_or_default() {
             let key = format!("{path}.claims_to_headers.\"{header}\"");

@@ -167,22 +167,12 @@ pub(super) fn upstream(p: &mut Problems, raw: RawUpstream) -> UpstreamConfig {
 }
 
 pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
-    let leeway = match raw.leeway.as_deref().map(parse_duration) {
-        None => Duration::from_secs(30),
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            p.add("gate.leeway", e);
-            Duration::from_secs(30)
-        }
-    };
-    let cache_bytes = match raw.cache_bytes.as_ref().map(parse_size) {
-        None => 64 << 20,
-        Some(Ok(n)) => n,
-        Some(Err(e)) => {
-            p.add("gate.cache_bytes", e);
-            64 << 20
-        }
-    };
+    let leeway = p
+        .parsed("gate.leeway", raw.leeway.as_deref().map(parse_duration))
+        .unwrap_or(Duration::from_secs(30));
+    let cache_bytes = p
+        .parsed("gate.cache_bytes", raw.cache_bytes.as_ref().map(parse_size))
+        .unwrap_or(64 << 20);
     let realm = raw.realm.unwrap_or_else(|| "passgate".into());
     if realm.contains('"') || realm.contains('\\') || realm.chars().any(char::is_control) {
         p.add(
