@@ -525,3 +525,43 @@ fn check_config_usage_errors_exit_2() {
         );
     }
 }
+
+/// Issue 10, finding 16: an unknown key used to hide every other problem,
+/// because serde stopped at the first. Unknown keys, type errors and semantic
+/// errors are now reported together.
+#[test]
+fn unknown_keys_type_errors_and_semantic_errors_are_reported_together() {
+    let config_text = "bogus_key = 1\n\
+                [server]\nmax_connections = \"lots\"\n\
+                [[routes]]\nprefix = \"/p/\"\nupstream = \"not a url\"\npublic = true\nbogus_route_key = 2\n\
+                [[routes]]\nprefix = 7\nupstream = \"http://127.0.0.1:1\"\npublic = true\n";
+    let got = problems(config_text);
+    let want = [
+        "bogus_key: unknown field `bogus_key`",
+        "server.max_connections: invalid type: string \"lots\"",
+        "routes[0].bogus_route_key: unknown field `bogus_route_key`",
+        "routes[1].prefix: invalid type: integer `7`, expected a string",
+        "routes[0].upstream: \"not a url\"",
+    ];
+    for w in want {
+        assert!(
+            got.iter().any(|g| g.starts_with(w)),
+            "{w:?} not in {got:#?}"
+        );
+    }
+    // The removed `routes[1].prefix` is not reported a second time as missing.
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, config_text).unwrap();
+    let out = check_config(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("5 problems in the config:"), "{stderr}");
+    assert!(
+        stderr.contains("bogus_key: unknown field `bogus_key`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("routes[0].upstream: "), "{stderr}");
+}

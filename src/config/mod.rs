@@ -1,11 +1,13 @@
 //! Configuration: the TOML file, parsed once into typed, validated values.
 //!
-//! `raw.rs` mirrors the file (unknown keys rejected), `validate.rs` converts it
+//! `raw.rs` mirrors the file (unknown keys rejected), `parse.rs` reads the text
+//! into it collecting every unknown key and type error, `validate/` converts it
 //! into [`Config`] and reports every problem at once with its key path, and
 //! `units.rs` reads durations and sizes. Nothing after [`Config::from_toml`]
 //! re-checks the config.
 
 mod attack;
+mod parse;
 mod raw;
 mod units;
 mod validate;
@@ -97,9 +99,7 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Parse and validate a config file's text; `secret_env` is read from the process environment.
     pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
-        let raw: raw::RawConfig =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e, text)]))?;
-        validate::validate(raw, &|name| std::env::var(name).ok())
+        Self::from_toml_with_env(text, &|name| std::env::var(name).ok())
     }
 
     /// Like [`Config::from_toml`], with environment look-ups (`secret_env`) answered by `env`.
@@ -107,9 +107,19 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        let raw: raw::RawConfig =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e, text)]))?;
-        validate::validate(raw, env)
+        let parse::Parsed {
+            raw,
+            mut problems,
+            removed,
+        } = parse::parse(text)?;
+        match validate::validate(raw, env) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors(problems)),
+            Err(ConfigErrors(found)) => {
+                problems.extend(found.into_iter().filter(|p| !parse::covered(&removed, p)));
+                Err(ConfigErrors(problems))
+            }
+        }
     }
 
     /// Read, parse and validate the config file at `path`.
@@ -121,78 +131,6 @@ impl Config {
             )])
         })?;
         Self::from_toml(&text)
-    }
-}
-
-/// A TOML syntax or type error as one problem line: the key path when the
-/// error's position lies on a key or value (`routes[1].prefix: ...`), and
-/// always the line and column.
-fn toml_error(e: &toml::de::Error, text: &str) -> String {
-    let msg = e.message().trim().replace('\n', " ");
-    let Some(span) = e.span() else {
-        return format!("TOML error: {msg}");
-    };
-    let at = span.start.min(text.len());
-    let before = text.get(..at).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before, |nl| &before[nl + 1..])
-        .chars()
-        .count()
-        + 1;
-    let key = toml::de::DeTable::parse(text)
-        .ok()
-        .and_then(|doc| key_path_in_table(doc.get_ref(), at))
-        .filter(|k| !k.is_empty());
-    match key {
-        Some(key) => format!("{key}: {msg} (line {line}, column {column})"),
-        None => format!("line {line}, column {column}: {msg}"),
-    }
-}
-
-/// The key path of the key or value at byte `at`, e.g. `routes[1].methods.POST`.
-fn key_path_in_table(table: &toml::de::DeTable<'_>, at: usize) -> Option<String> {
-    for (key, value) in table.iter() {
-        let name = key_segment(key.get_ref());
-        if key.span().contains(&at) {
-            return Some(name);
-        }
-        if let Some(inner) = key_path_in_value(value.get_ref(), at) {
-            return Some(format!("{name}{inner}"));
-        }
-        if value.span().contains(&at) {
-            return Some(name);
-        }
-    }
-    None
-}
-
-/// The rest of a key path below `value` (`.key`, `[i]`), when `at` lies inside it.
-fn key_path_in_value(value: &toml::de::DeValue<'_>, at: usize) -> Option<String> {
-    match value {
-        toml::de::DeValue::Table(table) => key_path_in_table(table, at).map(|k| format!(".{k}")),
-        toml::de::DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            match key_path_in_value(item.get_ref(), at) {
-                Some(inner) => Some(format!("[{i}]{inner}")),
-                None if item.span().contains(&at) => Some(format!("[{i}]")),
-                None => None,
-            }
-        }),
-        _ => None,
-    }
-}
-
-/// A key as written in a key path: bare when TOML allows, else quoted.
-fn key_segment(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        key.to_string()
-    } else {
-        format!("{key:?}")
     }
 }
 
