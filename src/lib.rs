@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::gate::issuers::{IssuerKeys, Issuers};
 use crate::gate::keys::{KeySet, VerifyKey};
 use crate::gate::{Gate, NoRevocations, Revocations};
+use crate::http::hygiene::RequestHygiene;
 use crate::identity::password::{HashParams, Hasher};
 use crate::oauth::{AuthParts, AuthServer};
 use crate::protect::Protect;
@@ -156,6 +157,12 @@ impl Gateway {
             auth,
             access_log: config.log.access,
             metrics: Default::default(),
+            hygiene: RequestHygiene::new(
+                config.server.allow_underscores_in_headers,
+                &config.server.strip_request_headers,
+            ),
+            claim_headers: gate::claim_headers(&config.routes),
+            trusted_proxies: config.server.trusted_proxies.clone(),
         });
         Ok(Gateway {
             config,

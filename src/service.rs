@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -13,12 +13,15 @@ use tokio::time::Instant;
 use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::headers::{
-    X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id, strip_hop_by_hop,
-    upgrade_request,
+    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
+    strip_hop_by_hop, wants_websocket,
 };
+use crate::http::host::{HostError, check_host};
+use crate::http::hygiene::RequestHygiene;
 use crate::http::path::normalize;
 use crate::http::response::{Fault, close_connection, gateway_error};
 use crate::oauth::AuthServer;
+use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
 use crate::proxy::{Proxy, ProxyError};
 use crate::router::{AuthEndpoint, Router, upstream_path};
@@ -36,6 +39,12 @@ pub struct App {
     pub access_log: bool,
     /// Counters for `/metrics`.
     pub metrics: crate::admin::Metrics,
+    /// Client headers removed before the gate (`[server]` underscore and strip settings).
+    pub hygiene: RequestHygiene,
+    /// Every route's claim header names, which no client may send ([`gate::claim_headers`]).
+    pub claim_headers: Vec<HeaderName>,
+    /// `[server] trusted_proxies`, for the client address in `X-Real-IP`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What the access log says about where a request went.
@@ -109,6 +118,19 @@ impl App {
         request_id: &HeaderValue,
         proxy: &Proxy,
     ) -> Outcome {
+        let client_host = match client_host(&req) {
+            Ok(host) => host,
+            Err(e) => {
+                let resp = gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    e.describe(),
+                    Fault::Client,
+                );
+                let version = req.version();
+                return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
+            }
+        };
         let path = match normalize(req.uri().path()) {
             Ok(p) => p.into_owned(),
             Err(e) => {
@@ -159,19 +181,15 @@ impl App {
             }
         }
 
-        let upgrade = (req.version() == Version::HTTP_11
-            && upgrade_request(req.headers()).is_some())
-        .then(|| hyper::upgrade::on(&mut req));
+        // Only a WebSocket upgrade is forwarded; any other is a plain request.
+        let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
+            .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        gate::strip_identity(&mut parts.headers, config);
+        self.hygiene.apply(&mut parts.headers);
+        gate::strip_identity(&mut parts.headers, &self.claim_headers);
         match self.gate.check(config, &parts.method, &parts.headers).await {
             Ok(Some(verified)) => gate::add_identity(&mut parts.headers, config, &verified),
             Ok(None) => {}
@@ -186,6 +204,9 @@ impl App {
             }
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
+        if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
+            parts.headers.insert(&X_REAL_IP, v);
+        }
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
 
         let upstream_path = upstream_path(config, &path);
@@ -217,6 +238,22 @@ impl App {
             upstream,
         }
     }
+}
+
+/// The `Host` (or HTTP/2 `:authority`) the client asked for, once every
+/// copy of it is a plain `host[:port]`: it is repeated to the upstream.
+fn client_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, HostError> {
+    for value in req.headers().get_all(HOST) {
+        check_host(value.to_str().map_err(|_| HostError::BadCharacter)?)?;
+    }
+    if let Some(authority) = req.uri().authority() {
+        check_host(authority.as_str())?;
+    }
+    Ok(req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    }))
 }
 
 fn not_found() -> Response<ResponseBody> {

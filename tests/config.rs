@@ -226,7 +226,7 @@ fn each_bad_config_names_its_key_and_what_to_fix() {
         (
             "hop-by-hop claim header",
             "[[routes]]\nprefix = \"/api/\"\nupstream = \"http://a:1\"\naudience = \"x\"\n[routes.claims_to_headers]\nConnection = \"sub\"\n",
-            "routes[0].claims_to_headers.\"Connection\": cannot set a hop-by-hop or Host header",
+            "routes[0].claims_to_headers.\"Connection\": cannot be set from a claim: connection is a hop-by-hop header",
         ),
         (
             "unknown grant type",

@@ -163,6 +163,11 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// Worker threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    /// Let client headers with `_` in their names through (except those that
+    /// alias identity, claim or forwarding headers).
+    pub allow_underscores_in_headers: bool,
+    /// Client headers removed beside the built-in address and URL overrides.
+    pub strip_request_headers: Vec<HeaderName>,
 }
 
 /// `[log]`

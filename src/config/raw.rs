@@ -63,6 +63,8 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
     pub max_concurrent_streams: Option<i64>,
     pub workers: Option<i64>,
+    pub allow_underscores_in_headers: Option<bool>,
+    pub strip_request_headers: Option<Vec<String>>,
 }
 
 /// `[log]`: what is logged and how.

@@ -25,6 +25,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::clock::SharedClock;
 use crate::config::{GateConfig, RouteConfig, RoutePolicy};
+use crate::http::hygiene::{IDENTITY_PREFIX, cgi_name};
 use bearer::Credential;
 use cache::{TokenCache, Verified};
 use claims::Claims;
@@ -172,19 +173,37 @@ impl Gate {
     }
 }
 
-/// Remove every identity header a client may have sent: any `X-Auth-*`, and
-/// the route's claim headers. Done on every route, public ones included.
-pub fn strip_identity(headers: &mut HeaderMap, route: &RouteConfig) {
+/// Every header name any route's `claims_to_headers` writes, once each.
+///
+/// A client may send none of them on any route: a public route often shares
+/// its upstream with a protected one, which reads the header as a claim.
+pub fn claim_headers(routes: &[RouteConfig]) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = routes
+        .iter()
+        .flat_map(|r| r.claims_to_headers.iter().map(|(name, _)| name.clone()))
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// Remove every identity header a client may have sent: any `X-Auth-*` and
+/// any of `claim_headers` (see [`claim_headers`]), in any spelling a CGI-style
+/// server reads as the same name (`X_Auth_Subject` is `X-Auth-Subject` to
+/// WSGI, PHP and nginx with `underscores_in_headers on`). Done on every
+/// route, public ones included.
+pub fn strip_identity(headers: &mut HeaderMap, claim_headers: &[HeaderName]) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-auth-"))
+        .filter(|k| {
+            let read_as = cgi_name(k.as_str());
+            read_as.starts_with(IDENTITY_PREFIX)
+                || claim_headers.iter().any(|c| c.as_str() == read_as)
+        })
         .cloned()
         .collect();
     for name in spoofed {
         headers.remove(&name);
-    }
-    for (name, _) in &route.claims_to_headers {
-        headers.remove(name);
     }
 }
 
@@ -208,5 +227,32 @@ pub fn add_identity(headers: &mut HeaderMap, route: &RouteConfig, verified: &Ver
     }
     if !route.forward_authorization {
         headers.remove(AUTHORIZATION);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_go_in_any_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "X-Auth-Subject",
+            "x_auth_scope",
+            "X_AUTH_ANYTHING",
+            "x-user-roles",
+            "X_User_Roles",
+            "x-user-rolesx",
+            "x-authz",
+        ] {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                h.append(name, HeaderValue::from_static("forged"));
+            }
+        }
+        strip_identity(&mut h, &[HeaderName::from_static("x-user-roles")]);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-authz", "x-user-rolesx"]);
     }
 }

@@ -1,13 +1,16 @@
 //! Header hygiene between client and upstream.
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and never
-//! cross the proxy, and neither does any header a `Connection` header names.
+//! cross the proxy, and neither does any header a `Connection` header names;
+//! the one upgrade that does cross is a WebSocket handshake.
 //! Forwarding headers say who the client was:
 //!
 //! - `X-Forwarded-For`: the client's address is appended to any list the client sent;
 //!   upstreams should trust only the right-most entry, which passgate wrote.
 //! - `X-Forwarded-Proto`: always `https` (passgate only listens on TLS); replaces the client's.
-//! - `X-Forwarded-Host`: the `Host` (or HTTP/2 `:authority`) the client asked for; replaces the client's.
+//! - `X-Forwarded-Host`: the `Host` (or HTTP/2 `:authority`) the client asked for, once
+//!   [`super::host::check_host`] accepted it; replaces the client's.
+//! - `X-Real-IP`: the client's address as passgate determined it; replaces the client's.
 //! - `Forwarded` (RFC 7239): an element `for=...;host=...;proto=https` is appended,
 //!   keeping any elements the client sent, in the same spirit as `X-Forwarded-For`.
 
@@ -21,6 +24,8 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Real-IP`
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// `X-Request-Id`
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `Forwarded`
@@ -44,9 +49,10 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Remove hop-by-hop headers and every header named in any `Connection` header.
-/// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (a WebSocket
-/// handshake is forwarded as one).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// With `websocket`, the message is a WebSocket handshake and goes on as one:
+/// `Connection: upgrade` and `Upgrade: websocket` are written back, and only
+/// that token (a client's other upgrade tokens, such as `h2c`, are dropped).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -56,35 +62,51 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
             .collect();
         for name in listed {
-            if !(keep_upgrade && name == header::UPGRADE) {
-                headers.remove(&name);
-            }
+            headers.remove(&name);
         }
     }
     for name in HOP_BY_HOP {
-        if keep_upgrade && (*name == "upgrade" || *name == "connection") {
-            continue;
-        }
         headers.remove(*name);
     }
-    if keep_upgrade {
+    if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 }
 
-/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` + `Upgrade: x`).
-pub fn upgrade_request(headers: &HeaderMap) -> Option<&HeaderValue> {
-    let wants = headers
+/// The protocol tokens of every `Upgrade` header line, e.g. `h2c`, `websocket`.
+fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn is_websocket(token: &str) -> bool {
+    token.eq_ignore_ascii_case("websocket")
+}
+
+/// Does this HTTP/1.1 request ask to upgrade to a WebSocket
+/// (`Connection: upgrade` and `websocket` among the `Upgrade` tokens)?
+/// Other upgrades (`h2c`, ...) are never forwarded: after a `101` the
+/// connection would carry requests the gate never sees.
+pub fn wants_websocket(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE)
-    } else {
-        None
-    }
+    connection_upgrade && upgrade_tokens(headers).any(is_websocket)
+}
+
+/// Does a `101` response switch to a WebSocket, and to nothing else?
+pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
+    let mut tokens = upgrade_tokens(headers);
+    matches!((tokens.next(), tokens.next()), (Some(t), None) if is_websocket(t))
 }
 
 /// Add the forwarding headers for a request from `client` that asked for `host`.
@@ -185,23 +207,65 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_is_kept_when_asked() {
+    fn only_a_websocket_upgrade_is_kept() {
         let mut h = map(&[
             ("connection", "Upgrade, x-secret"),
-            ("upgrade", "websocket"),
+            ("upgrade", "h2c, WebSocket"),
             ("x-secret", "1"),
         ]);
-        assert!(upgrade_request(&h).is_some());
+        assert!(wants_websocket(&h));
         strip_hop_by_hop(&mut h, true);
-        assert_eq!(
-            h.get("upgrade").map(|v| v.as_bytes()),
-            Some(&b"websocket"[..])
-        );
-        assert_eq!(
-            h.get("connection").map(|v| v.as_bytes()),
-            Some(&b"upgrade"[..])
-        );
+        let all = |h: &HeaderMap, n: &str| -> Vec<String> {
+            h.get_all(n)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect()
+        };
+        assert_eq!(all(&h, "upgrade"), ["websocket"]);
+        assert_eq!(all(&h, "connection"), ["upgrade"]);
         assert!(h.get("x-secret").is_none());
+    }
+
+    #[test]
+    fn which_requests_and_answers_are_websockets() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("connection", "upgrade"), ("upgrade", "websocket")], true),
+            (
+                &[
+                    ("connection", "keep-alive, Upgrade"),
+                    ("upgrade", "foo/2, websocket"),
+                ],
+                true,
+            ),
+            (
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "h2c"),
+                    ("upgrade", "websocket"),
+                ],
+                true,
+            ),
+            (&[("connection", "upgrade"), ("upgrade", "h2c")], false),
+            (
+                &[("connection", "upgrade"), ("upgrade", "websockets")],
+                false,
+            ),
+            (&[("upgrade", "websocket")], false),
+            (&[("connection", "upgrade")], false),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(wants_websocket(&map(pairs)), *want, "{pairs:?}");
+        }
+        let answers: &[(&[(&str, &str)], bool)] = &[
+            (&[("upgrade", "websocket")], true),
+            (&[("upgrade", "WebSocket")], true),
+            (&[("upgrade", "h2c")], false),
+            (&[("upgrade", "websocket, h2c")], false),
+            (&[], false),
+        ];
+        for (pairs, want) in answers {
+            assert_eq!(switches_to_websocket(&map(pairs)), *want, "{pairs:?}");
+        }
     }
 
     #[test]

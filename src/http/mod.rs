@@ -3,5 +3,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod host;
+pub mod hygiene;
 pub mod path;
 pub mod response;

@@ -22,7 +22,7 @@ use super::error::ProxyError;
 use super::upgrade;
 use crate::config::{HostHeader, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
-use crate::http::headers::strip_hop_by_hop;
+use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
 use crate::router::Route;
 
 /// A request ready to go upstream, headers already cleaned.
@@ -35,7 +35,8 @@ pub struct Outgoing {
     pub path_and_query: String,
     /// The `Host` / `:authority` the client asked for.
     pub client_host: Option<HeaderValue>,
-    /// The client side of a WebSocket upgrade, when the request is one.
+    /// The client side of a WebSocket upgrade, when the request is one
+    /// (no other upgrade is ever forwarded).
     pub upgrade: Option<OnUpgrade>,
     /// The request id, for logs.
     pub request_id: String,
@@ -133,7 +134,7 @@ impl Proxy {
                 Ok(Err(e)) => Err(self.classify(&e, target, exceeded.as_ref())),
             };
             match result {
-                Ok(resp) => return (Ok(finish(resp, upgrade, request_id)), label),
+                Ok(resp) => return (finish(resp, upgrade, &target.url, request_id), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %e, "upstream marked down");
@@ -226,20 +227,33 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, Pr
         .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))
 }
 
-/// The upstream's response, cleaned for the client; a 101 joins the two upgraded connections.
+/// The upstream's response, cleaned for the client. A `101` is accepted only
+/// as the answer to a WebSocket request, switching to a WebSocket: then the
+/// two upgraded connections are joined. Any other `101` is a 502, and the
+/// upstream connection, which hyper never reuses after a `101`, is dropped
+/// with the response.
 fn finish(
     mut resp: Response<Incoming>,
     upgrade: Option<OnUpgrade>,
+    upstream: &str,
     request_id: String,
-) -> Response<ResponseBody> {
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match (switching, upgrade) {
-        (true, Some(client)) => {
+) -> Result<Response<ResponseBody>, ProxyError> {
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        strip_hop_by_hop(resp.headers_mut(), false);
+        return Ok(resp.map(ResponseBody::upstream));
+    }
+    let reason = match upgrade {
+        Some(client) if switches_to_websocket(resp.headers()) => {
             let upstream = hyper::upgrade::on(&mut resp);
             upgrade::splice(client, upstream, request_id);
             strip_hop_by_hop(resp.headers_mut(), true);
+            return Ok(resp.map(ResponseBody::upstream));
         }
-        _ => strip_hop_by_hop(resp.headers_mut(), false),
-    }
-    resp.map(ResponseBody::upstream)
+        Some(_) => "answered a WebSocket request by switching to another protocol",
+        None => "switched protocols on a request that asked for no WebSocket",
+    };
+    Err(ProxyError::Upstream {
+        upstream: upstream.to_string(),
+        reason: reason.to_string(),
+    })
 }

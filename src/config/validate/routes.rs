@@ -198,13 +198,11 @@ pub(super) fn routes(
         for (header, claim) in r.claims_to_headers.unwrap_or_default() {
             let key = format!("{path}.claims_to_headers.\"{header}\"");
             match HeaderName::from_str(&header) {
-                Ok(name)
-                    if crate::http::headers::is_hop_by_hop(&name) || name == http::header::HOST =>
-                {
-                    p.add(key, "cannot set a hop-by-hop or Host header")
-                }
-                Ok(name) if claim.is_empty() => p.add(key, format!("no claim named for {name}")),
-                Ok(name) => claims_to_headers.push((name, claim)),
+                Ok(name) => match crate::http::hygiene::reserved_for_gateway(&name) {
+                    Some(why) => p.add(key, format!("cannot be set from a claim: {name} {why}")),
+                    None if claim.is_empty() => p.add(key, format!("no claim named for {name}")),
+                    None => claims_to_headers.push((name, claim)),
+                },
                 Err(_) => p.add(key, format!("\"{header}\" is not a header name")),
             }
         }

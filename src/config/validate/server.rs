@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http::{HeaderName, header};
 use ipnet::IpNet;
 
 use super::*;
@@ -56,6 +57,7 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         raw.max_concurrent_streams,
         256,
     );
+    let strip_request_headers = strip_request_headers(p, raw.strip_request_headers);
     ServerConfig {
         listen,
         tls_cert: raw
@@ -92,7 +94,29 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         ),
         workers: p.positive("server.workers", raw.workers, default_workers() as u64) as usize,
         max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
+        allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
+        strip_request_headers,
     }
+}
+
+/// `server.strip_request_headers`: header names; `Host` and `Authorization`
+/// are refused, since passgate needs them to route and to check tokens.
+fn strip_request_headers(p: &mut Problems, raw: Option<Vec<String>>) -> Vec<HeaderName> {
+    let mut names = Vec::new();
+    for (i, text) in raw.unwrap_or_default().iter().enumerate() {
+        let key = format!("server.strip_request_headers[{i}]");
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) if name == header::HOST || name == header::AUTHORIZATION => p.add(
+                key,
+                format!(
+                    "\"{text}\" cannot be removed: passgate needs it to route and check tokens"
+                ),
+            ),
+            Ok(name) => names.push(name),
+            Err(_) => p.add(key, format!("\"{text}\" is not a header name")),
+        }
+    }
+    names
 }
 
 /// One worker per core.
