@@ -215,7 +215,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Deadline for the TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// Deadline for a request's headers (HTTP/1.1).
+    /// Deadline for a request's headers (HTTP/1.1), and for a new connection's first request.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
@@ -225,6 +225,12 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// Worker threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    /// The longest wait for the next piece of a request body (408 past it).
+    pub body_read_timeout: Duration,
+    /// A WebSocket tunnel without traffic either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// The largest request header section, HTTP/1.1 and HTTP/2 (431 past it).
+    pub max_header_size: usize,
 }
 
 /// `[log]`

@@ -63,6 +63,9 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
     pub max_concurrent_streams: Option<i64>,
     pub workers: Option<i64>,
+    pub body_read_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub max_header_size: Option<toml::Value>,
 }
 
 /// `[log]`: what is logged and how.
