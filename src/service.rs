@@ -1,4 +1,5 @@
-//! One request, top to bottom: request id → normalised path → passgate's own
+//! One request, top to bottom: request id → head checks (header size, Host)
+//! → normalised path → passgate's own
 //! endpoints or the route table → gate → header hygiene → proxy → access log.
 //! This is the file to read first to follow a request through passgate.
 
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
+use crate::http::connection::ConnContext;
 use crate::http::headers::{
     X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
     strip_hop_by_hop, wants_websocket,
@@ -19,6 +21,7 @@ use crate::http::headers::{
 use crate::http::host::{HostError, check_host};
 use crate::http::hygiene::RequestHygiene;
 use crate::http::path::normalize;
+use crate::http::request_head;
 use crate::http::response::{Fault, close_connection, gateway_error};
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
@@ -118,6 +121,15 @@ impl App {
         request_id: &HeaderValue,
         proxy: &Proxy,
     ) -> Outcome {
+        let max_header_size =
+            ConnContext::of(req.extensions()).map_or(usize::MAX, |c| c.max_header_size);
+        if let Err(e) = request_head::check(&mut req, max_header_size) {
+            let version = req.version();
+            return Outcome::local(
+                refuse_unread(e.into_response(), version, req.into_body()),
+                "-",
+            );
+        }
         let client_host = match client_host(&req) {
             Ok(host) => host,
             Err(e) => {

@@ -153,7 +153,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Deadline for the TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// Deadline for a request's headers (HTTP/1.1).
+    /// Deadline for a request's headers (HTTP/1.1), and for a new connection's first request.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
@@ -168,6 +168,12 @@ pub struct ServerConfig {
     pub allow_underscores_in_headers: bool,
     /// Client headers removed beside the built-in address and URL overrides.
     pub strip_request_headers: Vec<HeaderName>,
+    /// The longest wait for the next piece of a request body (408 past it).
+    pub body_read_timeout: Duration,
+    /// A WebSocket tunnel without traffic either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// The largest request header section, HTTP/1.1 and HTTP/2 (431 past it).
+    pub max_header_size: usize,
 }
 
 /// `[log]`

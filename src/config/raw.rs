@@ -65,6 +65,9 @@ pub struct RawServer {
     pub workers: Option<i64>,
     pub allow_underscores_in_headers: Option<bool>,
     pub strip_request_headers: Option<Vec<String>>,
+    pub body_read_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub max_header_size: Option<toml::Value>,
 }
 
 /// `[log]`: what is logged and how.

@@ -3,7 +3,8 @@
 //!
 //! - [`RequestBody`]: a client's body on its way upstream, with the route's
 //!   size limit enforced as bytes pass (a `Content-Length` over the limit is
-//!   refused before this point).
+//!   refused before this point) and each wait for the client bounded by
+//!   `server.body_read_timeout` ([`super::read_timeout`]).
 //! - [`ResponseBody`]: what goes back to the client: an upstream's body or a
 //!   small body passgate wrote, carrying the connection's in-flight guard so
 //!   the idle timer starts only when the response is fully sent.
@@ -12,11 +13,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::read_timeout::{Progress, TimedBody};
 use crate::server::activity::InFlight;
 
 /// At most this much of a refused request body is read and discarded.
@@ -57,7 +60,7 @@ pub struct BodyTooLarge(pub u64);
 /// A client's request body on its way upstream (or an empty one).
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<TimedBody<Incoming>>,
     limit: u64,
     seen: u64,
     exceeded: Option<Arc<AtomicBool>>,
@@ -74,8 +77,16 @@ impl RequestBody {
         }
     }
 
-    /// Stream `inner`; with a limit, fail once more than `limit` bytes pass and set `exceeded`.
-    pub fn streaming(inner: Incoming, limit: Option<(u64, Arc<AtomicBool>)>) -> Self {
+    /// Stream `inner`; with a limit, fail once more than `limit` bytes pass and set `exceeded`;
+    /// with a read timeout, fail when the client sends nothing for that long. `progress`
+    /// follows the reading.
+    pub fn streaming(
+        inner: Incoming,
+        limit: Option<(u64, Arc<AtomicBool>)>,
+        read_timeout: Option<Duration>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        let inner = TimedBody::new(inner, read_timeout, progress);
         match limit {
             Some((limit, flag)) => Self {
                 inner: Some(inner),
@@ -114,14 +125,14 @@ impl Body for RequestBody {
                             flag.store(true, Ordering::Release);
                         }
                         if let Some(rest) = this.inner.take() {
-                            drain_in_background(rest);
+                            drain_in_background(rest.into_inner());
                         }
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -2,8 +2,11 @@
 //! path normalisation, header hygiene, body types and JSON error responses.
 
 pub mod body;
+pub mod connection;
 pub mod headers;
 pub mod host;
 pub mod hygiene;
 pub mod path;
+pub mod read_timeout;
+pub mod request_head;
 pub mod response;

@@ -7,7 +7,7 @@ use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
-use crate::http::response::error;
+use crate::http::response::{close_connection, error};
 
 /// `Wrong email or password.`
 pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
@@ -28,6 +28,10 @@ pub enum OAuthError {
     /// 413: the body is over the endpoint's limit.
     #[error("invalid_request")]
     TooLarge(usize),
+    /// 408 `request_timeout`: the body stalled past `server.body_read_timeout`;
+    /// an HTTP/1.1 connection closes after it.
+    #[error("request_timeout")]
+    RequestTimeout,
     /// 401 `access_denied` / `Unauthorized`: unknown client, bad or missing secret.
     /// `basic` adds `WWW-Authenticate: Basic` (RFC 6749 §5.2).
     #[error("access_denied")]
@@ -77,11 +81,17 @@ impl OAuthError {
     pub fn into_response(self) -> Response<ResponseBody> {
         let code = self.to_string();
         let mut rate = None;
+        let close = matches!(self, OAuthError::RequestTimeout);
         let (status, description, basic) = match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
             OAuthError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is larger than {limit} bytes"),
+                false,
+            ),
+            OAuthError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stalled past the body read timeout".to_string(),
                 false,
             ),
             OAuthError::InvalidClient { basic } => {
@@ -117,6 +127,9 @@ impl OAuthError {
             OAuthError::TooManyAttempts(d) => (StatusCode::TOO_MANY_REQUESTS, d.to_string(), false),
         };
         let mut resp = no_store(error(status, &code, &description));
+        if close {
+            resp = close_connection(resp);
+        }
         if basic {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,

@@ -1,6 +1,7 @@
 //! Reading a token-endpoint request body: `application/x-www-form-urlencoded`
 //! or `application/json`, at most 16 KiB, read through `Limited` (the only
-//! body passgate ever collects). Empty values and JSON `null` count as absent;
+//! body passgate ever collects), each wait for the client bounded by
+//! `server.body_read_timeout`. Empty values and JSON `null` count as absent;
 //! a form parameter given twice is an invalid request (RFC 6749 §3.2).
 
 use std::collections::HashMap;
@@ -12,6 +13,8 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::OAuthError;
+use crate::http::connection::ConnContext;
+use crate::http::read_timeout::{BodyReadTimeout, Progress, TimedBody};
 
 /// The body limit of the token and revocation endpoints.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -82,11 +85,14 @@ pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Param
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(OAuthError::TooLarge(MAX_BODY));
     }
+    let read_timeout = ConnContext::of(&parts.extensions).map(|c| c.body_read_timeout);
+    let body = TimedBody::new(body, read_timeout, Progress::new());
     let bytes = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(OAuthError::TooLarge(MAX_BODY));
         }
+        Err(e) if e.is::<BodyReadTimeout>() => return Err(OAuthError::RequestTimeout),
         Err(_) => {
             return Err(OAuthError::InvalidRequest(
                 "the request body could not be read".into(),

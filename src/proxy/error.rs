@@ -45,6 +45,9 @@ pub enum ProxyError {
         /// What went wrong.
         reason: String,
     },
+    /// The client sent no part of its body for `server.body_read_timeout`.
+    #[error("the request body stalled past the body read timeout")]
+    ClientBodyTimeout,
     /// The client's body broke off while it was being forwarded.
     #[error("the client's request body failed: {0}")]
     ClientBody(String),
@@ -78,6 +81,12 @@ impl ProxyError {
                     Fault::Upstream,
                 )
             }
+            ProxyError::ClientBodyTimeout => close_connection(gateway_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &description,
+                Fault::Client,
+            )),
             ProxyError::ClientBody(_) => close_connection(gateway_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",

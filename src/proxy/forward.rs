@@ -2,7 +2,9 @@
 //! the client's response.
 //!
 //! The caller has already cleaned the headers (`service.rs`); this module
-//! picks the upstream, writes the URI and `Host`, applies the deadlines,
+//! picks the upstream, writes the URI and `Host`, applies the deadlines (the
+//! upstream's response deadline runs only while passgate is not waiting on the
+//! client's body, whose own deadline is `server.body_read_timeout`),
 //! retries a body-less request on another upstream when the first refused the
 //! connection, and strips hop-by-hop headers from the response.
 
@@ -10,6 +12,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http::header::{HOST, HeaderValue};
 use http::uri::PathAndQuery;
@@ -22,7 +25,9 @@ use super::error::ProxyError;
 use super::upgrade;
 use crate::config::{HostHeader, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::connection::ConnContext;
 use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
+use crate::http::read_timeout::Progress;
 use crate::router::Route;
 
 /// A request ready to go upstream, headers already cleaned.
@@ -88,7 +93,16 @@ impl Proxy {
             .max_body
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
-        let mut body = Some(RequestBody::streaming(body, limit));
+        let context = parts.extensions.remove::<ConnContext>();
+        let progress = Progress::new();
+        let read_timeout = context.as_ref().map(|c| c.body_read_timeout);
+        let mut body = Some(RequestBody::streaming(
+            body,
+            limit,
+            read_timeout,
+            Arc::clone(&progress),
+        ));
+        let mut upgrade = upgrade.map(|client| (client, context));
 
         parts.version = Version::HTTP_11;
         match (route.config.host_header, &client_host) {
@@ -119,22 +133,23 @@ impl Proxy {
                 req.headers_mut().insert(HOST, v);
             }
 
-            let sent = tokio::time::timeout(
-                self.client.response_timeout,
+            let sent = within_response_timeout(
                 self.client.client.request(req),
+                &progress,
+                self.client.response_timeout,
             )
             .await;
             let label = Some(target.url.clone());
             let result = match sent {
-                Ok(Ok(resp)) => Ok(resp),
-                Err(_) => Err(ProxyError::ResponseTimeout {
+                Some(Ok(resp)) => Ok(resp),
+                None => Err(ProxyError::ResponseTimeout {
                     upstream: target.url.clone(),
                     timeout: self.client.response_timeout,
                 }),
-                Ok(Err(e)) => Err(self.classify(&e, target, exceeded.as_ref())),
+                Some(Err(e)) => Err(self.classify(&e, target, exceeded.as_ref(), &progress)),
             };
             match result {
-                Ok(resp) => return (finish(resp, upgrade, &target.url, request_id), label),
+                Ok(resp) => return (finish(resp, upgrade.take(), &target.url, request_id), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %e, "upstream marked down");
@@ -157,7 +172,11 @@ impl Proxy {
         e: &hyper_util::client::legacy::Error,
         target: &UpstreamTarget,
         exceeded: Option<&(u64, Arc<AtomicBool>)>,
+        progress: &Progress,
     ) -> ProxyError {
+        if progress.timed_out() {
+            return ProxyError::ClientBodyTimeout;
+        }
         if let Some((limit, flag)) = exceeded
             && flag.load(Ordering::Acquire)
         {
@@ -189,6 +208,30 @@ impl Proxy {
         ProxyError::Upstream {
             upstream,
             reason: innermost(e),
+        }
+    }
+}
+
+/// Wait for `response`, failing (`None`) once the upstream has kept passgate
+/// waiting for `timeout`: counted from the last piece of the body it took,
+/// and never while the body waits for the client.
+async fn within_response_timeout<F: Future>(
+    response: F,
+    progress: &Progress,
+    timeout: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(response);
+    let mut check_at = tokio::time::Instant::now() + timeout;
+    loop {
+        tokio::select! {
+            out = response.as_mut() => return Some(out),
+            _ = tokio::time::sleep_until(check_at) => {
+                match progress.consumer_deadline(timeout) {
+                    Some(deadline) if deadline <= tokio::time::Instant::now() => return None,
+                    Some(deadline) => check_at = deadline,
+                    None => check_at = tokio::time::Instant::now() + timeout,
+                }
+            }
         }
     }
 }
@@ -234,7 +277,7 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, Pr
 /// with the response.
 fn finish(
     mut resp: Response<Incoming>,
-    upgrade: Option<OnUpgrade>,
+    upgrade: Option<(OnUpgrade, Option<ConnContext>)>,
     upstream: &str,
     request_id: String,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -243,9 +286,9 @@ fn finish(
         return Ok(resp.map(ResponseBody::upstream));
     }
     let reason = match upgrade {
-        Some(client) if switches_to_websocket(resp.headers()) => {
+        Some((client, context)) if switches_to_websocket(resp.headers()) => {
             let upstream = hyper::upgrade::on(&mut resp);
-            upgrade::splice(client, upstream, request_id);
+            upgrade::splice(client, upstream, context, request_id);
             strip_hop_by_hop(resp.headers_mut(), true);
             return Ok(resp.map(ResponseBody::upstream));
         }

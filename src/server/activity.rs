@@ -1,9 +1,10 @@
 //! Per-connection activity: how many requests are in flight and since when the
 //! connection has been idle. The idle timer in `conn.rs` reads it; each request
-//! holds an [`InFlight`] guard until its response body is sent.
+//! holds an [`InFlight`] guard until its response body is sent. Whether any
+//! request has begun bounds a new connection's wait for its first one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,6 +15,7 @@ pub struct ConnActivity {
     started: Instant,
     active: AtomicUsize,
     idle_since_ms: AtomicU64,
+    begun: AtomicBool,
 }
 
 impl ConnActivity {
@@ -23,13 +25,25 @@ impl ConnActivity {
             started: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            begun: AtomicBool::new(false),
         })
     }
 
     /// A request started; it counts until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.begun.store(true, Ordering::Release);
         InFlight(Arc::clone(self))
+    }
+
+    /// When a connection on which no request has begun yet must close: the
+    /// first request's headers get `header_read_timeout` from the handshake.
+    /// `None` once a request has begun.
+    pub fn first_request_deadline(&self, header_read_timeout: Duration) -> Option<Instant> {
+        if self.begun.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.started + header_read_timeout)
     }
 
     /// When the connection becomes idle-expired: `None` while requests are in flight.
@@ -63,11 +77,16 @@ mod tests {
         let a = ConnActivity::new();
         let t0 = Instant::now();
         assert_eq!(
+            a.first_request_deadline(Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(1))
+        );
+        assert_eq!(
             a.idle_deadline(Duration::from_secs(60)),
             Some(t0 + Duration::from_secs(60))
         );
         let guard = a.begin();
         assert_eq!(a.idle_deadline(Duration::from_secs(60)), None);
+        assert_eq!(a.first_request_deadline(Duration::from_secs(1)), None);
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(guard);
         assert_eq!(

@@ -96,6 +96,35 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
         allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
         strip_request_headers,
+        body_read_timeout: p.duration(
+            "server.body_read_timeout",
+            &raw.body_read_timeout,
+            Duration::from_secs(10),
+        ),
+        tunnel_idle_timeout: p.duration(
+            "server.tunnel_idle_timeout",
+            &raw.tunnel_idle_timeout,
+            Duration::from_secs(300),
+        ),
+        max_header_size: max_header_size(p, raw.max_header_size.as_ref()),
+    }
+}
+
+/// The smallest and largest `server.max_header_size` accepted.
+const HEADER_SIZE_RANGE: (u64, u64) = (1024, 16 << 20);
+
+fn max_header_size(p: &mut Problems, raw: Option<&toml::Value>) -> usize {
+    let default = 64 * 1024;
+    match p.parsed("server.max_header_size", raw.map(parse_size)) {
+        None => default,
+        Some(n) if (HEADER_SIZE_RANGE.0..=HEADER_SIZE_RANGE.1).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(
+                "server.max_header_size",
+                format!("{n} bytes is outside 1KiB..16MiB"),
+            );
+            default
+        }
     }
 }
 
@@ -235,4 +264,41 @@ pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
         );
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_limits_have_defaults_and_name_their_key() {
+        let base = "[server]\nlisten = \"127.0.0.1:0\"\n";
+        let config = Config::from_toml(base).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.tunnel_idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.server.max_header_size, 64 * 1024);
+
+        let set = format!(
+            "{base}body_read_timeout = \"300ms\"\ntunnel_idle_timeout = \"1m\"\nmax_header_size = \"8KiB\"\n"
+        );
+        let config = Config::from_toml(&set).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.server.body_read_timeout, Duration::from_millis(300));
+        assert_eq!(config.server.tunnel_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.server.max_header_size, 8 * 1024);
+
+        let bad = format!(
+            "{base}body_read_timeout = \"0s\"\ntunnel_idle_timeout = \"soon\"\nmax_header_size = 10\n"
+        );
+        let text = Config::from_toml(&bad)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        for key in [
+            "server.body_read_timeout:",
+            "server.tunnel_idle_timeout:",
+            "server.max_header_size:",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+    }
 }
