@@ -7,12 +7,20 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::login_key::{describe_clash, login_key, resolve, resolve_per_realm};
 use super::{Store, StoreError, User};
 
+/// One schema step: SQL, or code where the step must compute (login keys).
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// Schema versions, applied in order; never edit a released one, add another.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: users
-    "CREATE TABLE users (
+    Migration::Sql(
+        "CREATE TABLE users (
         user_id TEXT PRIMARY KEY,
         realm TEXT NOT NULL,
         username TEXT,
@@ -30,10 +38,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX users_realm_username ON users(realm, username COLLATE NOCASE) WHERE username IS NOT NULL;
     CREATE UNIQUE INDEX users_realm_email ON users(realm, email COLLATE NOCASE) WHERE email IS NOT NULL;",
+    ),
     // 2: login sessions and refresh-token families (src/store/sessions.rs)
-    super::sessions::SCHEMA,
+    Migration::Sql(super::sessions::SCHEMA),
     // 3: attack protection (src/store/protect.rs)
-    super::protect::SCHEMA,
+    Migration::Sql(super::protect::SCHEMA),
+    // 4: login names matched by their lookup key (src/store/login_migration.rs)
+    Migration::Code(super::login_migration::up),
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -53,10 +64,10 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-const COLUMNS: &str = "user_id, realm, username, email, email_verified, name, password_hash, blocked, \
+pub(super) const COLUMNS: &str = "user_id, realm, username, email, email_verified, name, password_hash, blocked, \
                        app_metadata, user_metadata, created_at, updated_at, last_login, logins_count";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
         let text: String = row.get(i)?;
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Object(Default::default())))
@@ -114,9 +125,13 @@ impl SqliteStore {
                 "the store has schema version {version}, newer than this passgate knows ({known}); upgrade passgate"
             )));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(backend)?;
-            tx.execute_batch(sql).map_err(backend)?;
+            match step {
+                Migration::Sql(sql) => tx.execute_batch(sql),
+                Migration::Code(up) => up(&tx),
+            }
+            .map_err(backend)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -153,11 +168,67 @@ impl SqliteStore {
     }
 }
 
+/// Why `u` cannot join its realm: its id is taken, or one of its login names
+/// has the lookup key of a login name already there (username or e-mail,
+/// either way round; colliding rows of an older store included).
+fn login_clash(
+    tx: &rusqlite::Transaction<'_>,
+    u: &User,
+    username_key: Option<&str>,
+    email_key: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    let taken: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM users WHERE user_id = ?1)",
+        params![u.user_id],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Ok(Some(format!("the user id {} is taken", u.user_id)));
+    }
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users WHERE realm = ?1 \
+         AND (username_key IN (?2, ?3) OR email_key IN (?2, ?3)) LIMIT 1"
+    ))?;
+    let Some(other) = stmt
+        .query_row(params![u.realm, username_key, email_key], user_from_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mine = [
+        (u.username.as_deref(), username_key, "username"),
+        (u.email.as_deref(), email_key, "e-mail"),
+    ];
+    let clash = mine.iter().find_map(|(typed, key, what)| {
+        let (typed, key) = (typed.as_ref()?, key.as_ref()?);
+        let theirs = [other.username.as_deref(), other.email.as_deref()];
+        theirs
+            .iter()
+            .flatten()
+            .any(|n| login_key(n) == *key)
+            .then(|| {
+                format!(
+                    "the {what} \"{typed}\" is the same login name as {}",
+                    describe_clash(&other, key)
+                )
+            })
+    });
+    Ok(Some(clash.unwrap_or_else(|| {
+        format!("a login name clashes with user {}", other.user_id)
+    })))
+}
+
 impl Store for SqliteStore {
     fn create_user(&self, u: &User) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        let username_key = u.username.as_deref().map(login_key);
+        let email_key = u.email.as_deref().map(login_key);
+        let clash = self.in_tx(|tx| {
+            if let Some(clash) = login_clash(tx, u, username_key.as_deref(), email_key.as_deref())? {
+                return Ok(Some(clash));
+            }
+            tx.execute(
+                &format!("INSERT INTO users ({COLUMNS}, username_key, email_key) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     u.user_id,
                     u.realm,
@@ -172,24 +243,55 @@ impl Store for SqliteStore {
                     u.created_at,
                     u.updated_at,
                     u.last_login,
-                    u.logins_count
+                    u.logins_count,
+                    username_key,
+                    email_key
                 ],
-            )
-            .map(|_| ())
-        })
+            )?;
+            Ok(None)
+        })?;
+        match clash {
+            Some(why) => Err(StoreError::Conflict(why)),
+            None => Ok(()),
+        }
     }
 
     fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError> {
+        let key = login_key(identifier);
+        let candidates = self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM users WHERE realm = ?1 AND (username_key = ?2 OR email_key = ?2)"
+            ))?;
+            let rows = stmt.query_map(params![realm, key], user_from_row)?;
+            rows.collect::<rusqlite::Result<Vec<User>>>()
+        })?;
+        Ok(resolve(candidates, identifier))
+    }
+
+    fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
+        let key = login_key(identifier);
+        let candidates = self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM users WHERE username_key = ?1 OR email_key = ?1 ORDER BY realm"
+            ))?;
+            let rows = stmt.query_map(params![key], user_from_row)?;
+            rows.collect::<rusqlite::Result<Vec<User>>>()
+        })?;
+        Ok(resolve_per_realm(candidates, identifier))
+    }
+
+    fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError> {
         self.with(|c| {
-            c.query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM users WHERE realm = ?1 AND (username = ?2 COLLATE NOCASE OR email = ?2 COLLATE NOCASE) \
-                     ORDER BY (username = ?2 COLLATE NOCASE) DESC LIMIT 1"
-                ),
-                params![realm, identifier],
-                user_from_row,
-            )
-            .optional()
+            let mut stmt = c.prepare(
+                "SELECT DISTINCT substr(password_hash, 5, 2) FROM users WHERE password_hash LIKE '$2_$%'",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut costs: Vec<u32> = rows
+                .filter_map(|cost| cost.ok()?.parse().ok())
+                .collect();
+            costs.sort_unstable();
+            costs.dedup();
+            Ok(costs)
         })
     }
 
