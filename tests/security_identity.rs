@@ -17,6 +17,7 @@ mod common;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use http::Method;
@@ -399,4 +400,127 @@ async fn an_old_store_migrates_and_names_its_colliding_rows() {
     assert_ok(&login(&c, "jürgen", PASSWORD).await);
     // Reopening the migrated store changes nothing.
     assert!(store_at(dir.path()).get_user("auth0|j1").unwrap().is_some());
+}
+
+// === finding 15: the three cases cost the same time ===
+
+/// A bcrypt user as an Auth0 import leaves it (cost 10, Auth0's).
+fn import_bcrypt_user(store: &SqliteStore, username: &str, cost: u32) {
+    let hash = bcrypt::hash(PASSWORD, cost).unwrap();
+    let records = passgate::identity::import::parse(
+        &json!([{
+            "username": username,
+            "custom_password_hash": {"algorithm": "bcrypt", "hash": {"value": hash}}
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let report = passgate::identity::import::import(store, REALM, records, 1, |_| ()).unwrap();
+    assert_eq!(report.imported, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_password_check_waits_for_the_configured_floor() {
+    let floor = Duration::from_millis(400);
+    let (gw, store) = start("verify_floor = \"400ms\"").await;
+    admin(&store).add(REALM, "argon", None, PASSWORD).unwrap();
+    import_bcrypt_user(&store, "imported", 4);
+    let c = gw.client(Proto::H1);
+    for user in ["nobody", "argon", "imported"] {
+        let t = Instant::now();
+        assert_wrong(&login(&c, user, "wrong password").await);
+        assert!(t.elapsed() >= floor, "{user}: {:?}", t.elapsed());
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Measures the three cases end to end with the default floor ("auto") and
+/// the default argon2 cost, against a bcrypt cost-10 user (Auth0's cost):
+/// `cargo test --release --test security_identity -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand and read the numbers"]
+async fn timing_medians_of_the_three_cases() {
+    // Default argon2 cost; no blocks or throttles in the way of 180 failures.
+    let toml = toml("")
+        .replace("memory = \"64KiB\"\niterations = 1\n", "")
+        .replace(
+            "[attack_protection]\n",
+            "[attack_protection]\nbrute_force = false\nsuspicious_ip = false\n",
+        );
+    let gw = TestGateway::builder().toml(&toml).start().await;
+    let store = store_at(gw.dir.path());
+    // The floor is measured at start from the bcrypt costs present: import first, then restart.
+    import_bcrypt_user(&store, "imported", 10);
+    Admin::new(
+        store.clone(),
+        Hasher::new(HashParams::default(), 1).unwrap(),
+        passgate::clock::system(),
+    )
+    .add(REALM, "argon", None, PASSWORD)
+    .unwrap();
+    let dir = gw.dir.clone();
+    gw.shutdown().await;
+    let gw = TestGateway::builder().dir(dir).toml(&toml).start().await;
+    let c = gw.client(Proto::H1);
+    let cases = ["nobody", "argon", "imported"];
+    let mut samples = vec![Vec::new(); cases.len()];
+    for round in 0..60 {
+        for (i, user) in cases.iter().enumerate() {
+            // Distinct unknown names: no cache of any kind helps the unknown case.
+            let name = match *user {
+                "nobody" => format!("nobody{round}"),
+                u => u.to_string(),
+            };
+            let t = Instant::now();
+            let r = login(&c, &name, &format!("wrong {round}")).await;
+            let took = t.elapsed();
+            assert_wrong(&r);
+            if round >= 5 {
+                samples[i].push(took);
+            }
+        }
+    }
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+    for (user, m) in cases.iter().zip(&medians) {
+        println!("{user:>10}: median {m:?}");
+    }
+    let (lo, hi) = (
+        medians.iter().min().copied().unwrap(),
+        medians.iter().max().copied().unwrap(),
+    );
+    println!(
+        "spread: {:.1} %",
+        (hi.as_secs_f64() / lo.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+#[test]
+fn verify_floor_is_auto_or_a_short_duration() {
+    let parse = |v: &str| {
+        passgate::config::Config::from_toml(&format!("[passwords]\nverify_floor = {v}\n"))
+            .map(|c| c.passwords.verify_floor)
+            .map_err(|e| e.to_string())
+    };
+    use passgate::config::VerifyFloor;
+    assert_eq!(parse("\"auto\""), Ok(VerifyFloor::Auto));
+    assert_eq!(
+        parse("\"250ms\""),
+        Ok(VerifyFloor::Fixed(Duration::from_millis(250)))
+    );
+    assert_eq!(parse("\"0s\""), Ok(VerifyFloor::Fixed(Duration::ZERO)));
+    for bad in ["\"soon\"", "\"1m\""] {
+        let err = parse(bad).unwrap_err();
+        assert!(err.contains("passwords.verify_floor:"), "{err}");
+    }
+    assert_eq!(
+        passgate::config::Config::from_toml("")
+            .unwrap()
+            .passwords
+            .verify_floor,
+        VerifyFloor::Auto
+    );
 }
