@@ -113,6 +113,15 @@ pub fn median_time(samples: usize, mut f: impl FnMut()) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::password::{HashParams, Hasher};
+
+    fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
 
     #[test]
     fn fixed_floors_never_move() {
@@ -136,6 +145,48 @@ mod tests {
         // A faster new cost never lowers it.
         f.learn(4, Duration::from_millis(1));
         assert_eq!(f.get(), Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_check_waits_for_the_floor_without_holding_a_worker() {
+        let floor = Duration::from_secs(10);
+        let h = Hasher::new(cheap(), 1)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_floor(floor);
+        let stored = h.hash_blocking("correct horse").unwrap_or_default();
+        let bcrypt = bcrypt::hash("imported pw", 4).unwrap_or_default();
+        for (stored, password) in [
+            (None, "x"),
+            (Some(stored.clone()), "wrong"),
+            (Some(bcrypt), "wrong"),
+            (Some(stored), "correct horse"),
+        ] {
+            let t = tokio::time::Instant::now();
+            h.verify(stored, password.into()).await;
+            assert!(t.elapsed() >= floor, "{:?}", t.elapsed());
+        }
+        // One worker, two checks: both wait out the floor together, since
+        // the worker is free while the first one waits.
+        let t = tokio::time::Instant::now();
+        tokio::join!(h.verify(None, "a".into()), h.verify(None, "b".into()));
+        assert!(t.elapsed() >= floor);
+        assert!(t.elapsed() < floor * 2, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_measured_floor_covers_the_slowest_kind_and_learns_new_costs() {
+        let h = Hasher::new(cheap(), 1)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_measured_floor(&[4]);
+        let start = h.floor();
+        assert!(start > Duration::ZERO);
+        let slow = bcrypt::hash("imported pw", 8).unwrap_or_default();
+        assert!(!h.verify_blocking(Some(&slow), "wrong").ok);
+        assert!(h.floor() >= start);
+        assert!(!h.floor_state().wants(8), "cost 8 was learned");
+        // Without a floor, nothing waits.
+        let none = Hasher::new(cheap(), 1).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(none.floor(), Duration::ZERO);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rusqlite::{Transaction, params};
 use super::User;
 use super::login_key::{login_key, resolve_per_realm};
 use super::protect::{counter_for_account, counter_for_name};
-use super::sqlite::{COLUMNS, user_from_row};
+use super::sqlite_users::{COLUMNS, user_from_row};
 
 const COLUMNS_AND_INDEXES: &str = "
     ALTER TABLE users ADD COLUMN username_key TEXT;

@@ -11,6 +11,7 @@ mod login_migration;
 pub mod protect;
 pub mod sessions;
 mod sqlite;
+mod sqlite_users;
 
 use serde::Serialize;
 use serde_json::Value;
