@@ -134,6 +134,20 @@ impl Gateway {
                     parallelism: pw.parallelism,
                 };
                 let hasher = Hasher::new(params, pw.workers)?;
+                let hasher = match pw.verify_floor {
+                    config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
+                    config::VerifyFloor::Auto => {
+                        let costs = store::Store::bcrypt_costs(store.as_ref())
+                            .context("reading bcrypt costs")?;
+                        tokio::task::spawn_blocking(move || hasher.with_measured_floor(&costs))
+                            .await
+                            .context("measuring password checks")?
+                    }
+                };
+                tracing::info!(
+                    floor_ms = hasher.floor().as_millis() as u64,
+                    "password checks are answered no sooner than this"
+                );
                 let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
                 protect.start_sweeper();
                 AuthServer::new(AuthParts {

@@ -73,6 +73,20 @@ pub struct PasswordsConfig {
     pub parallelism: u32,
     /// Threads that verify passwords (at the lowest scheduling priority).
     pub workers: usize,
+    /// How soon a password check may be answered at the earliest.
+    pub verify_floor: VerifyFloor,
+}
+
+/// `passwords.verify_floor`: every password check (unknown user, argon2 or
+/// bcrypt hash) is answered no sooner than this, so its time does not tell
+/// which case it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyFloor {
+    /// `"auto"`: measured at start from the argon2 cost and the bcrypt costs
+    /// in the store, with a margin; raised for bcrypt costs met later.
+    Auto,
+    /// A fixed duration; zero turns the floor off.
+    Fixed(std::time::Duration),
 }
 
 /// Every problem found in a config file, each as `key.path: what is wrong`.

@@ -141,10 +141,9 @@ pub fn import(
         match to_user(record, realm, now) {
             Ok(user) => match store.create_user(&user) {
                 Ok(()) => report.imported += 1,
-                Err(StoreError::Conflict(_)) => report.skipped.push((
-                    i,
-                    "a user with this id, username or e-mail already exists".into(),
-                )),
+                Err(StoreError::Conflict(why)) => report
+                    .skipped
+                    .push((i, format!("already in the realm: {why}"))),
                 Err(e) => return Err(e),
             },
             Err(why) => report.skipped.push((i, why)),

@@ -10,12 +10,18 @@
 //! unknown user and wrong password cost the same. bcrypt hashes (from an Auth0
 //! import) are verified as they are and replaced by argon2id after the first
 //! successful login; an argon2 hash with older parameters is re-hashed likewise.
+//! Every check is answered no sooner than the verification floor
+//! (`floor.rs`), so bcrypt users, argon2 users and unknown users take the
+//! same time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
+
+use super::floor::{Floor, SAMPLES, bcrypt_cost, median_time};
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +111,7 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     pool: Arc<Pool>,
     dummy: Arc<str>,
+    floor: Arc<Floor>,
 }
 
 /// Why hashing failed.
@@ -131,7 +138,47 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(workers.max(1))),
             pool: Arc::new(Pool::new(workers.max(1))?),
             dummy: dummy.into(),
+            floor: Arc::new(Floor::default()),
         })
+    }
+
+    /// Answer every [`Hasher::verify`] no sooner than `floor` after the check
+    /// starts (zero: as soon as it is done).
+    pub fn with_floor(mut self, floor: Duration) -> Self {
+        self.floor = Arc::new(Floor::fixed(floor));
+        self
+    }
+
+    /// Measure on the calling thread (it blocks: run it before serving) the
+    /// median time of an argon2 check with these parameters and of a bcrypt
+    /// check at each of `bcrypt_costs`, and answer every [`Hasher::verify`]
+    /// no sooner than the slowest of them plus a margin. bcrypt costs met
+    /// later raise the floor after their first check.
+    pub fn with_measured_floor(mut self, bcrypt_costs: &[u32]) -> Self {
+        let mut slowest = median_time(SAMPLES, || {
+            let _ = self.check_argon(&self.dummy, "calibration");
+        });
+        for &cost in bcrypt_costs {
+            let Ok(hash) = bcrypt::hash("calibration", cost) else {
+                continue;
+            };
+            let took = median_time(SAMPLES, || {
+                let _ = bcrypt::verify("not it", &hash);
+            });
+            slowest = slowest.max(took);
+        }
+        self.floor = Arc::new(Floor::measured(slowest, bcrypt_costs));
+        self
+    }
+
+    /// The current verification floor.
+    pub fn floor(&self) -> Duration {
+        self.floor.get()
+    }
+
+    #[cfg(test)]
+    pub(super) fn floor_state(&self) -> &Floor {
+        &self.floor
     }
 
     /// Workers for the machine: one per core.
@@ -166,20 +213,27 @@ impl Hasher {
     }
 
     /// Check `password` against `stored` on the pool; `None` (unknown user)
-    /// costs the same as a wrong password and never matches.
+    /// costs the same as a wrong password and never matches. The answer comes
+    /// no sooner than the floor after the check started on the pool.
     pub async fn verify(&self, stored: Option<String>, password: String) -> Checked {
         let fail = Checked {
             ok: false,
             rehash: None,
         };
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Ok(permit) = self.permits.acquire().await else {
             return fail;
         };
+        let started = tokio::time::Instant::now();
         let this = self.clone();
-        self.pool
+        let checked = self
+            .pool
             .run(move || this.verify_blocking(stored.as_deref(), &password))
             .await
-            .unwrap_or(fail)
+            .unwrap_or(fail);
+        // Wait out the floor without holding a worker.
+        drop(permit);
+        tokio::time::sleep_until(started + self.floor.get()).await;
+        checked
     }
 
     /// Check on the calling thread.
@@ -193,7 +247,15 @@ impl Hasher {
             return fail;
         };
         if stored.starts_with("$2") {
-            let ok = bcrypt::verify(password, stored).unwrap_or(false);
+            let ok = match bcrypt_cost(stored).filter(|c| self.floor.wants(*c)) {
+                Some(cost) => {
+                    let start = std::time::Instant::now();
+                    let ok = bcrypt::verify(password, stored).unwrap_or(false);
+                    self.floor.learn(cost, start.elapsed());
+                    ok
+                }
+                None => bcrypt::verify(password, stored).unwrap_or(false),
+            };
             if !ok {
                 return fail;
             }

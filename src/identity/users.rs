@@ -133,8 +133,8 @@ impl Admin {
         };
         match self.store.create_user(&user) {
             Ok(()) => Ok(user),
-            Err(StoreError::Conflict(_)) => Err(AdminError::Invalid(format!(
-                "realm \"{realm}\" already has a user named \"{username}\"{}",
+            Err(StoreError::Conflict(why)) => Err(AdminError::Invalid(format!(
+                "realm \"{realm}\" already has a user named \"{username}\"{}: {why}",
                 email
                     .map(|e| format!(" or with the e-mail {e}"))
                     .unwrap_or_default()

@@ -2,8 +2,9 @@
 //!
 //! parse body → authenticate client → grant allowed? → request rate per IP
 //! (`crate::protect`) → resolve realm → audience & scopes (cheap checks before
-//! any hashing) → identifier+IP rate, brute-force block, suspicious-IP
-//! throttle → verify password (bounded pool; dummy hash for unknown users) →
+//! any hashing) → look up the user → identifier+IP rate, brute-force block,
+//! suspicious-IP throttle (keyed by the account, or the name's lookup key)
+//! → verify password (bounded pool; dummy hash for unknown users) →
 //! record success or failure → [rules] → [MFA gate] → sign tokens →
 //! [persist session & refresh token] → respond with `no-store`. Bracketed
 //! stages arrive with their own issues and plug in where marked; the refresh
@@ -22,6 +23,7 @@ use super::{AuthServer, client_auth, scopes};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::http::response::json;
+use crate::protect::CounterKey;
 use crate::sessions::{NewSession, Sessions};
 use crate::store::User;
 use crate::tokens::issue::{Grant, Issued};
@@ -170,8 +172,11 @@ impl AuthServer {
         let api = self.api_for(params)?;
         let mut granted = scopes::resolve(params.get("scope"), api)?;
 
-        let attempt = self.protect.before_login(username, ip).await?;
+        // Failures count under the account the name resolves to (all its
+        // aliases share one counter), else under the name's lookup key.
         let user = self.find_login(realm, username).await?;
+        let counter = CounterKey::for_login(user.as_ref(), username);
+        let attempt = self.protect.before_login(&counter, ip).await?;
         let checked = self
             .hasher
             .verify(

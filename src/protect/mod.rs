@@ -30,7 +30,7 @@ pub use client_ip::{AUTH0_FORWARDED_FOR, IpKey, effective_ip, network_ip};
 pub use denied::Denied;
 pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
 pub use rules::{Refusal, ip_throttled, pair_blocked};
-pub use unblock::{identifier_key, lift_after_password_change, unblock, unblock_ip};
+pub use unblock::{CounterKey, lift_after_password_change, unblock, unblock_ip};
 
 use crate::clock::SharedClock;
 use crate::config::{AttackProtectionConfig, ClientConfig, Config};
@@ -163,8 +163,9 @@ impl Protect {
 
     /// Everything a password attempt must pass before hashing: the
     /// identifier+IP rate, the pair's brute-force block, the IP's throttle.
-    pub async fn before_login(&self, identifier: &str, ip: IpAddr) -> Result<Attempt, Denied> {
-        let identifier = identifier_key(identifier);
+    /// `key` is the account the login name resolved to, or the name's key.
+    pub async fn before_login(&self, key: &CounterKey, ip: IpAddr) -> Result<Attempt, Denied> {
+        let identifier = key.as_str().to_string();
         let key = IpKey::of(ip);
         let digest: [u8; 16] = Sha256::digest(identifier.as_bytes())[..16]
             .try_into()

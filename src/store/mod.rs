@@ -6,12 +6,17 @@
 //! pool (`tokio::task::spawn_blocking`). Writes are committed before a call
 //! returns: durable before acknowledged.
 
+pub mod login_key;
+mod login_migration;
 pub mod protect;
 pub mod sessions;
 mod sqlite;
+mod sqlite_users;
 
 use serde::Serialize;
 use serde_json::Value;
+
+pub use login_key::login_key;
 
 pub use sqlite::SqliteStore;
 
@@ -22,9 +27,11 @@ pub struct User {
     pub user_id: String,
     /// The realm (Auth0 connection) the user belongs to.
     pub realm: String,
-    /// Login name, unique in the realm (case-insensitive).
+    /// Login name as given; unique in the realm by its lookup key
+    /// ([`login_key()`]: Unicode NFKC and full case folding).
     pub username: Option<String>,
-    /// E-mail, unique in the realm (case-insensitive); also accepted as login name.
+    /// E-mail as given, unique in the realm by its lookup key (also among
+    /// usernames); also accepted as login name.
     pub email: Option<String>,
     /// Whether the e-mail was verified.
     pub email_verified: bool,
@@ -73,10 +80,20 @@ pub enum StoreError {
 
 /// Persistence for passgate's state.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Add a user; `Conflict` when the id, username or e-mail is taken in the realm.
+    /// Add a user; `Conflict`, with a message naming the clash, when the id is
+    /// taken or a login name has the lookup key of a username or e-mail
+    /// already in the realm.
     fn create_user(&self, user: &User) -> Result<(), StoreError>;
-    /// The user of `realm` whose username or e-mail is `identifier` (case-insensitive).
+    /// The user of `realm` a login as `identifier` means: matched by lookup
+    /// key ([`login_key()`]), collisions of an older store by
+    /// [`login_key::resolve`].
     fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError>;
+    /// [`Store::find_login`] in every realm (for commands that take no realm,
+    /// like `passgate unblock`): at most one user per realm.
+    fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError>;
+    /// The distinct bcrypt costs among the stored hashes (imported users not
+    /// yet re-hashed), so password checks can be timed to the slowest.
+    fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError>;
     /// A user by id.
     fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
     /// Every user of a realm, by username.

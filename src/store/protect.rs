@@ -2,14 +2,40 @@
 //! (identifier, IP) and suspicious-IP buckets, so a restart does not reset an
 //! attacker's count.
 //!
-//! Identifiers are stored lowercased and IPs as their limiter key
-//! (`203.0.113.9`, `2001:db8::/64`); [`crate::protect`] decides what the
+//! A streak's identifier is an account, `user:<user_id>`, when the login
+//! name resolved to one (so every alias of the account shares it), else the
+//! login name's lookup key, `name:<key>` ([`counter_for_account`],
+//! [`counter_for_name`]). IPs are stored as their limiter key
+//! (`203.0.113.9`, `2001:db8::/64`). [`crate::protect`] decides what the
 //! numbers mean, this file only keeps them.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::sqlite::SqliteStore;
+
+/// Unresolved login names longer than this are counted by their first
+/// this-many bytes.
+const MAX_NAME: usize = 320;
+
+/// The streak identifier of an account: every alias of it counts here.
+pub fn counter_for_account(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The streak identifier of a login name that resolves to no account: its
+/// lookup key (see [`super::login_key`]), cut to a bounded length.
+pub fn counter_for_name(identifier: &str) -> String {
+    let mut key = super::login_key(identifier);
+    if key.len() > MAX_NAME {
+        let mut end = MAX_NAME;
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        key.truncate(end);
+    }
+    format!("name:{key}")
+}
 
 /// Schema of the attack-protection tables (migration 3).
 pub const SCHEMA: &str = "CREATE TABLE login_failures (

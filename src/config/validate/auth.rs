@@ -32,6 +32,7 @@ pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig 
         iterations: small(p, "passwords.iterations", raw.iterations, 2),
         parallelism: small(p, "passwords.parallelism", raw.parallelism, 1),
         workers: p.positive("passwords.workers", raw.workers, default_workers() as u64) as usize,
+        verify_floor: verify_floor(p, raw.verify_floor.as_deref()),
     };
     if argon2::Params::new(
         config.memory_kib,
@@ -44,6 +45,28 @@ pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig 
         p.add("passwords", "these argon2 parameters are not valid together (memory must be at least 8 KiB per lane)");
     }
     config
+}
+
+/// `passwords.verify_floor`: `"auto"` (the default) or a duration.
+fn verify_floor(p: &mut Problems, raw: Option<&str>) -> VerifyFloor {
+    const KEY: &str = "passwords.verify_floor";
+    match raw {
+        None | Some("auto") => VerifyFloor::Auto,
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d > Duration::from_secs(10) => {
+                p.add(
+                    KEY,
+                    format!("\"{text}\" is longer than 10s; every login would wait that long"),
+                );
+                VerifyFloor::Auto
+            }
+            Ok(d) => VerifyFloor::Fixed(d),
+            Err(e) => {
+                p.add(KEY, format!("{e}, or \"auto\""));
+                VerifyFloor::Auto
+            }
+        },
+    }
 }
 
 pub(super) fn issuer(p: &mut Problems, raw: RawIssuer) -> IssuerConfig {
