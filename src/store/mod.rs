@@ -8,6 +8,7 @@
 
 pub mod protect;
 pub mod sessions;
+pub mod settings;
 mod sqlite;
 
 use serde::Serialize;

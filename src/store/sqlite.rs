@@ -34,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
     super::sessions::SCHEMA,
     // 3: attack protection (src/store/protect.rs)
     super::protect::SCHEMA,
+    // 4: values written once (src/store/settings.rs)
+    super::settings::SCHEMA,
 ];
 
 /// The SQLite implementation of [`Store`].
