@@ -36,6 +36,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::gate::issuers::{IssuerKeys, Issuers};
 use crate::gate::keys::{KeySet, VerifyKey};
+use crate::gate::typ::AccessTyp;
 use crate::gate::{Gate, NoRevocations, Revocations};
 use crate::http::hygiene::RequestHygiene;
 use crate::identity::password::{HashParams, Hasher};
@@ -81,30 +82,40 @@ impl Gateway {
 
         let mut issuers = Issuers::default();
         let mut ring = None;
+        let mut own_store = None;
         if let Some(issuer) = &config.issuer {
             let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
                 .with_context(|| {
                     format!("issuer.signing_keys: {}", issuer.signing_keys.display())
                 })?;
             self_test(&keys)?;
+            let store = Arc::new(
+                SqliteStore::open(&config.store.path)
+                    .with_context(|| format!("store.path: {}", config.store.path.display()))?,
+            );
+            // Own tokens must be typed at+jwt once the legacy window closes (gate/typ.rs).
+            let longest = config.apis.iter().map(|a| a.token_lifetime.as_secs());
+            let longest = i64::try_from(longest.max().unwrap_or(0)).unwrap_or(i64::MAX);
+            let access_typ = AccessTyp::load(store.as_ref(), clock.now(), longest)
+                .context("recording the access-token type cut-over")?;
             let verify = keys.keys().iter().map(|k| VerifyKey {
                 kid: Some(k.kid.clone()),
                 alg: k.alg,
                 key: k.decoding.clone(),
             });
-            issuers.insert(IssuerKeys::fixed(issuer.url.clone(), KeySet::new(verify)));
+            issuers.insert(
+                IssuerKeys::fixed(issuer.url.clone(), KeySet::new(verify))
+                    .with_access_typ(access_typ),
+            );
             ring = Some(Arc::new(keys));
+            own_store = Some(store);
         }
         issuers.load(&config.trusted_issuers, &config.gate, &client)?;
 
         // The store and the sessions exist with passgate's own issuer; the
         // gate asks the sessions whether a token's `sid` was revoked.
         let mut state = None;
-        if let (Some(issuer), Some(_)) = (&config.issuer, &ring) {
-            let store = Arc::new(
-                SqliteStore::open(&config.store.path)
-                    .with_context(|| format!("store.path: {}", config.store.path.display()))?,
-            );
+        if let (Some(issuer), Some(store)) = (&config.issuer, own_store) {
             let sessions = Arc::new(
                 Sessions::load(store.clone(), issuer.url.clone(), Arc::clone(&clock))
                     .context("loading revoked sessions")?,
@@ -322,7 +333,10 @@ impl Gateway {
 fn self_test(ring: &KeyRing) -> anyhow::Result<()> {
     let key = ring.current();
     let jwt = key
-        .sign_jwt(&serde_json::json!({"self_test": true}))
+        .sign_jwt(
+            tokens::issue::ACCESS_TOKEN_TYP,
+            &serde_json::json!({"self_test": true}),
+        )
         .with_context(|| format!("the signing key {} cannot sign", key.kid))?;
     let (message, sig) = jwt.rsplit_once('.').context("self-test token")?;
     let ok = jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.decoding, key.alg)

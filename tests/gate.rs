@@ -997,7 +997,12 @@ async fn passgate_issued_tokens_pass_and_its_jwks_is_published() {
         .await;
     let ring = KeyRing::load(&gw.dir.path().join("signing")).unwrap();
     let key = ring.current();
-    let token = mint(key, &claims(json!({"iss": OWN, "sub": "own-user"})));
+    // passgate's own access tokens are typed at+jwt (RFC 9068); the gate requires it.
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some("at+jwt".into());
+    let own_claims = claims(json!({"iss": OWN, "sub": "own-user"}));
+    let token = jsonwebtoken::encode(&header, &own_claims, &key.encoding).unwrap();
     for proto in BOTH {
         let reply = status_with(&gw, proto, &token).await;
         assert_eq!(reply.status, 200, "{proto:?}: {:?}", reply.body);

@@ -12,7 +12,8 @@ pub struct Claims {
     pub sub: Option<String>,
     /// `aud`, as a list whether the token wrote a string or an array.
     pub aud: Vec<String>,
-    /// `exp` (seconds since the epoch).
+    /// `exp` (seconds since the epoch); for a legacy own token, no later than
+    /// its legacy window allows (see `typ.rs`).
     pub exp: i64,
     /// `nbf`
     pub nbf: Option<i64>,

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::fetch;
 use super::keys::{KeySet, VerifyKey};
+use super::typ::AccessTyp;
 use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
 use crate::proxy::UpstreamClient;
 
@@ -48,6 +49,7 @@ pub struct IssuerKeys {
     pub issuer: String,
     keys: RwLock<Arc<KeySet>>,
     remote: Option<Remote>,
+    access_typ: Option<AccessTyp>,
 }
 
 impl IssuerKeys {
@@ -57,7 +59,20 @@ impl IssuerKeys {
             issuer,
             keys: RwLock::new(Arc::new(keys)),
             remote: None,
+            access_typ: None,
         }
+    }
+
+    /// Take only access tokens by `rule` (passgate's own issuer, whose ID
+    /// tokens share the keys).
+    pub fn with_access_typ(mut self, rule: AccessTyp) -> Self {
+        self.access_typ = Some(rule);
+        self
+    }
+
+    /// The `typ` rule, for passgate's own issuer.
+    pub fn access_typ(&self) -> Option<&AccessTyp> {
+        self.access_typ.as_ref()
     }
 
     fn current(&self) -> Arc<KeySet> {
@@ -304,11 +319,13 @@ impl Issuers {
                     issuer: t.issuer.clone(),
                     keys: RwLock::new(Arc::new(KeySet::default())),
                     remote: Some(remote(RemoteSource::Jwks(uri.clone()))),
+                    access_typ: None,
                 },
                 KeySource::Discovery(uri) => IssuerKeys {
                     issuer: t.issuer.clone(),
                     keys: RwLock::new(Arc::new(KeySet::default())),
                     remote: Some(remote(RemoteSource::Discovery(uri.clone()))),
+                    access_typ: None,
                 },
             };
             self.insert(issuer);

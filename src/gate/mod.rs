@@ -5,7 +5,8 @@
 //! copy the client sent has been removed.
 //!
 //! Files: `bearer` (the header), `verify` (one JWT), `keys` + `issuers` +
-//! `fetch` (who signs, and their keys), `cache` (verified tokens), `claims`,
+//! `fetch` (who signs, and their keys), `typ` (own access tokens versus ID
+//! tokens), `cache` (verified tokens), `claims`,
 //! `error` (RFC 6750 responses).
 
 pub mod bearer;
@@ -15,6 +16,7 @@ pub mod error;
 mod fetch;
 pub mod issuers;
 pub mod keys;
+pub mod typ;
 pub mod verify;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! The algorithm comes from the key, never from the token: a header whose
 //! `alg` is not the key's (`none`, `HS256` against a public key, anything
 //! outside the issuer's allow-list) is refused before any signature work.
+//! passgate's own issuer takes only access tokens (`typ.rs`).
 //! Time is checked here against the gate's clock, with the configured leeway;
 //! audience and scope depend on the route and are checked by the caller.
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use super::claims::{Claims, ClaimsError};
 use super::issuers::Issuers;
 use super::keys::alg_name;
+use super::typ::Accepted;
 
 /// Why a token is not valid (before route policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub enum TokenProblem {
     WrongAudience,
     /// The token's session was revoked.
     Revoked,
+    /// An own-issuer token not typed `at+jwt` (an ID token, or a legacy
+    /// token past its window): see `typ.rs`.
+    NotAnAccessToken,
 }
 
 impl TokenProblem {
@@ -53,6 +58,7 @@ impl TokenProblem {
             TokenProblem::NotYetValid => "the token is not valid yet",
             TokenProblem::WrongAudience => "the token is not valid for this audience",
             TokenProblem::Revoked => "the token has been revoked",
+            TokenProblem::NotAnAccessToken => "the token is not an access token",
         }
     }
 }
@@ -66,6 +72,7 @@ const PUBLIC_KEY_ALGORITHMS: [&str; 9] = [
 struct Header {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<serde_json::Value>,
 }
 
@@ -99,7 +106,7 @@ pub async fn verify(
     let payload = URL_SAFE_NO_PAD
         .decode(p64)
         .map_err(|_| TokenProblem::Malformed)?;
-    let claims = Claims::from_json(&payload).map_err(|e| match e {
+    let mut claims = Claims::from_json(&payload).map_err(|e| match e {
         ClaimsError::NoIssuer => TokenProblem::UnknownIssuer,
         ClaimsError::NotAnObject | ClaimsError::NoExpiry | ClaimsError::BadClaim(_) => {
             TokenProblem::Malformed
@@ -121,6 +128,16 @@ pub async fn verify(
     match jsonwebtoken::crypto::verify(sig, message, &key.key, key.alg) {
         Ok(true) => {}
         Ok(false) | Err(_) => return Err(TokenProblem::BadSignature),
+    }
+    if let Some(rule) = issuer.access_typ() {
+        match rule.check(header.typ.as_deref(), claims.iat, now)? {
+            Accepted::Access => {}
+            // A legacy token never outlives its window: its effective expiry
+            // is clamped, so the verified-token cache drops it then too.
+            Accepted::Legacy { until } => {
+                claims.exp = claims.exp.min(until.saturating_sub(leeway));
+            }
+        }
     }
 
     if now > claims.exp.saturating_add(leeway) {

@@ -10,6 +10,7 @@ pub mod login_key;
 mod login_migration;
 pub mod protect;
 pub mod sessions;
+pub mod settings;
 mod sqlite;
 mod sqlite_users;
 

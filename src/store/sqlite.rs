@@ -45,6 +45,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(super::protect::SCHEMA),
     // 4: login names matched by their lookup key (src/store/login_migration.rs)
     Migration::Code(super::login_migration::up),
+    // 5: values written once (src/store/settings.rs)
+    Migration::Sql(super::settings::SCHEMA),
 ];
 
 /// The SQLite implementation of [`Store`].

@@ -4,8 +4,10 @@
 //! `<issuer>userinfo` when `openid` is granted), `iat`, `exp`, `azp`,
 //! `scope`, `gty`, `sid`, plus claims rules add. ID token (only with
 //! `openid`): `iss`, `sub`, `aud` = client id, `iat`, `exp`, `azp`, `sid`, and
-//! the profile and e-mail claims the scopes allow. Header: `alg`, `typ: JWT`,
-//! `kid` of the signing key.
+//! the profile and e-mail claims the scopes allow. Header: `alg`, `kid` of
+//! the signing key, and `typ`: `at+jwt` for access tokens (RFC 9068), `JWT`
+//! for ID tokens, so the gate can tell them apart (an ID token is never an
+//! access token, whatever its `aud`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,11 @@ use serde_json::{Map, Value, json};
 use super::keys::KeyRing;
 use crate::clock::SharedClock;
 use crate::store::User;
+
+/// The `typ` header of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// The `typ` header of ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
 
 /// How long ID tokens live (Auth0's default).
 pub const ID_TOKEN_LIFETIME: i64 = 36_000;
@@ -117,9 +124,9 @@ impl TokenIssuer {
         format!("{}userinfo", self.url)
     }
 
-    fn sign(&self, claims: &Value) -> Result<String, SignError> {
+    fn sign(&self, typ: &str, claims: &Value) -> Result<String, SignError> {
         let key = self.keys.current();
-        key.sign_jwt(claims)
+        key.sign_jwt(typ, claims)
             .ok_or_else(|| SignError(format!("the signing key {} failed", key.kid)))
     }
 
@@ -149,7 +156,7 @@ impl TokenIssuer {
         ] {
             access.insert(k.into(), v);
         }
-        let access_token = self.sign(&Value::Object(access))?;
+        let access_token = self.sign(ACCESS_TOKEN_TYP, &Value::Object(access))?;
 
         let id_token = if openid {
             let mut id = Map::new();
@@ -166,7 +173,7 @@ impl TokenIssuer {
             ] {
                 id.insert(k.into(), v);
             }
-            Some(self.sign(&Value::Object(id))?)
+            Some(self.sign(ID_TOKEN_TYP, &Value::Object(id))?)
         } else {
             None
         };

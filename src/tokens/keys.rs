@@ -86,9 +86,11 @@ impl Signer {
 }
 
 impl SigningKey {
-    /// A compact JWS of `claims`, with header `alg`, `typ: JWT` and this key's `kid`.
-    pub fn sign_jwt(&self, claims: &serde_json::Value) -> Option<String> {
-        let header = serde_json::json!({"alg": crate::gate::keys::alg_name(self.alg), "typ": "JWT", "kid": self.kid});
+    /// A compact JWS of `claims`, with header `alg`, `typ` and this key's `kid`.
+    /// `typ` is [`super::issue::ACCESS_TOKEN_TYP`] for access tokens and
+    /// [`super::issue::ID_TOKEN_TYP`] for ID tokens.
+    pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> Option<String> {
+        let header = serde_json::json!({"alg": crate::gate::keys::alg_name(self.alg), "typ": typ, "kid": self.kid});
         let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?));
@@ -333,7 +335,7 @@ mod tests {
             assert!(ok, "{alg:?} round trip");
             // passgate's own signer writes a JWS that jsonwebtoken verifies.
             let jwt = key
-                .sign_jwt(&serde_json::json!({"sub": "x"}))
+                .sign_jwt("at+jwt", &serde_json::json!({"sub": "x"}))
                 .unwrap_or_default();
             let mut v = jsonwebtoken::Validation::new(alg);
             v.required_spec_claims.clear();

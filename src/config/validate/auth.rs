@@ -318,3 +318,40 @@ pub(super) fn clients(
     }
     out
 }
+
+/// An audience must never be a client id: passgate's ID tokens carry
+/// `aud = <client id>` and share the access tokens' signing key, so an API or
+/// a route with such an audience would take a client's ID tokens for access
+/// tokens (the gate also refuses own tokens not typed `at+jwt`; this keeps the
+/// config from relying on that alone).
+pub(super) fn audiences_are_not_client_ids(
+    p: &mut Problems,
+    apis: &[ApiConfig],
+    clients: &[ClientConfig],
+    routes: &[RouteConfig],
+) {
+    let client_index = |aud: &str| clients.iter().position(|c| c.id == aud);
+    for (i, api) in apis.iter().enumerate() {
+        if let Some(j) = client_index(&api.audience) {
+            p.add(
+                format!("apis[{i}].audience"),
+                format!(
+                    "\"{}\" is the id of clients[{j}]; ID tokens carry it as their audience, so it cannot name an API",
+                    api.audience
+                ),
+            );
+        }
+    }
+    for (i, route) in routes.iter().enumerate() {
+        if let RoutePolicy::Protected { audience, .. } = &route.policy
+            && let Some(j) = client_index(audience)
+        {
+            p.add(
+                format!("routes[{i}].audience"),
+                format!(
+                    "\"{audience}\" is the id of clients[{j}]; ID tokens carry it as their audience, so it cannot protect a route"
+                ),
+            );
+        }
+    }
+}

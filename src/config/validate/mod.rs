@@ -16,7 +16,7 @@ mod issuers;
 mod routes;
 mod server;
 
-use auth::{apis, clients, issuer, passwords, realms};
+use auth::{apis, audiences_are_not_client_ids, clients, issuer, passwords, realms};
 use issuers::trusted_issuers;
 #[cfg(test)]
 pub use routes::parse_upstream;
@@ -101,6 +101,7 @@ pub(super) fn validate(
     let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
     let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
     let passwords = passwords(&mut p, raw.passwords);
+    audiences_are_not_client_ids(&mut p, &apis, &clients, &routes);
 
     if let Some(issuer) = &issuer {
         if let Some(aud) = &issuer.default_audience
