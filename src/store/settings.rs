@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::StoreError;
 use super::sqlite::SqliteStore;
 
-/// Schema of the settings table (migration 4).
+/// Schema of the settings table (migration 5).
 pub const SCHEMA: &str = "CREATE TABLE settings (
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL
