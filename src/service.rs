@@ -16,12 +16,12 @@ use crate::http::headers::{
     X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id, strip_hop_by_hop,
     upgrade_request,
 };
-use crate::http::path::normalize;
+use crate::http::path::{normalize, without_parameters};
 use crate::http::response::{Fault, close_connection, gateway_error};
 use crate::oauth::AuthServer;
 use crate::proxy::forward::Outgoing;
 use crate::proxy::{Proxy, ProxyError};
-use crate::router::{AuthEndpoint, Router, upstream_path};
+use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -130,7 +130,19 @@ impl App {
             return Outcome::local(resp, "auth");
         }
 
-        let Some(route) = self.router.route(&path) else {
+        let route = self.router.route(&path);
+        if !same_route(route, self.router.route(&without_parameters(&path))) {
+            // A server that cuts path parameters off would route this elsewhere.
+            let resp = gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "path parameters change the route of this path",
+                Fault::Client,
+            );
+            let version = req.version();
+            return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
+        }
+        let Some(route) = route else {
             let version = req.version();
             return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
         };
@@ -216,6 +228,13 @@ impl App {
             route_prefix: Some(prefix),
             upstream,
         }
+    }
+}
+
+fn same_route(a: Option<&Arc<Route>>, b: Option<&Arc<Route>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (a, b) => a.is_none() && b.is_none(),
     }
 }
 

@@ -1,0 +1,173 @@
+//! Issue 10, the trust boundary: paths the router and an upstream would read
+//! differently (`..;`, path parameters), gateway error bodies that name no
+//! internals and carry the request id, log lines a client cannot forge, and a
+//! protected route's body limit judged only after its token.
+//!
+//! Every test here starts with [`logs`], which installs one process-wide
+//! subscriber writing passgate's text and JSON formats into buffers (the
+//! gateway's worker threads log through the global subscriber only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::*;
+
+use passgate::config::LogFormat;
+use serde_json::Value;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+const AUD: &str = "https://api.example.com";
+
+// === log capture ===
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything logged by this test process: (text format, JSON format).
+struct Logs {
+    text: Buffer,
+    json: Buffer,
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs {
+            text: Buffer::default(),
+            json: Buffer::default(),
+        };
+        let (text, json) = (logs.text.clone(), logs.json.clone());
+        let filter = || tracing_subscriber::EnvFilter::new("info");
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                passgate::telemetry::layer(LogFormat::Text, move || text.clone(), false)
+                    .with_filter(filter()),
+            )
+            .with(
+                passgate::telemetry::layer(LogFormat::Json, move || json.clone(), false)
+                    .with_filter(filter()),
+            );
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
+fn gateway() -> Builder {
+    logs();
+    TestGateway::builder()
+}
+
+// === config ===
+
+fn public(prefix: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\npublic = true\n{extra}\n"
+    )
+}
+
+fn protected(prefix: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\naudience = \"{AUD}\"\n{extra}\n"
+    )
+}
+
+/// A gateway error as protocol.md "Gateway errors" has it: exactly `error`,
+/// `error_description` and `request_id`, the latter the response's `X-Request-Id`.
+fn assert_gateway_error(reply: &Reply, status: u16, code: &str, what: &str) -> Value {
+    assert_eq!(reply.status, status, "{what}: {:?}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    let json = reply.json();
+    assert_eq!(json["error"], code, "{what}: {json}");
+    assert!(json["error_description"].is_string(), "{what}: {json}");
+    json
+}
+
+// === finding 3: dot segments with path parameters ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_with_parameters_are_refused() {
+    let public_up = Upstream::start_named("public").await;
+    let api_up = Upstream::start_named("api").await;
+    let gw = gateway()
+        .toml(&public("/public/", &public_up.url, ""))
+        .toml(&protected("/api/", &api_up.url, ""))
+        .start()
+        .await;
+    let tricks = [
+        "/public/..;/api/items",
+        "/public/%2e%2e;/api/items",
+        "/public/%2E.;/api/items",
+        "/public/..;jsessionid=x/api/items",
+        "/public/x/..;/..;/api/items",
+        "/public/..%3B/api/items",
+        "/public/.;/items",
+        "/public/%2e;x=1/items",
+    ];
+    for proto in BOTH {
+        for path in tricks {
+            let what = format!("{path} over {proto:?}");
+            let reply = gw.client(proto).get(path).await;
+            assert_gateway_error(&reply, 400, "invalid_request", &what);
+        }
+        // Parameters on ordinary segments are the upstream's business.
+        for path in ["/public/items;v=1", "/public/a;b=..;c/x", "/public/..x;y/z"] {
+            let reply = gw.client(proto).get(path).await;
+            assert_eq!(reply.status, 200, "{path} over {proto:?}");
+            assert_eq!(reply.json()["path"], path, "{path} over {proto:?}");
+        }
+        let reply = gw.client(proto).get("/api/items;v=1").await;
+        assert_eq!(reply.status, 401, "a parameter on a protected path");
+    }
+    assert!(api_up.requests().is_empty(), "{:?}", api_up.requests());
+    assert!(
+        public_up.requests().iter().all(|r| !r.path.contains("api")),
+        "{:?}",
+        public_up.requests()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_cannot_move_a_path_to_another_route() {
+    // A catch-all public route and a protected one on the same upstream:
+    // Tomcat reads `/api;jsessionid=x/items` as `/api/items`.
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .toml(&public("/", &up.url, ""))
+        .toml(&protected("/api/", &up.url, ""))
+        .start()
+        .await;
+    for proto in BOTH {
+        for path in ["/api;jsessionid=x/items", "/api;/items", "/%61pi;x/items"] {
+            let reply = gw.client(proto).get(path).await;
+            assert_gateway_error(&reply, 400, "invalid_request", path);
+        }
+        // Still routed as they read: a parameter elsewhere, or no route change.
+        assert_eq!(gw.client(proto).get("/apix;v=1/items").await.status, 200);
+        assert_eq!(gw.client(proto).get("/api/items;v=1").await.status, 401);
+    }
+    assert!(
+        up.requests().iter().all(|r| r.path == "/apix;v=1/items"),
+        "{:?}",
+        up.requests()
+    );
+    gw.shutdown().await;
+}
