@@ -149,28 +149,6 @@ impl App {
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
 
-        if let Some(max) = config.max_body {
-            let declared = req
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > max) {
-                let version = req.version();
-                let resp = refuse_unread(
-                    ProxyError::BodyTooLarge(max).into_response(),
-                    version,
-                    req.into_body(),
-                );
-                return Outcome {
-                    resp,
-                    route: "-",
-                    route_prefix: Some(prefix),
-                    upstream: None,
-                };
-            }
-        }
-
         let upgrade = (req.version() == Version::HTTP_11
             && upgrade_request(req.headers()).is_some())
         .then(|| hyper::upgrade::on(&mut req));
@@ -196,6 +174,22 @@ impl App {
                     upstream: None,
                 };
             }
+        }
+        // Only after the token: a protected route's limit is nobody else's business.
+        if let Some(max) = config.max_body
+            && declared_length(&parts.headers).is_some_and(|n| n > max)
+        {
+            let resp = refuse_unread(
+                ProxyError::BodyTooLarge(max).into_response(),
+                parts.version,
+                body,
+            );
+            return Outcome {
+                resp,
+                route: "-",
+                route_prefix: Some(prefix),
+                upstream: None,
+            };
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
@@ -229,6 +223,13 @@ impl App {
             upstream,
         }
     }
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn same_route(a: Option<&Arc<Route>>, b: Option<&Arc<Route>>) -> bool {

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
+use http::Method;
 
 use passgate::config::LogFormat;
 use serde_json::Value;
@@ -169,5 +170,38 @@ async fn parameters_cannot_move_a_path_to_another_route() {
         "{:?}",
         up.requests()
     );
+    gw.shutdown().await;
+}
+
+// === finding 11: a protected route checks the token before the body size ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_body_limit_is_not_revealed_before_the_token() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .toml(&protected("/api/", &up.url, "max_body = 16"))
+        .toml(&public("/public/", &up.url, "max_body = 16"))
+        .start()
+        .await;
+    for proto in BOTH {
+        let client = gw.client(proto);
+        let post = |path: &str| {
+            client
+                .req(Method::POST, path)
+                .body(body(vec![b'a'; 1024]))
+                .unwrap()
+        };
+        let reply = client.send(post("/api/items")).await;
+        assert_eq!(reply.status, 401, "{proto:?}: {:?}", reply.body);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
+            "{proto:?}"
+        );
+        let reply = client.send(post("/public/items")).await;
+        assert_eq!(reply.status, 413, "public route over {proto:?}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
     gw.shutdown().await;
 }
