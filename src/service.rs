@@ -17,11 +17,12 @@ use crate::http::headers::{
     upgrade_request,
 };
 use crate::http::path::{normalize, without_parameters};
-use crate::http::response::{Fault, close_connection, gateway_error};
+use crate::http::response::{Fault, close_connection, gateway_error, with_request_id};
 use crate::oauth::AuthServer;
 use crate::proxy::forward::Outgoing;
 use crate::proxy::{Proxy, ProxyError};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
+use crate::telemetry::ErrorChain;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -84,6 +85,7 @@ impl App {
             upstream,
         } = self.dispatch(req, peer, &request_id, proxy).await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+        let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
         self.metrics.count(resp.status());
 
         if let Some(path) = log_path {
@@ -95,6 +97,7 @@ impl App {
                 route = route_prefix.as_deref().unwrap_or(route),
                 status = resp.status().as_u16(),
                 upstream = upstream.as_deref().unwrap_or("-"),
+                fault = fault.map_or("-", Fault::as_str),
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 client = %peer.ip(),
             );
@@ -212,7 +215,7 @@ impl App {
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!(request_id, route = %prefix, error = %e, "forwarding failed");
+                tracing::warn!(request_id, route = %prefix, error = %ErrorChain(&e), "forwarding failed");
                 e.into_response()
             }
         };

@@ -3,6 +3,10 @@
 //! slow terminal never stalls a request. Secrets and tokens are never passed
 //! to a log macro; the access log names the route, not the credentials.
 
+mod chain;
+
+pub use chain::ErrorChain;
+
 use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
 use http::Method;
-
 use passgate::config::LogFormat;
 use serde_json::Value;
 use tracing_subscriber::Layer;
@@ -35,6 +34,12 @@ impl Write for Buffer {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -98,6 +103,11 @@ fn assert_gateway_error(reply: &Reply, status: u16, code: &str, what: &str) -> V
     let json = reply.json();
     assert_eq!(json["error"], code, "{what}: {json}");
     assert!(json["error_description"].is_string(), "{what}: {json}");
+    let id = reply.header("x-request-id").expect("an X-Request-Id");
+    assert_eq!(json["request_id"], id, "{what}: {json}");
+    let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["error", "error_description", "request_id"], "{what}");
     json
 }
 
@@ -203,5 +213,71 @@ async fn protected_body_limit_is_not_revealed_before_the_token() {
         assert_eq!(reply.status, 413, "public route over {proto:?}");
     }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
+    gw.shutdown().await;
+}
+
+// === finding 10: generic error bodies with the request id ===
+
+/// A local port with nothing listening.
+async fn dead_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_errors_name_no_internals_and_carry_the_request_id() {
+    let port = dead_port().await;
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .toml("[upstream]\nresponse_timeout = \"300ms\"")
+        .toml(&public("/dead/", &format!("http://127.0.0.1:{port}"), ""))
+        .toml(&public("/public/", &up.url, "max_body = 16"))
+        .start()
+        .await;
+    let leaks = [
+        "127.0.0.1".to_string(),
+        port.to_string(),
+        up.addr.port().to_string(),
+        "os error".to_string(),
+        "refused".to_string(),
+        "http://".to_string(),
+    ];
+    for proto in BOTH {
+        let client = gw.client(proto);
+        let cases = [
+            ("/dead/x", 502, "bad_gateway", None),
+            ("/public/slow", 504, "gateway_timeout", None),
+            ("/nowhere", 404, "not_found", None),
+            ("/public/a%2Fb", 400, "invalid_request", None),
+            ("/public/x", 413, "payload_too_large", Some(vec![b'a'; 64])),
+        ];
+        for (path, status, code, payload) in cases {
+            let what = format!("{path} over {proto:?}");
+            let req = match payload {
+                Some(p) => client.req(Method::POST, path).body(body(p)),
+                None => client.req(Method::GET, path).body(empty()),
+            };
+            let reply = client.send(req.unwrap()).await;
+            let json = assert_gateway_error(&reply, status, code, &what);
+            let description = json["error_description"].as_str().unwrap();
+            for leak in &leaks {
+                assert!(!description.contains(leak.as_str()), "{what}: {json}");
+            }
+        }
+        // A request id the client chose is the one in the body.
+        let reply = client
+            .get_with("/dead/x", &[("x-request-id", "probe-42")])
+            .await;
+        let json = assert_gateway_error(&reply, 502, "bad_gateway", "chosen id");
+        assert_eq!(json["request_id"], "probe-42");
+    }
+    // The detail went to the log, under the same request id.
+    let log = logs().text.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("probe-42") && l.contains("forwarding failed"))
+        .unwrap_or_else(|| panic!("no log line for probe-42 in:\n{log}"));
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("refused"), "{line}");
     gw.shutdown().await;
 }

@@ -24,6 +24,7 @@ use crate::config::{HostHeader, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::headers::strip_hop_by_hop;
 use crate::router::Route;
+use crate::telemetry::ErrorChain;
 
 /// A request ready to go upstream, headers already cleaned.
 pub struct Outgoing {
@@ -99,15 +100,12 @@ impl Proxy {
             }
         }
 
-        let mut next = Some(parts);
+        let mut head = parts;
         loop {
             let target = balancer.target(index);
             let uri = match upstream_uri(target, &path_and_query) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
-            };
-            let Some(head) = next.take() else {
-                return (Err(ProxyError::Internal("no request to send".into())), None);
             };
             let spare = retryable.then(|| head.clone());
             let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
@@ -130,17 +128,17 @@ impl Proxy {
                     upstream: target.url.clone(),
                     timeout: self.client.response_timeout,
                 }),
-                Ok(Err(e)) => Err(self.classify(&e, target, exceeded.as_ref())),
+                Ok(Err(e)) => Err(self.classify(e, target, exceeded.as_ref())),
             };
             match result {
                 Ok(resp) => return (Ok(finish(resp, upgrade, request_id)), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
-                    tracing::warn!(request_id, upstream = %target.url, error = %e, "upstream marked down");
+                    tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
                     match (balancer.pick_other(index), spare) {
-                        (Some(other), Some(head)) => {
+                        (Some(other), Some(spare_head)) => {
                             index = other;
-                            next = Some(head);
+                            head = spare_head;
                             continue;
                         }
                         _ => return (Err(e), label),
@@ -153,7 +151,7 @@ impl Proxy {
 
     fn classify(
         &self,
-        e: &hyper_util::client::legacy::Error,
+        e: hyper_util::client::legacy::Error,
         target: &UpstreamTarget,
         exceeded: Option<&(u64, Arc<AtomicBool>)>,
     ) -> ProxyError {
@@ -164,30 +162,31 @@ impl Proxy {
         }
         let upstream = target.url.clone();
         if e.is_connect() {
-            if source_chain(e).any(|s| {
+            if source_chain(&e).any(|s| {
                 s.downcast_ref::<io::Error>()
                     .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
             }) {
                 return ProxyError::ConnectTimeout {
                     upstream,
                     timeout: self.client.connect_timeout,
+                    source: e,
                 };
             }
             return ProxyError::Connect {
                 upstream,
-                reason: innermost(e),
+                source: e,
             };
         }
         // A failure reading the client's body surfaces as a user body error.
-        if source_chain(e).any(|s| {
+        if source_chain(&e).any(|s| {
             s.downcast_ref::<hyper::Error>()
                 .is_some_and(|h| h.is_user())
         }) {
-            return ProxyError::ClientBody(innermost(e));
+            return ProxyError::ClientBody(e);
         }
         ProxyError::Upstream {
             upstream,
-            reason: innermost(e),
+            source: e,
         }
     }
 }
@@ -203,13 +202,6 @@ fn source_chain<'a>(
     })
 }
 
-fn innermost(e: &(dyn StdError + 'static)) -> String {
-    source_chain(e)
-        .last()
-        .map(|s| s.to_string())
-        .unwrap_or_default()
-}
-
 /// `scheme://authority` + the upstream's base path + the request's path and query.
 fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
     let pq = if target.base_path.is_empty() {
@@ -217,13 +209,12 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, Pr
     } else {
         PathAndQuery::try_from(format!("{}{}", target.base_path, path_and_query))
     }
-    .map_err(|e| ProxyError::Internal(format!("upstream path: {e}")))?;
-    Uri::builder()
+    .map_err(http::Error::from)?;
+    Ok(Uri::builder()
         .scheme(target.scheme.clone())
         .authority(target.authority.clone())
         .path_and_query(pq)
-        .build()
-        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))
+        .build()?)
 }
 
 /// The upstream's response, cleaned for the client; a 101 joins the two upgraded connections.
