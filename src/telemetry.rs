@@ -2,10 +2,14 @@
 //! `[log] level`), text or JSON lines, written by a background thread so a
 //! slow terminal never stalls a request. Secrets and tokens are never passed
 //! to a log macro; the access log names the route, not the credentials.
+//! Client-supplied values cannot forge a line: the text format escapes control
+//! characters in every field ([`EscapedFields`]), and JSON escapes them itself.
 
 mod chain;
+mod escape;
 
 pub use chain::ErrorChain;
+pub use escape::EscapedFields;
 
 use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
@@ -44,6 +48,6 @@ where
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
-        LogFormat::Text => fmt.with_ansi(ansi).boxed(),
+        LogFormat::Text => fmt.fmt_fields(EscapedFields).with_ansi(ansi).boxed(),
     }
 }

@@ -281,3 +281,101 @@ async fn gateway_errors_name_no_internals_and_carry_the_request_id() {
     assert!(line.contains("refused"), "{line}");
     gw.shutdown().await;
 }
+
+// === finding 6: log lines a client cannot forge ===
+
+const REALM: &str = "Username-Password-Authentication";
+
+fn auth_toml() -> String {
+    format!(
+        r#"
+[issuer]
+url = "https://localhost/"
+signing_keys = "{{dir}}/signing"
+algorithm = "ES256"
+default_audience = "{AUD}"
+default_realm = "{REALM}"
+[store]
+path = "{{dir}}/passgate.db"
+[[apis]]
+audience = "{AUD}"
+scopes = ["read:items"]
+[[clients]]
+id = "app"
+secret = "app-secret"
+grant_types = ["password"]
+realms = ["{REALM}"]
+[[realms]]
+name = "{REALM}"
+[attack_protection]
+brute_force_threshold = 1
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_values_cannot_forge_log_lines() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .toml(&auth_toml())
+        .toml(&public("/public/", &up.url, ""))
+        .start()
+        .await;
+    let client = gw.client(Proto::H1);
+    let login = serde_json::json!({
+        "grant_type": "password",
+        "client_id": "app",
+        "client_secret": "app-secret",
+        "username": "bob\nFAKE LINE forged\r\u{1b}[31mred\u{85}nel",
+        "password": "wrong",
+    });
+    let reply = client
+        .send(
+            client
+                .req(Method::POST, "/oauth/token")
+                .header("content-type", "application/json")
+                .body(body(login.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{:?}", reply.body);
+    let reply = client
+        .get_with("/public/a%0Ab%1B%7F", &[("x-request-id", "forge-path")])
+        .await;
+    assert_eq!(reply.status, 200);
+
+    let text = logs().text.text();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.to_lowercase().starts_with("fake") || l.contains('\u{1b}')),
+        "a forged line or escape sequence:\n{text}"
+    );
+    let block = text
+        .lines()
+        .find(|l| l.contains("brute_force_block") && l.contains("bob"))
+        .unwrap_or_else(|| panic!("no block line in:\n{text}"));
+    // Identifiers are compared case-insensitively, so they are logged lower-cased.
+    assert!(
+        block.contains(r"bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
+        "{block}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("forge-path") && l.contains("/public/a%0Ab%1B%7F")),
+        "{text}"
+    );
+
+    // JSON: one object per line, the value intact inside it.
+    let json = logs().json.text();
+    let events: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "brute_force_block"
+            && e["identifier"] == "bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
+        "{json}"
+    );
+    gw.shutdown().await;
+}
