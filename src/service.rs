@@ -20,14 +20,15 @@ use crate::http::headers::{
 };
 use crate::http::host::{HostError, check_host};
 use crate::http::hygiene::RequestHygiene;
-use crate::http::path::normalize;
+use crate::http::path::{normalize, without_parameters};
 use crate::http::request_head;
-use crate::http::response::{Fault, close_connection, gateway_error};
+use crate::http::response::{Fault, close_connection, gateway_error, with_request_id};
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
 use crate::proxy::{Proxy, ProxyError};
-use crate::router::{AuthEndpoint, Router, upstream_path};
+use crate::router::{AuthEndpoint, Route, Router, upstream_path};
+use crate::telemetry::ErrorChain;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -96,6 +97,7 @@ impl App {
             upstream,
         } = self.dispatch(req, peer, &request_id, proxy).await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+        let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
         self.metrics.count(resp.status());
 
         if let Some(path) = log_path {
@@ -107,6 +109,7 @@ impl App {
                 route = route_prefix.as_deref().unwrap_or(route),
                 status = resp.status().as_u16(),
                 upstream = upstream.as_deref().unwrap_or("-"),
+                fault = fault.map_or("-", Fault::as_str),
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 client = %peer.ip(),
             );
@@ -164,34 +167,24 @@ impl App {
             return Outcome::local(resp, "auth");
         }
 
-        let Some(route) = self.router.route(&path) else {
+        let route = self.router.route(&path);
+        if !same_route(route, self.router.route(&without_parameters(&path))) {
+            // A server that cuts path parameters off would route this elsewhere.
+            let resp = gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "path parameters change the route of this path",
+                Fault::Client,
+            );
+            let version = req.version();
+            return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
+        }
+        let Some(route) = route else {
             let version = req.version();
             return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
         };
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
-
-        if let Some(max) = config.max_body {
-            let declared = req
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > max) {
-                let version = req.version();
-                let resp = refuse_unread(
-                    ProxyError::BodyTooLarge(max).into_response(),
-                    version,
-                    req.into_body(),
-                );
-                return Outcome {
-                    resp,
-                    route: "-",
-                    route_prefix: Some(prefix),
-                    upstream: None,
-                };
-            }
-        }
 
         // Only a WebSocket upgrade is forwarded; any other is a plain request.
         let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
@@ -214,6 +207,22 @@ impl App {
                     upstream: None,
                 };
             }
+        }
+        // Only after the token: a protected route's limit is nobody else's business.
+        if let Some(max) = config.max_body
+            && declared_length(&parts.headers).is_some_and(|n| n > max)
+        {
+            let resp = refuse_unread(
+                ProxyError::BodyTooLarge(max).into_response(),
+                parts.version,
+                body,
+            );
+            return Outcome {
+                resp,
+                route: "-",
+                route_prefix: Some(prefix),
+                upstream: None,
+            };
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
         if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
@@ -239,7 +248,7 @@ impl App {
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!(request_id, route = %prefix, error = %e, "forwarding failed");
+                tracing::warn!(request_id, route = %prefix, error = %ErrorChain(&e), "forwarding failed");
                 e.into_response()
             }
         };
@@ -266,6 +275,20 @@ fn client_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, HostError
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     }))
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+fn same_route(a: Option<&Arc<Route>>, b: Option<&Arc<Route>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }
 
 fn not_found() -> Response<ResponseBody> {

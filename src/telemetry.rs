@@ -2,9 +2,22 @@
 //! `[log] level`), text or JSON lines, written by a background thread so a
 //! slow terminal never stalls a request. Secrets and tokens are never passed
 //! to a log macro; the access log names the route, not the credentials.
+//! Client-supplied values cannot forge a line: the text format escapes control
+//! characters in every field ([`EscapedFields`]), and JSON escapes them itself.
 
+mod chain;
+mod escape;
+
+pub use chain::ErrorChain;
+pub use escape::EscapedFields;
+
+use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -18,13 +31,23 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
         .finish(std::io::stdout());
     // Colours only for a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer);
-    let result = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    result.ok().map(|_| guard)
+    tracing_subscriber::registry()
+        .with(layer(config.format, writer, ansi).with_filter(filter))
+        .try_init()
+        .ok()
+        .map(|_| guard)
+}
+
+/// The formatting layer for `format`, writing to `writer`: what [`init`]
+/// installs, and what a test installs over a buffer to read the lines back.
+pub fn layer<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.fmt_fields(EscapedFields).with_ansi(ansi).boxed(),
+    }
 }

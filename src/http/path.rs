@@ -7,6 +7,17 @@
 //! unreserved characters are decoded (`/%61pi` is `/api`), other escapes are
 //! kept with upper-case hex, and encoded slashes, backslashes and NULs are
 //! refused because upstreams disagree on what they mean.
+//!
+//! Path parameters (`;` in a segment, RFC 3986 §3.3) get the same treatment.
+//! `..;x` is an ordinary segment to RFC 3986, but Tomcat, Jetty and Spring cut
+//! the parameters off first and resolve it as `..`: `/public/..;/api` is
+//! `/public/..;/api` to one reader and `/api` to the other. A dot segment
+//! carrying parameters (`.;`, `..;jsessionid=x`, `%2e%2e;`, `..%3B`) has no
+//! legitimate use (clients remove dot segments before sending), so it is
+//! refused rather than resolved one way or the other. Parameters on any other
+//! segment (`/items;v=1`) are kept and forwarded: they are the upstream's
+//! business. [`without_parameters`] gives the path as a parameter-cutting
+//! server reads it, so the caller can refuse a path whose route it changes.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,6 +35,8 @@ pub enum PathError {
     EncodedNul,
     /// A `%` not followed by two hex digits.
     BadEscape,
+    /// `.` or `..` followed by path parameters (`..;x`), which servers disagree on.
+    DotSegmentParameters,
 }
 
 impl fmt::Display for PathError {
@@ -34,6 +47,9 @@ impl fmt::Display for PathError {
             PathError::Backslash => "the path contains a backslash",
             PathError::EncodedNul => "the path contains an encoded NUL",
             PathError::BadEscape => "the path contains a malformed percent-escape",
+            PathError::DotSegmentParameters => {
+                "the path contains a dot segment with parameters (such as `..;`)"
+            }
         })
     }
 }
@@ -61,12 +77,11 @@ fn already_normal(path: &[u8]) -> bool {
             b'%' | b'\\' => return false,
             b'/' if prev == b'/' => return false,
             b'.' if prev == b'/' => {
-                // "/." starts a dot segment only when followed by "/", "." + "/" or the end.
+                // "/." starts a dot segment (possibly with parameters) only
+                // when followed by "/", ";", "." + one of those, or the end.
                 let rest = &path[i + 1..];
-                if rest.is_empty()
-                    || rest[0] == b'/'
-                    || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/'))
-                {
+                let ends_segment = |b: Option<&u8>| matches!(b, None | Some(b'/' | b';'));
+                if ends_segment(rest.first()) || (rest[0] == b'.' && ends_segment(rest.get(1))) {
                     return false;
                 }
             }
@@ -135,6 +150,11 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let mut out: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for seg in decoded.split('/').skip(1) {
+        if let Some(at) = parameters_at(seg)
+            && matches!(&seg[..at], "." | "..")
+        {
+            return Err(PathError::DotSegmentParameters);
+        }
         match seg {
             "" => trailing_slash = true,
             "." => trailing_slash = true,
@@ -157,6 +177,34 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         result.push('/');
     }
     Ok(Cow::Owned(result))
+}
+
+/// Where a segment's parameters start: its first `;`, literal or encoded
+/// (`%3B`, upper-case after [`normalize`]).
+fn parameters_at(segment: &str) -> Option<usize> {
+    let literal = segment.find(';');
+    let encoded = segment.find("%3B");
+    match (literal, encoded) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A normalised path with every segment's parameters cut off, as Tomcat,
+/// Jetty and Spring read it before they route: `/api;v=1/items` is
+/// `/api/items`. Borrowed when the path has no parameters.
+pub fn without_parameters(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') && !path.contains("%3B") {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(parameters_at(seg).map_or(seg, |at| &seg[..at]));
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -193,6 +241,24 @@ mod tests {
             ("/a/..b/c", Ok("/a/..b/c")),
             ("/a/.b", Ok("/a/.b")),
             ("/caf\u{e9}/../x", Ok("/x")),
+            // Path parameters: kept on ordinary segments, refused on dot segments.
+            ("/items;v=1", Ok("/items;v=1")),
+            ("/a;x/../b", Ok("/b")),
+            ("/a/..x;y/b", Ok("/a/..x;y/b")),
+            ("/a/b;c=..;d", Ok("/a/b;c=..;d")),
+            ("/;x/a", Ok("/;x/a")),
+            (
+                "/public/..;/api/items",
+                Err(PathError::DotSegmentParameters),
+            ),
+            ("/public/%2e%2e;/api", Err(PathError::DotSegmentParameters)),
+            ("/public/.%2E;/api", Err(PathError::DotSegmentParameters)),
+            ("/a/..;jsessionid=x/b", Err(PathError::DotSegmentParameters)),
+            ("/a/.;/b", Err(PathError::DotSegmentParameters)),
+            ("/a/.;", Err(PathError::DotSegmentParameters)),
+            ("/a/..;", Err(PathError::DotSegmentParameters)),
+            ("/a/..%3b/b", Err(PathError::DotSegmentParameters)),
+            ("/a/%2e%3Bx/b", Err(PathError::DotSegmentParameters)),
             ("*", Err(PathError::NotAbsolute)),
             ("", Err(PathError::NotAbsolute)),
         ];
@@ -200,6 +266,21 @@ mod tests {
             let got = normalize(input).map(|c| c.into_owned());
             assert_eq!(got.as_deref().map_err(|e| *e), *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn parameters_cut_off() {
+        let cases = [
+            ("/api/items", "/api/items"),
+            ("/api;v=1/items", "/api/items"),
+            ("/api;/items;x=2", "/api/items"),
+            ("/api%3Bv=1/items", "/api/items"),
+            ("/;x", "/"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(without_parameters(input), want, "{input}");
+        }
+        assert!(matches!(without_parameters("/a/b"), Cow::Borrowed(_)));
     }
 
     #[test]

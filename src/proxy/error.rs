@@ -1,8 +1,13 @@
 //! Proxy errors, each with the status it maps to and whose fault it is.
+//!
+//! The `Display` text and the `#[source]` chain (upstream URL, OS error) are
+//! for the log, which records them under the request id; the client gets a
+//! generic description from [`ProxyError::into_response`].
 
 use std::time::Duration;
 
 use http::{Response, StatusCode};
+use hyper_util::client::legacy::Error as ClientError;
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, close_connection, gateway_error};
@@ -14,12 +19,13 @@ pub enum ProxyError {
     #[error("the request body exceeds this route's limit of {0} bytes")]
     BodyTooLarge(u64),
     /// No connection could be made (refused, unreachable, TLS failure).
-    #[error("could not connect to the upstream {upstream}: {reason}")]
+    #[error("could not connect to the upstream {upstream}")]
     Connect {
         /// The upstream URL.
         upstream: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: ClientError,
     },
     /// Connecting took longer than `upstream.connect_timeout`.
     #[error("the upstream {upstream} did not accept a connection within {timeout:?}")]
@@ -28,6 +34,9 @@ pub enum ProxyError {
         upstream: String,
         /// The deadline.
         timeout: Duration,
+        /// The timeout as the connector reported it.
+        #[source]
+        source: ClientError,
     },
     /// The response headers took longer than `upstream.response_timeout`.
     #[error("the upstream {upstream} did not respond within {timeout:?}")]
@@ -38,62 +47,78 @@ pub enum ProxyError {
         timeout: Duration,
     },
     /// The connection broke or the upstream sent something that is not HTTP.
-    #[error("the upstream {upstream} failed: {reason}")]
+    #[error("the upstream {upstream} failed")]
     Upstream {
         /// The upstream URL.
         upstream: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: ClientError,
+    },
+    /// The upstream answered 101 to a request that asked for no WebSocket, or
+    /// switched a WebSocket request to another protocol: nothing is spliced.
+    #[error("the upstream {upstream} {reason}")]
+    SwitchedProtocols {
+        /// The upstream URL.
+        upstream: String,
+        /// What it did.
+        reason: &'static str,
     },
     /// The client sent no part of its body for `server.body_read_timeout`.
     #[error("the request body stalled past the body read timeout")]
     ClientBodyTimeout,
     /// The client's body broke off while it was being forwarded.
-    #[error("the client's request body failed: {0}")]
-    ClientBody(String),
-    /// passgate could not build the upstream request.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("the client's request body failed")]
+    ClientBody(#[source] ClientError),
+    /// passgate could not build the upstream request's URI.
+    #[error("could not build the upstream URI")]
+    UpstreamUri(#[from] http::Error),
 }
 
 impl ProxyError {
-    /// The response the client gets. One arm per variant: a new variant forces a decision.
+    /// The response the client gets: generic words, no upstream address, no
+    /// OS error. One arm per variant: a new variant forces a decision.
     pub fn into_response(self) -> Response<ResponseBody> {
-        let description = self.to_string();
         match self {
             ProxyError::BodyTooLarge(_) => close_connection(gateway_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                &description,
+                "payload_too_large",
+                "the request body is larger than this route accepts",
                 Fault::Client,
             )),
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => gateway_error(
+            ProxyError::Connect { .. } => gateway_error(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
-                &description,
+                "the upstream server could not be reached",
+                Fault::Upstream,
+            ),
+            ProxyError::Upstream { .. } | ProxyError::SwitchedProtocols { .. } => gateway_error(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream server gave no valid response",
                 Fault::Upstream,
             ),
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout { .. } => {
                 gateway_error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway_timeout",
-                    &description,
+                    "the upstream server did not answer in time",
                     Fault::Upstream,
                 )
             }
             ProxyError::ClientBodyTimeout => close_connection(gateway_error(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
-                &description,
+                "the request body was not sent in time",
                 Fault::Client,
             )),
             ProxyError::ClientBody(_) => close_connection(gateway_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                &description,
+                "the request body could not be read",
                 Fault::Client,
             )),
-            ProxyError::Internal(_) => gateway_error(
+            ProxyError::UpstreamUri(_) => gateway_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "internal error",

@@ -29,6 +29,7 @@ use crate::http::connection::ConnContext;
 use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
 use crate::http::read_timeout::Progress;
 use crate::router::Route;
+use crate::telemetry::ErrorChain;
 
 /// A request ready to go upstream, headers already cleaned.
 pub struct Outgoing {
@@ -114,15 +115,12 @@ impl Proxy {
             }
         }
 
-        let mut next = Some(parts);
+        let mut head = parts;
         loop {
             let target = balancer.target(index);
             let uri = match upstream_uri(target, &path_and_query) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
-            };
-            let Some(head) = next.take() else {
-                return (Err(ProxyError::Internal("no request to send".into())), None);
             };
             let spare = retryable.then(|| head.clone());
             let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
@@ -146,17 +144,17 @@ impl Proxy {
                     upstream: target.url.clone(),
                     timeout: self.client.response_timeout,
                 }),
-                Some(Err(e)) => Err(self.classify(&e, target, exceeded.as_ref(), &progress)),
+                Some(Err(e)) => Err(self.classify(e, target, exceeded.as_ref(), &progress)),
             };
             match result {
                 Ok(resp) => return (finish(resp, upgrade.take(), &target.url, request_id), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
-                    tracing::warn!(request_id, upstream = %target.url, error = %e, "upstream marked down");
+                    tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
                     match (balancer.pick_other(index), spare) {
-                        (Some(other), Some(head)) => {
+                        (Some(other), Some(spare_head)) => {
                             index = other;
-                            next = Some(head);
+                            head = spare_head;
                             continue;
                         }
                         _ => return (Err(e), label),
@@ -169,7 +167,7 @@ impl Proxy {
 
     fn classify(
         &self,
-        e: &hyper_util::client::legacy::Error,
+        e: hyper_util::client::legacy::Error,
         target: &UpstreamTarget,
         exceeded: Option<&(u64, Arc<AtomicBool>)>,
         progress: &Progress,
@@ -184,30 +182,31 @@ impl Proxy {
         }
         let upstream = target.url.clone();
         if e.is_connect() {
-            if source_chain(e).any(|s| {
+            if source_chain(&e).any(|s| {
                 s.downcast_ref::<io::Error>()
                     .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
             }) {
                 return ProxyError::ConnectTimeout {
                     upstream,
                     timeout: self.client.connect_timeout,
+                    source: e,
                 };
             }
             return ProxyError::Connect {
                 upstream,
-                reason: innermost(e),
+                source: e,
             };
         }
         // A failure reading the client's body surfaces as a user body error.
-        if source_chain(e).any(|s| {
+        if source_chain(&e).any(|s| {
             s.downcast_ref::<hyper::Error>()
                 .is_some_and(|h| h.is_user())
         }) {
-            return ProxyError::ClientBody(innermost(e));
+            return ProxyError::ClientBody(e);
         }
         ProxyError::Upstream {
             upstream,
-            reason: innermost(e),
+            source: e,
         }
     }
 }
@@ -247,13 +246,6 @@ fn source_chain<'a>(
     })
 }
 
-fn innermost(e: &(dyn StdError + 'static)) -> String {
-    source_chain(e)
-        .last()
-        .map(|s| s.to_string())
-        .unwrap_or_default()
-}
-
 /// `scheme://authority` + the upstream's base path + the request's path and query.
 fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
     let pq = if target.base_path.is_empty() {
@@ -261,13 +253,12 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, Pr
     } else {
         PathAndQuery::try_from(format!("{}{}", target.base_path, path_and_query))
     }
-    .map_err(|e| ProxyError::Internal(format!("upstream path: {e}")))?;
-    Uri::builder()
+    .map_err(http::Error::from)?;
+    Ok(Uri::builder()
         .scheme(target.scheme.clone())
         .authority(target.authority.clone())
         .path_and_query(pq)
-        .build()
-        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))
+        .build()?)
 }
 
 /// The upstream's response, cleaned for the client. A `101` is accepted only
@@ -295,8 +286,8 @@ fn finish(
         Some(_) => "answered a WebSocket request by switching to another protocol",
         None => "switched protocols on a request that asked for no WebSocket",
     };
-    Err(ProxyError::Upstream {
+    Err(ProxyError::SwitchedProtocols {
         upstream: upstream.to_string(),
-        reason: reason.to_string(),
+        reason,
     })
 }

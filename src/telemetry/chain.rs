@@ -1,0 +1,38 @@
+//! An error and every cause under it on one line, for the log: the client
+//! sees a generic description, the operator sees `could not connect to the
+//! upstream http://10.0.0.5:8080: client error (Connect): tcp connect error:
+//! Connection refused (os error 111)` under the same request id.
+
+use std::error::Error;
+use std::fmt;
+
+/// Displays `error: cause: cause ...`.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn every_cause_is_shown() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(ErrorChain(&e).to_string(), "outer: inner");
+    }
+}

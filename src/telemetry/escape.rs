@@ -1,0 +1,204 @@
+//! Log values no client can turn into extra lines.
+//!
+//! A username, a path or a header value can hold a newline, a carriage return
+//! or an ANSI escape; printed raw into the text log it forges a line or
+//! repaints a terminal. [`EscapedFields`] formats fields as tracing-subscriber's
+//! default text format does, with every control character (and the Unicode
+//! line and paragraph separators) in every value, the message included,
+//! written as a Rust escape (`\n`, `\u{1b}`). It sits in the formatter, so every
+//! `tracing` call, present or future, is covered without escaping at call
+//! sites. The JSON format needs no help here: serde_json escapes control
+//! characters inside its strings.
+
+use std::error::Error;
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+
+use super::ErrorChain;
+
+/// Field formatting for the text format (`fmt::layer().fmt_fields(EscapedFields)`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EscapedFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
+    type Visitor = EscapingVisitor<'a>;
+
+    fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
+        EscapingVisitor(DefaultVisitor::new(target, true))
+    }
+}
+
+/// tracing-subscriber's default visitor, fed escaped values.
+pub struct EscapingVisitor<'a>(DefaultVisitor<'a>);
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0
+                .record_debug(field, &Escaped(&format_args!("{value}")));
+        } else {
+            self.0.record_debug(field, &Escaped(&value));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        let chain = ErrorChain(value);
+        self.0
+            .record_debug(field, &Escaped(&format_args!("{chain}")));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.record_debug(field, &Escaped(value));
+    }
+}
+
+impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.0.finish()
+    }
+}
+
+impl VisitFmt for EscapingVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn Write {
+        self.0.writer()
+    }
+}
+
+/// A value whose `Debug` output has its control characters escaped.
+struct Escaped<'a>(&'a dyn fmt::Debug);
+
+impl fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(Escaper(f), "{:?}", self.0)
+    }
+}
+
+/// Writes through to `f`, escaping what could break or colour a line.
+struct Escaper<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+impl Write for Escaper<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(needs_escape) {
+            self.0.write_str(&rest[..at])?;
+            let tail = &rest[at..];
+            let Some(c) = tail.chars().next() else { break };
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            rest = &tail[c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::config::LogFormat;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad\nthing")]
+    struct Bad(#[source] io::Error);
+
+    /// What `format` writes for one event carrying hostile values.
+    fn logged(format: LogFormat, ansi: bool) -> String {
+        use tracing_subscriber::layer::SubscriberExt;
+        let buffer = Buffer::default();
+        let subscriber =
+            tracing_subscriber::registry().with(super::super::layer(format, buffer.clone(), ansi));
+        tracing::subscriber::with_default(subscriber, || {
+            let user = "bob\nFAKE LINE";
+            let header = "agent\r\u{1b}[2J\u{85}\u{2028}x";
+            let error = Bad(io::Error::other("inner\nline"));
+            let span = tracing::info_span!("req", path = %"/a\nb");
+            let _entered = span.enter();
+            tracing::warn!(
+                identifier = %user,
+                user_agent = header,
+                debugged = ?user,
+                error = &error as &dyn Error,
+                "login for {user}\tfailed"
+            );
+        });
+        let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn text_lines_cannot_be_forged() {
+        for ansi in [false, true] {
+            let text = logged(LogFormat::Text, ansi);
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(text.ends_with('\n'));
+            assert!(
+                !text.contains('\u{85}') && !text.contains('\u{2028}'),
+                "{text}"
+            );
+            assert!(!text.contains("\u{1b}[2J"), "{text}");
+            if ansi {
+                continue; // the formatter's own colour codes sit between names and values
+            }
+            assert!(!text.contains('\u{1b}'), "{text}");
+            for want in [
+                r"identifier=bob\nFAKE LINE",
+                r#"user_agent="agent\r\u{1b}[2J\u{85}\u{2028}x""#,
+                r#"debugged="bob\nFAKE LINE""#,
+                r"error=bad\nthing: inner\nline",
+                r"login for bob\nFAKE LINE\tfailed",
+                r"path=/a\nb",
+            ] {
+                assert!(text.contains(want), "{want} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_the_value_in_one_line() {
+        let text = logged(LogFormat::Json, false);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap_or_default();
+        assert_eq!(line["identifier"], "bob\nFAKE LINE", "{text}");
+        assert_eq!(
+            line["user_agent"], "agent\r\u{1b}[2J\u{85}\u{2028}x",
+            "{text}"
+        );
+    }
+}
