@@ -355,9 +355,10 @@ async fn client_values_cannot_forge_log_lines() {
         .lines()
         .find(|l| l.contains("brute_force_block") && l.contains("bob"))
         .unwrap_or_else(|| panic!("no block line in:\n{text}"));
-    // Identifiers are compared case-insensitively, so they are logged lower-cased.
+    // Failures are counted under the identifier's lookup key (case-folded),
+    // which is what the block line names.
     assert!(
-        block.contains(r"bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
+        block.contains(r"name:bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
         "{block}"
     );
     assert!(
@@ -374,7 +375,7 @@ async fn client_values_cannot_forge_log_lines() {
         .collect();
     assert!(
         events.iter().any(|e| e["event"] == "brute_force_block"
-            && e["identifier"] == "bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
+            && e["identifier"] == "name:bob\nfake line forged\r\u{1b}[31mred\u{85}nel"),
         "{json}"
     );
     gw.shutdown().await;
