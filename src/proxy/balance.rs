@@ -123,8 +123,11 @@ mod tests {
         );
         b.mark_down(0);
         b.mark_down(1);
-        let p = b.pick();
-        assert!(p < 2);
-        assert_eq!(b.pick_other(p), None);
+        // With every upstream down, picks still rotate (a dead pool does not
+        // pin one member), and there is nobody to retry on.
+        let picks: Vec<usize> = (0..4).map(|_| b.pick()).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+        assert_eq!(b.pick_other(0), None);
+        assert_eq!(b.pick_other(1), None);
     }
 }
