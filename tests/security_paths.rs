@@ -91,7 +91,7 @@ fn protected(prefix: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
-/// A gateway error as protocol.md "Gateway errors" has it: exactly `error`,
+/// A gateway error as docs/architecture.md has it: exactly `error`,
 /// `error_description` and `request_id`, the latter the response's `X-Request-Id`.
 fn assert_gateway_error(reply: &Reply, status: u16, code: &str, what: &str) -> Value {
     assert_eq!(reply.status, status, "{what}: {:?}", reply.body);

@@ -1,6 +1,6 @@
 //! Small JSON responses passgate writes itself.
 //!
-//! Gateway errors (protocol.md "Gateway errors") are
+//! Gateway errors (docs/architecture.md, "Wire contract, in short") are
 //! `{"error", "error_description", "request_id"}`. Whoever makes one calls
 //! [`gateway_error`] without knowing the request id; the response carries a
 //! [`GatewayError`] extension, and [`with_request_id`] (called once per

@@ -1,7 +1,7 @@
 //! The token endpoint's errors. Each variant displays as its wire code and
 //! maps to one status and one JSON body in a single `match` with no catch-all
 //! arm, so a new variant forces a decision. Texts are the wire contract
-//! (protocol.md): match them byte for byte.
+//! (docs/architecture.md, "Wire contract, in short"): match them byte for byte.
 
 use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};

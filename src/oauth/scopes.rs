@@ -1,4 +1,4 @@
-//! Which scopes a token gets (protocol.md, "Scopes" and "Audience").
+//! Which scopes a token gets, and for which audience (docs/architecture.md, "The token endpoint").
 //!
 //! When the request names no scope of the audience's API, the token gets all
 //! of the API's scopes (the implied trust of the password flow); when it names

@@ -1,4 +1,4 @@
-//! `POST /oauth/token`: the pipeline of design.md, one small stage each.
+//! `POST /oauth/token`: the pipeline of docs/architecture.md, one small stage each.
 //!
 //! parse body → authenticate client → grant allowed? → request rate per IP
 //! (`crate::protect`) → resolve realm → audience & scopes (cheap checks before

@@ -1,4 +1,4 @@
-//! Attack protection for `/oauth/token` (protocol.md, "Attack protection").
+//! Attack protection for `/oauth/token` and `/oauth/revoke` (docs/security.md, "The token endpoint").
 //!
 //! - `client_ip.rs`: which IP a request counts under (peer, trusted
 //!   `X-Forwarded-For`, trusted `auth0-forwarded-for`), IPv6 by /64;

@@ -1,4 +1,4 @@
-//! Signing access tokens and ID tokens (protocol.md, "Success: 200").
+//! Signing access tokens and ID tokens (docs/architecture.md, "Wire contract, in short").
 //!
 //! Access token: `iss`, `sub`, `aud` (a string; an array that adds
 //! `<issuer>userinfo` when `openid` is granted), `iat`, `exp`, `azp`,
