@@ -16,3 +16,49 @@ pub struct UserArg {
 }
 
 pub(crate) use super::ConfigArg;
+
+/// One column of a text listing: header and width (negative: right-aligned).
+pub struct Column(pub &'static str, pub isize);
+
+/// Print a listing: `as_json` as pretty JSON when `json`, else a table of
+/// `rows` (one text cell per column) under the `columns` headers.
+pub fn print_listing<T: serde::Serialize + ?Sized>(
+    json: bool,
+    as_json: &T,
+    columns: &[Column],
+    rows: Vec<Vec<String>>,
+) -> Result<(), String> {
+    if json {
+        let text = serde_json::to_string_pretty(as_json).map_err(|e| e.to_string())?;
+        println!("{text}");
+        return Ok(());
+    }
+    let line = |texts: Vec<String>| {
+        let padded: Vec<String> = columns
+            .iter()
+            .zip(texts)
+            .map(|(Column(_, width), text)| {
+                let w = width.unsigned_abs();
+                if *width < 0 {
+                    format!("{text:>w$}")
+                } else {
+                    format!("{text:<w$}")
+                }
+            })
+            .collect();
+        padded.join(" ")
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.0.to_string()).collect())
+    );
+    for row in rows {
+        println!("{}", line(row));
+    }
+    Ok(())
+}
+
+/// `yes` or `no`, as listings show a flag.
+pub fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_string()
+}

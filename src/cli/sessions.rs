@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use passgate::config::Config;
 
-use super::{ConfigArg, UserArg};
+use super::{Column, ConfigArg, UserArg, print_listing, yes_no};
 
 #[derive(Subcommand)]
 pub enum SessionsAction {
@@ -53,35 +53,34 @@ pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
             let list = store
                 .list_sessions(&user.user_id, now)
                 .map_err(|e| e.to_string())?;
-            if json {
-                let rows: Vec<serde_json::Value> = list
-                    .iter()
-                    .map(|s| {
-                        serde_json::json!({"sid": s.sid, "client_id": s.client_id, "audience": s.audience,
-                            "scope": s.scope, "created_at": s.created_at, "expires_at": s.expires_at,
-                            "revoked_at": s.revoked_at, "refresh_token": s.has_refresh})
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!(
-                    "{:<34} {:<20} {:<8} {:<8} {:>12}",
-                    "sid", "client", "refresh", "revoked", "expires_at"
-                );
-                for s in list {
-                    println!(
-                        "{:<34} {:<20} {:<8} {:<8} {:>12}",
-                        s.sid,
-                        s.client_id,
-                        if s.has_refresh { "yes" } else { "no" },
-                        if s.revoked_at.is_some() { "yes" } else { "no" },
-                        s.expires_at
-                    );
-                }
-            }
+            let as_json: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"sid": s.sid, "client_id": s.client_id, "audience": s.audience,
+                        "scope": s.scope, "created_at": s.created_at, "expires_at": s.expires_at,
+                        "revoked_at": s.revoked_at, "refresh_token": s.has_refresh})
+                })
+                .collect();
+            let rows = list
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.sid.clone(),
+                        s.client_id.clone(),
+                        yes_no(s.has_refresh),
+                        yes_no(s.revoked_at.is_some()),
+                        s.expires_at.to_string(),
+                    ]
+                })
+                .collect();
+            let columns = [
+                Column("sid", 34),
+                Column("client", 20),
+                Column("refresh", 8),
+                Column("revoked", 8),
+                Column("expires_at", -12),
+            ];
+            print_listing(json, &as_json, &columns, rows)?;
         }
         SessionsAction::Revoke { sid: Some(sid), .. } => {
             let owned = store

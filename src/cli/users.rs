@@ -6,7 +6,7 @@ use clap::Subcommand;
 use passgate::config::Config;
 use std::path::PathBuf;
 
-use super::{ConfigArg, UserArg};
+use super::{Column, ConfigArg, UserArg, print_listing, yes_no};
 
 #[derive(Subcommand)]
 pub enum UsersAction {
@@ -117,27 +117,26 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         }
         UsersAction::List { realm, json } => {
             let list = admin.list(&realm).map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!(
-                    "{:<32} {:<24} {:<32} {:<7} {:>6}",
-                    "user_id", "username", "email", "blocked", "logins"
-                );
-                for u in list {
-                    println!(
-                        "{:<32} {:<24} {:<32} {:<7} {:>6}",
-                        u.user_id,
-                        u.username.as_deref().unwrap_or("-"),
-                        u.email.as_deref().unwrap_or("-"),
-                        if u.blocked { "yes" } else { "no" },
-                        u.logins_count
-                    );
-                }
-            }
+            let rows = list
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.user_id.clone(),
+                        u.username.clone().unwrap_or_else(|| "-".into()),
+                        u.email.clone().unwrap_or_else(|| "-".into()),
+                        yes_no(u.blocked),
+                        u.logins_count.to_string(),
+                    ]
+                })
+                .collect();
+            let columns = [
+                Column("user_id", 32),
+                Column("username", 24),
+                Column("email", 32),
+                Column("blocked", 7),
+                Column("logins", -6),
+            ];
+            print_listing(json, &list, &columns, rows)?;
         }
         UsersAction::Remove(u) => {
             admin

@@ -7,6 +7,7 @@
 //! re-checks the config.
 
 mod attack;
+pub mod jwa;
 mod parse;
 mod raw;
 mod units;

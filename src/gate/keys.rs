@@ -11,6 +11,8 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::config::jwa::RSA_ALGORITHMS;
+
 /// A public key pinned to one algorithm.
 pub struct VerifyKey {
     /// The `kid`, when the source named one.
@@ -101,17 +103,7 @@ impl KeySet {
     pub fn from_public_pem(pem: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
         let pick = |family: &[Algorithm]| allowed.iter().copied().find(|a| family.contains(a));
         let candidates: [(PemParser, &[Algorithm]); 3] = [
-            (
-                DecodingKey::from_rsa_pem,
-                &[
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-            ),
+            (DecodingKey::from_rsa_pem, RSA_ALGORITHMS),
             (
                 DecodingKey::from_ec_pem,
                 &[Algorithm::ES256, Algorithm::ES384],
@@ -157,14 +149,7 @@ fn verify_key(jwk: &Jwk, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
         return Err("an encryption key".into());
     }
     let family: &[Algorithm] = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => &[
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
+        AlgorithmParameters::RSA(_) => RSA_ALGORITHMS,
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
             EllipticCurve::P256 => &[Algorithm::ES256],
             EllipticCurve::P384 => &[Algorithm::ES384],

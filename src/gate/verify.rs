@@ -15,6 +15,7 @@ use super::claims::{Claims, ClaimsError};
 use super::issuers::Issuers;
 use super::keys::alg_name;
 use super::typ::Accepted;
+use crate::config::jwa::PUBLIC_KEY_ALGORITHMS;
 
 /// Why a token is not valid (before route policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +64,6 @@ impl TokenProblem {
     }
 }
 
-/// Every algorithm a verification key can carry.
-const PUBLIC_KEY_ALGORITHMS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
 #[derive(Deserialize)]
 struct Header {
     alg: String,
@@ -100,7 +96,10 @@ pub async fn verify(
     // `none` and shared-secret algorithms never verify against any key: refuse
     // them before the key lookup, so such tokens cannot spend an issuer's
     // unknown-`kid` refetch.
-    if !PUBLIC_KEY_ALGORITHMS.contains(&header.alg.as_str()) {
+    if !PUBLIC_KEY_ALGORITHMS
+        .iter()
+        .any(|a| alg_name(*a) == header.alg)
+    {
         return Err(TokenProblem::AlgorithmNotAllowed);
     }
     let payload = URL_SAFE_NO_PAD

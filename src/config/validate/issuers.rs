@@ -5,20 +5,9 @@ use std::str::FromStr;
 use http::Uri;
 use jsonwebtoken::Algorithm;
 
-use super::*;
+use crate::config::jwa::{PUBLIC_KEY_ALGORITHMS, is_loopback_host};
 
-/// Algorithms accepted from a trusted issuer when it lists none.
-const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+use super::*;
 
 pub(super) fn trusted_issuers(
     p: &mut Problems,
@@ -71,12 +60,12 @@ pub(super) fn trusted_issuers(
             .map(KeySource::Discovery)
         };
         let algorithms = match t.algorithms {
-            None => DEFAULT_ALGORITHMS.to_vec(),
+            None => PUBLIC_KEY_ALGORITHMS.to_vec(),
             Some(list) => {
                 let mut algs = Vec::new();
                 for (j, a) in list.iter().enumerate() {
                     match Algorithm::from_str(a) {
-                        Ok(alg) if DEFAULT_ALGORITHMS.contains(&alg) => algs.push(alg),
+                        Ok(alg) if PUBLIC_KEY_ALGORITHMS.contains(&alg) => algs.push(alg),
                         Ok(_) => p.add(format!("{path}.algorithms[{j}]"), format!("\"{a}\" is a shared-secret algorithm; only public-key algorithms are accepted")),
                         Err(_) => p.add(format!("{path}.algorithms[{j}]"), format!("\"{a}\" is not a JWS algorithm")),
                     }
@@ -122,13 +111,4 @@ pub(super) fn fetch_url(p: &mut Problems, path: &str, text: &str) -> Option<Uri>
             None
         }
     }
-}
-
-pub(super) fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
