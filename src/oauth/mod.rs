@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 pub use token::PASSWORD_REALM;
 
 use crate::clock::SharedClock;
-use crate::config::{Config, IssuerConfig};
+use crate::config::{ClientConfig, Config, IssuerConfig};
 use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, gateway_error};
@@ -168,5 +168,34 @@ fn get_only(
         ok()
     } else {
         method_not_allowed("GET, HEAD")
+    }
+}
+
+// === impl AuthServer: shared stages ===
+
+impl AuthServer {
+    /// Authenticate the calling client and count the request under the
+    /// per-IP limit: under the client's IP (which a trusted backend may name)
+    /// when authentication succeeds, under the connection's when it fails, so
+    /// guessing secrets costs requests too. Shared by `/oauth/token` and
+    /// `/oauth/revoke`.
+    fn authenticate_client(
+        &self,
+        peer: SocketAddr,
+        headers: &http::HeaderMap,
+        params: &request::Params,
+    ) -> Result<(&ClientConfig, std::net::IpAddr), error::OAuthError> {
+        match client_auth::authenticate(&self.config.clients, headers, params) {
+            Ok((client, auth)) => {
+                let ip = self.protect.client_ip(peer, headers, client, auth);
+                self.protect.check_request(ip)?;
+                Ok((client, ip))
+            }
+            Err(e) => {
+                self.protect
+                    .check_request(self.protect.network_ip(peer, headers))?;
+                Err(e)
+            }
+        }
     }
 }

@@ -21,7 +21,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::AuthServer;
-use super::client_auth;
 use super::error::{OAuthError, blocking, no_store};
 use super::request;
 use crate::http::body::ResponseBody;
@@ -57,19 +56,7 @@ impl AuthServer {
         peer: SocketAddr,
     ) -> Result<(), OAuthError> {
         let (parts, params) = request::read(req).await?;
-        let (client, auth) =
-            match client_auth::authenticate(&self.config.clients, &parts.headers, &params) {
-                Ok(found) => found,
-                Err(e) => {
-                    // As at /oauth/token: a failed client authentication counts
-                    // against the connection's IP.
-                    let ip = self.protect.network_ip(peer, &parts.headers);
-                    self.protect.check_request(ip)?;
-                    return Err(e);
-                }
-            };
-        let ip = self.protect.client_ip(peer, &parts.headers, client, auth);
-        self.protect.check_request(ip)?;
+        let (client, _) = self.authenticate_client(peer, &parts.headers, &params)?;
         let token = params.require("token")?;
         let order = match params.get("token_type_hint") {
             Some("access_token") => [Kind::Access, Kind::Refresh],

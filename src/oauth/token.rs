@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::error::{OAuthError, WRONG_CREDENTIALS, blocking, no_store};
 use super::request::{self, Params};
-use super::{AuthServer, client_auth, scopes};
+use super::{AuthServer, scopes};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::http::response::json;
@@ -86,26 +86,15 @@ impl AuthServer {
         peer: SocketAddr,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let (parts, params) = request::read(req).await?;
-        let (client, auth) =
-            match client_auth::authenticate(&self.config.clients, &parts.headers, &params) {
-                Ok(found) => found,
-                Err(e) => {
-                    // Failed client authentication counts against the connection's IP too.
-                    let ip = self.protect.network_ip(peer, &parts.headers);
-                    self.protect.check_request(ip)?;
-                    return Err(e);
-                }
-            };
+        // Attack protection: the request rate here, blocks in the password
+        // grant; both before any hashing.
+        let (client, ip) = self.authenticate_client(peer, &parts.headers, &params)?;
         let grant = params.require("grant_type")?;
         let kind = GrantKind::parse(grant)
             .ok_or_else(|| OAuthError::UnsupportedGrantType(grant.to_string()))?;
         if !client.grant_types.iter().any(|g| g == grant) {
             return Err(OAuthError::UnauthorizedClient(grant.to_string()));
         }
-        // Attack protection: the request rate here, blocks in the password
-        // grant; both before any hashing.
-        let ip = self.protect.client_ip(peer, &parts.headers, client, auth);
-        self.protect.check_request(ip)?;
         match kind {
             GrantKind::Password | GrantKind::PasswordRealm => {
                 self.password_grant(kind, client, &params, ip).await
