@@ -567,6 +567,34 @@ async fn scopes_audience_and_id_tokens() {
     assert_eq!(info.status, 401);
 }
 
+/// A store that fails under /userinfo is passgate's 500, not the token's
+/// 401 "revoked" (issue 11, errors keep their cause).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_answers_500_when_the_store_fails() {
+    let w = world().await;
+    let c = w.gw.client(Proto::H1);
+    let mut pairs = login("alice", "correct horse battery");
+    pairs.push(("scope", "openid email"));
+    let r = post_form(&c, &pairs).await;
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {at}");
+    assert_eq!(
+        c.get_with("/userinfo", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+
+    // Break the users table behind the running gateway's back.
+    let db = rusqlite::Connection::open(w.gw.dir.path().join("passgate.db")).unwrap();
+    db.execute_batch("ALTER TABLE users RENAME TO users_gone")
+        .unwrap();
+    let info = c.get_with("/userinfo", &[("authorization", &auth)]).await;
+    assert_eq!(info.status, 500, "{:?}", info.body);
+    assert_eq!(info.json()["error"], "server_error");
+    assert!(info.header("www-authenticate").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_and_jwks_verify_tokens_independently() {
     let w = world().await;

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::AuthServer;
+use super::error::{OAuthError, blocking};
 use crate::gate::GateError;
 use crate::gate::bearer::{self, Credential};
 use crate::gate::verify::TokenProblem;
@@ -22,18 +23,19 @@ impl AuthServer {
         let realm = self.gate.realm().to_string();
         match self.userinfo_inner(req).await {
             Ok(resp) => resp,
-            Err(e) => e.into_response(&realm),
+            Err(Refused::Token(e)) => e.into_response(&realm),
+            Err(Refused::Internal(e)) => e.into_response(),
         }
     }
 
     async fn userinfo_inner(
         &self,
         req: Request<Incoming>,
-    ) -> Result<Response<ResponseBody>, GateError> {
+    ) -> Result<Response<ResponseBody>, Refused> {
         let token = match bearer::credential(req.headers()) {
             Credential::Token(t) => t,
-            Credential::Missing => return Err(GateError::MissingToken),
-            Credential::Malformed(why) => return Err(GateError::InvalidRequest(why)),
+            Credential::Missing => return Err(GateError::MissingToken.into()),
+            Credential::Malformed(why) => return Err(GateError::InvalidRequest(why).into()),
         };
         let verified = self
             .gate
@@ -43,25 +45,41 @@ impl AuthServer {
         let claims = &verified.claims;
         if claims.iss != self.tokens.url() || !claims.has_audience(&self.tokens.userinfo_audience())
         {
-            return Err(GateError::InvalidToken(TokenProblem::WrongAudience));
+            return Err(GateError::InvalidToken(TokenProblem::WrongAudience).into());
         }
         if !claims.has_scopes(&["openid".to_string()]) {
-            return Err(GateError::InsufficientScope("openid".into()));
+            return Err(GateError::InsufficientScope("openid".into()).into());
         }
         let Some(sub) = claims.sub.clone() else {
-            return Err(GateError::InvalidToken(TokenProblem::Malformed));
+            return Err(GateError::InvalidToken(TokenProblem::Malformed).into());
         };
         let store = Arc::clone(&self.store);
         let lookup = sub.clone();
-        let user = tokio::task::spawn_blocking(move || store.get_user(&lookup))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .ok_or(GateError::InvalidToken(TokenProblem::Revoked))?;
+        // A user removed since the token was issued makes the token useless
+        // (401); a store that fails is passgate's fault (500), not the token's.
+        let user = blocking("looking up the user for /userinfo", move || {
+            store.get_user(&lookup)
+        })
+        .await
+        .map_err(Refused::Internal)?
+        .ok_or(GateError::InvalidToken(TokenProblem::Revoked))?;
         let mut body = Map::new();
         body.insert("sub".into(), Value::String(sub));
         body.extend(profile_claims(&user, &claims.scopes));
         Ok(json(StatusCode::OK, &Value::Object(body)))
+    }
+}
+
+/// Why `/userinfo` did not answer with a profile.
+enum Refused {
+    /// The token is missing, invalid or not enough (RFC 6750 answers).
+    Token(GateError),
+    /// The store failed (a 500; the cause is logged).
+    Internal(OAuthError),
+}
+
+impl From<GateError> for Refused {
+    fn from(e: GateError) -> Self {
+        Refused::Token(e)
     }
 }
