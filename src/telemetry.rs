@@ -1,6 +1,7 @@
 //! Logging: `tracing` with a `RUST_LOG`-style filter (`RUST_LOG` wins over
-//! `[log] level`), text or JSON lines, written by a background thread so a
-//! slow terminal never stalls a request. Secrets and tokens are never passed
+//! `[log] level`), text or JSON lines, written by a background thread. Its
+//! queue drops nothing, so a writer that cannot keep up (a slow terminal or
+//! pipe) slows the requests that log once the queue is full. Secrets and tokens are never passed
 //! to a log macro; the access log names the route, not the credentials.
 //! Client-supplied values cannot forge a line: the text format escapes control
 //! characters in every field ([`EscapedFields`]), and JSON escapes them itself.

@@ -1,10 +1,16 @@
 //! passgate's own endpoints: the authorization server.
 //!
-//! - `token.rs`: `POST /oauth/token` (password and password-realm grants),
+//! - `token.rs`: `POST /oauth/token`, the password and password-realm grants,
 //!   built from `request.rs` (body parsing), `client_auth.rs`, `scopes.rs`
 //!   and `error.rs` (wire codes);
+//! - `refresh.rs`: the refresh-token grant, joining the pipeline at signing;
+//! - `revoke.rs`: `POST /oauth/revoke` (refresh tokens, and access tokens'
+//!   login sessions);
 //! - `userinfo.rs`: `GET /userinfo`;
 //! - `discovery.rs`: `/.well-known/openid-configuration` and `/.well-known/jwks.json`.
+//!
+//! The stages `/oauth/token` and `/oauth/revoke` share (client
+//! authentication with the per-IP request limit) are methods here.
 
 pub mod client_auth;
 mod discovery;

@@ -1,14 +1,16 @@
 //! `POST /oauth/token`: the pipeline of docs/architecture.md, one small stage each.
 //!
-//! parse body → authenticate client → grant allowed? → request rate per IP
-//! (`crate::protect`) → resolve realm → audience & scopes (cheap checks before
-//! any hashing) → look up the user → identifier+IP rate, brute-force block,
-//! suspicious-IP throttle (keyed by the account, or the name's lookup key)
-//! → verify password (bounded pool; dummy hash for unknown users) →
-//! record success or failure → [rules] → [MFA gate] → sign tokens →
-//! [persist session & refresh token] → respond with `no-store`. Bracketed
-//! stages arrive with their own issues and plug in where marked; the refresh
-//! and MFA grants join the pipeline further down rather than copying it.
+//! parse body → authenticate client and count the request per IP
+//! (`AuthServer::authenticate_client`, `crate::protect`) → grant allowed? →
+//! resolve realm → audience & scopes (cheap checks before any hashing) →
+//! look up the user by its lookup key → identifier+IP rate, brute-force
+//! block, suspicious-IP throttle (keyed by the account, or the name's lookup
+//! key) → verify password (bounded pool; dummy hash for unknown users; a time
+//! floor) → record success or failure → [rules] → [MFA gate] → sign tokens →
+//! persist the session and refresh token (`sessions`) → respond with
+//! `no-store`. Bracketed stages arrive with their own issues and plug in
+//! where marked; the refresh grant (`refresh.rs`) joins at signing rather
+//! than copying the pipeline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

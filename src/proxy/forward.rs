@@ -63,11 +63,6 @@ impl Proxy {
         Self { client }
     }
 
-    /// The shared upstream client (also used to fetch remote key sets).
-    pub fn client(&self) -> &UpstreamClient {
-        &self.client
-    }
-
     /// Forward `out` to one of `route`'s upstreams.
     pub async fn forward(
         &self,
