@@ -7,10 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A source of wall-clock time, in whole seconds since the Unix epoch.
+/// A source of wall-clock time, in whole seconds (and milliseconds) since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, for what whole seconds are too coarse
+    /// for (a refresh token's reuse leeway). Defaults to [`Clock::now`] in milliseconds.
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// A shared, dynamically chosen clock.
@@ -28,19 +34,27 @@ impl Clock for SystemClock {
             Err(_) => 0,
         }
     }
+
+    #[allow(clippy::disallowed_methods)]
+    fn now_millis(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => 0,
+        }
+    }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that only moves when told to; for tests. It keeps milliseconds.
 #[derive(Debug)]
 pub struct ManualClock {
-    now: AtomicI64,
+    now_ms: AtomicI64,
 }
 
 impl ManualClock {
     /// A manual clock that starts at `now` seconds since the epoch.
     pub fn new(now: i64) -> Arc<Self> {
         Arc::new(Self {
-            now: AtomicI64::new(now),
+            now_ms: AtomicI64::new(now.saturating_mul(1000)),
         })
     }
 
@@ -51,18 +65,28 @@ impl ManualClock {
 
     /// Move the clock forward (or back, with a negative value) by `secs`.
     pub fn advance(&self, secs: i64) {
-        self.now.fetch_add(secs, Ordering::SeqCst);
+        self.advance_millis(secs.saturating_mul(1000));
+    }
+
+    /// Move the clock forward (or back, with a negative value) by `ms` milliseconds.
+    pub fn advance_millis(&self, ms: i64) {
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
     /// Set the clock to `now` seconds since the epoch.
     pub fn set(&self, now: i64) {
-        self.now.store(now, Ordering::SeqCst);
+        self.now_ms
+            .store(now.saturating_mul(1000), Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
+        self.now_millis().div_euclid(1000)
+    }
+
+    fn now_millis(&self) -> i64 {
+        self.now_ms.load(Ordering::SeqCst)
     }
 }
 
@@ -83,6 +107,22 @@ mod tests {
         assert_eq!(clock.now(), 1_030);
         clock.set(5);
         assert_eq!(clock.now(), 5);
+    }
+
+    #[test]
+    fn manual_clock_keeps_milliseconds() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(clock.now_millis(), 1_000_000);
+        clock.advance_millis(999);
+        assert_eq!((clock.now(), clock.now_millis()), (1_000, 1_000_999));
+        clock.advance_millis(1);
+        assert_eq!(clock.now(), 1_001);
+    }
+
+    #[test]
+    fn system_clock_millis_agree_with_seconds() {
+        let (s, ms) = (SystemClock.now(), SystemClock.now_millis());
+        assert!(ms / 1000 - s <= 1 && ms / 1000 >= s);
     }
 
     #[test]

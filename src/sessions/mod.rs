@@ -121,7 +121,7 @@ impl Sessions {
             created_at: now,
             last_used_at: now,
             absolute_expires_at: absolute,
-            retired_at: None,
+            retired_at_ms: None,
         });
         let dropped =
             self.store

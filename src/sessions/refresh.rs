@@ -1,10 +1,17 @@
 //! Refresh tokens: 256 random bits, base64url, stored only as SHA-256.
 //!
 //! An exchange checks the token's client, session, absolute and idle
-//! lifetimes, then (with rotation) retires it for a successor in one store
-//! transaction. A retired token presented again is a race when it comes within
-//! the client's reuse leeway (refused; the family lives on) and a theft
-//! otherwise: the whole family and its session are revoked.
+//! lifetimes and (with rotation) retires it for a successor, all in one store
+//! transaction ([`exchange_refresh`]), so a revocation or a
+//! competing exchange is either seen or waits. A retired token presented again
+//! is a race when it comes strictly within the client's reuse leeway, measured
+//! in milliseconds (refused; the family lives on), and a theft otherwise: the
+//! whole family and its session are revoked. A leeway of 0 means every reuse
+//! is a theft.
+//!
+//! [`exchange_refresh`]: crate::store::sessions::SessionStore::exchange_refresh
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::Sessions;
 use crate::config::ClientConfig;
 use crate::store::StoreError;
-use crate::store::sessions::{RefreshRecord, Rotation, Session};
+use crate::store::sessions::{Decision, RefreshRecord, Session};
 
 /// A fresh refresh token.
 pub fn new_token() -> String {
@@ -71,63 +78,59 @@ impl Sessions {
         token: &str,
         access_expires_at: i64,
     ) -> Result<Exchanged, ExchangeError> {
-        let now = self.clock.now();
+        let (now, now_ms) = (self.clock.now(), self.clock.now_millis());
         let hash = hash_token(token);
-        let Some((record, session)) = self.store.find_refresh(&hash)? else {
-            return Err(ExchangeError::Unknown);
-        };
-        if record.client_id != client.id {
-            return Err(ExchangeError::Unknown);
-        }
-        if session.revoked_at.is_some() {
-            return Err(ExchangeError::Revoked);
-        }
         let policy = &client.refresh;
-        if let Some(retired) = record.retired_at {
-            return Err(self.on_reuse(
-                &session,
-                retired,
-                now,
-                policy.reuse_leeway.as_secs() as i64,
-            ));
-        }
-        let idle = policy.idle_lifetime.as_secs() as i64;
-        if now > record.absolute_expires_at || now > record.last_used_at.saturating_add(idle) {
-            return Err(ExchangeError::Expired);
-        }
-        if !policy.rotation {
-            self.store.touch_refresh(&hash, now, access_expires_at)?;
-            return Ok(Exchanged {
-                session,
-                refresh_token: None,
-            });
-        }
-        let successor = new_token();
-        let next = RefreshRecord {
-            token_hash: hash_token(&successor),
-            sid: session.sid.clone(),
-            client_id: client.id.clone(),
-            created_at: now,
-            last_used_at: now,
-            absolute_expires_at: record.absolute_expires_at,
-            retired_at: None,
+        let successor = policy.rotation.then(new_token);
+        let mut verdict = Verdict::Refuse(ExchangeError::Unknown);
+        let mut decide = |record: &RefreshRecord, session: &Session| {
+            let checked = check(client, record, session, now);
+            let decision = match (&checked, &successor) {
+                (Verdict::Refuse(_) | Verdict::Retired(_), _) => Decision::Refuse,
+                (Verdict::Exchange, None) => Decision::Touch {
+                    last_used_at: now,
+                    session_expires_at: access_expires_at,
+                },
+                (Verdict::Exchange, Some(successor)) => Decision::Rotate {
+                    successor: RefreshRecord {
+                        token_hash: hash_token(successor),
+                        sid: session.sid.clone(),
+                        client_id: client.id.clone(),
+                        created_at: now,
+                        last_used_at: now,
+                        absolute_expires_at: record.absolute_expires_at,
+                        retired_at_ms: None,
+                    },
+                    retired_at_ms: now_ms,
+                    session_expires_at: access_expires_at,
+                },
+            };
+            verdict = checked;
+            decision
         };
-        match self
-            .store
-            .rotate_refresh(&hash, &next, now, access_expires_at)?
-        {
-            Rotation::Rotated => Ok(Exchanged {
+        let Some((_, session)) = self.store.exchange_refresh(&hash, &mut decide)? else {
+            return Err(ExchangeError::Unknown);
+        };
+        match verdict {
+            Verdict::Exchange => Ok(Exchanged {
                 session,
-                refresh_token: Some(successor),
+                refresh_token: successor,
             }),
-            Rotation::AlreadyRetired(retired) => {
-                Err(self.on_reuse(&session, retired, now, policy.reuse_leeway.as_secs() as i64))
+            Verdict::Retired(retired_at_ms) => {
+                Err(self.on_reuse(&session, retired_at_ms, now_ms, policy.reuse_leeway))
             }
+            Verdict::Refuse(why) => Err(why),
         }
     }
 
-    fn on_reuse(&self, session: &Session, retired: i64, now: i64, leeway: i64) -> ExchangeError {
-        if now - retired <= leeway {
+    fn on_reuse(
+        &self,
+        session: &Session,
+        retired_at_ms: i64,
+        now_ms: i64,
+        leeway: Duration,
+    ) -> ExchangeError {
+        if within_leeway(retired_at_ms, now_ms, leeway) {
             return ExchangeError::Race;
         }
         tracing::warn!(
@@ -145,6 +148,44 @@ impl Sessions {
     }
 }
 
+/// What the checks made of a token, inside the exchange's transaction.
+enum Verdict {
+    /// Exchange it.
+    Exchange,
+    /// Refuse it, for this reason.
+    Refuse(ExchangeError),
+    /// It was retired at this millisecond: a race or a reuse, decided (and a
+    /// reuse revoked) once the transaction is over.
+    Retired(i64),
+}
+
+/// Whether `record`, as read inside the exchange's transaction, may be
+/// exchanged by `client` at `now`.
+fn check(client: &ClientConfig, record: &RefreshRecord, session: &Session, now: i64) -> Verdict {
+    if record.client_id != client.id {
+        return Verdict::Refuse(ExchangeError::Unknown);
+    }
+    if session.revoked_at.is_some() {
+        return Verdict::Refuse(ExchangeError::Revoked);
+    }
+    if let Some(retired_at_ms) = record.retired_at_ms {
+        return Verdict::Retired(retired_at_ms);
+    }
+    let idle = i64::try_from(client.refresh.idle_lifetime.as_secs()).unwrap_or(i64::MAX);
+    if now > record.absolute_expires_at || now > record.last_used_at.saturating_add(idle) {
+        return Verdict::Refuse(ExchangeError::Expired);
+    }
+    Verdict::Exchange
+}
+
+/// Whether a replay at `now_ms` of a token retired at `retired_at_ms` is
+/// strictly within `leeway`. A zero leeway holds nothing, not even the same
+/// millisecond (nor a retirement another process's clock put in the future).
+fn within_leeway(retired_at_ms: i64, now_ms: i64, leeway: Duration) -> bool {
+    let leeway_ms = i64::try_from(leeway.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(retired_at_ms).max(0) < leeway_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +198,30 @@ mod tests {
         let h = hash_token(&t);
         assert_eq!(h.len(), 64);
         assert_eq!(h, hash_token(&t));
+    }
+
+    #[test]
+    fn a_zero_leeway_holds_nothing() {
+        let zero = Duration::ZERO;
+        assert!(!within_leeway(5_000, 5_000, zero), "the same millisecond");
+        assert!(
+            !within_leeway(5_000, 4_000, zero),
+            "a retirement in the future"
+        );
+        assert!(!within_leeway(5_000, 5_001, zero));
+    }
+
+    #[test]
+    fn a_leeway_is_measured_in_milliseconds() {
+        let second = Duration::from_secs(1);
+        assert!(within_leeway(5_000, 5_000, second));
+        assert!(within_leeway(5_000, 5_999, second));
+        assert!(!within_leeway(5_000, 6_000, second));
+        assert!(
+            within_leeway(5_900, 6_100, second),
+            "across a second boundary"
+        );
+        assert!(within_leeway(5_000, 5_499, Duration::from_millis(500)));
+        assert!(!within_leeway(5_000, 5_500, Duration::from_millis(500)));
     }
 }

@@ -9,6 +9,7 @@
 pub mod login_key;
 mod login_migration;
 pub mod protect;
+mod refresh_exchange;
 pub mod sessions;
 pub mod settings;
 mod sqlite;

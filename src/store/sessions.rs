@@ -1,12 +1,13 @@
 //! Login sessions and their refresh tokens, in SQLite.
 //!
 //! A session is one login: its id is the `sid` claim of every token it
-//! issues. A session may hold a refresh-token family: each exchange retires
-//! the presented token and inserts its successor, atomically, so of two
-//! concurrent exchanges exactly one wins. Refresh tokens are stored only as
-//! SHA-256 hashes.
+//! issues. A session may hold a refresh-token family: an exchange reads the
+//! presented token and its session, decides, and retires the token for its
+//! successor in one write transaction, so of two concurrent exchanges exactly
+//! one wins, and a revocation committed before the exchange is always seen.
+//! Refresh tokens are stored only as SHA-256 hashes.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Row, params};
 
 use super::StoreError;
 use super::sqlite::SqliteStore;
@@ -41,6 +42,11 @@ pub const SCHEMA: &str = "CREATE TABLE sessions (
         sid TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );";
+
+/// Migration 6: a token's retirement in milliseconds, so a replay in the same
+/// second as its rotation is not mistaken for one within the reuse leeway.
+pub const RETIRED_IN_MILLIS: &str = "ALTER TABLE refresh_tokens RENAME COLUMN retired_at TO retired_at_ms;
+    UPDATE refresh_tokens SET retired_at_ms = retired_at_ms * 1000 WHERE retired_at_ms IS NOT NULL;";
 
 /// One login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,17 +88,34 @@ pub struct RefreshRecord {
     pub last_used_at: i64,
     /// The family's absolute end; it does not move on rotation.
     pub absolute_expires_at: i64,
-    /// When it was exchanged for its successor.
-    pub retired_at: Option<i64>,
+    /// When it was exchanged for its successor, in milliseconds since the epoch.
+    pub retired_at_ms: Option<i64>,
 }
 
-/// The outcome of retiring a token for its successor.
+/// What an exchange does with the presented token, decided from the token and
+/// its session as read inside the exchange's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// The successor is stored; the old token is retired.
-    Rotated,
-    /// Someone else retired it first, at this time.
-    AlreadyRetired(i64),
+pub enum Decision {
+    /// Write nothing.
+    Refuse,
+    /// Retire the token at `retired_at_ms` and store `successor`; the session
+    /// then lives at least until `session_expires_at`.
+    Rotate {
+        /// The new token of the family.
+        successor: RefreshRecord,
+        /// Now, in milliseconds.
+        retired_at_ms: i64,
+        /// The new access token's expiry.
+        session_expires_at: i64,
+    },
+    /// Keep the token (a client without rotation): mark it used at
+    /// `last_used_at`; the session lives at least until `session_expires_at`.
+    Touch {
+        /// Now, in seconds.
+        last_used_at: i64,
+        /// The new access token's expiry.
+        session_expires_at: i64,
+    },
 }
 
 /// Session persistence.
@@ -112,22 +135,16 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         &self,
         token_hash: &str,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
-    /// Retire `old_hash` and store `new` in one transaction, unless it was retired already.
-    /// The session's `expires_at` becomes at least `session_expires_at`.
-    fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new: &RefreshRecord,
-        now: i64,
-        session_expires_at: i64,
-    ) -> Result<Rotation, StoreError>;
-    /// Mark a (non-rotating) token used now; extend the session to at least `session_expires_at`.
-    fn touch_refresh(
+    /// Exchange a refresh token in one write transaction: read it and its
+    /// session, ask `decide`, and apply the [`Decision`]. Nothing another
+    /// exchange or a revocation commits can fall between the read and the
+    /// write. Returns what was read (`None`: no such token); on an error
+    /// nothing was written.
+    fn exchange_refresh(
         &self,
         token_hash: &str,
-        now: i64,
-        session_expires_at: i64,
-    ) -> Result<(), StoreError>;
+        decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
     /// End a session; false when there was none or it had ended.
     fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError>;
     /// End every live session of a user; returns `(sid, expires_at)` of each.
@@ -157,9 +174,9 @@ fn record_revocation(
     )
 }
 
-const SESSION_COLUMNS: &str = "sid, user_id, client_id, realm, audience, scope, created_at, expires_at, revoked_at, has_refresh";
+pub(super) const SESSION_COLUMNS: &str = "sid, user_id, client_id, realm, audience, scope, created_at, expires_at, revoked_at, has_refresh";
 
-fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
+pub(super) fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
     Ok(Session {
         sid: row.get(at)?,
         user_id: row.get(at + 1)?,
@@ -174,11 +191,14 @@ fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
     })
 }
 
-fn insert_refresh(tx: &rusqlite::Connection, r: &RefreshRecord) -> rusqlite::Result<usize> {
+pub(super) fn insert_refresh(
+    tx: &rusqlite::Connection,
+    r: &RefreshRecord,
+) -> rusqlite::Result<usize> {
     tx.execute(
-        "INSERT INTO refresh_tokens (token_hash, sid, client_id, created_at, last_used_at, absolute_expires_at, retired_at) \
+        "INSERT INTO refresh_tokens (token_hash, sid, client_id, created_at, last_used_at, absolute_expires_at, retired_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![r.token_hash, r.sid, r.client_id, r.created_at, r.last_used_at, r.absolute_expires_at, r.retired_at],
+        params![r.token_hash, r.sid, r.client_id, r.created_at, r.last_used_at, r.absolute_expires_at, r.retired_at_ms],
     )
 }
 
@@ -219,73 +239,15 @@ impl SessionStore for SqliteStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                &format!(
-                    "SELECT r.token_hash, r.sid, r.client_id, r.created_at, r.last_used_at, r.absolute_expires_at, r.retired_at, \
-                     {} FROM refresh_tokens r JOIN sessions s ON s.sid = r.sid WHERE r.token_hash = ?1",
-                    SESSION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
-                ),
-                params![token_hash],
-                |row| {
-                    let r = RefreshRecord {
-                        token_hash: row.get(0)?,
-                        sid: row.get(1)?,
-                        client_id: row.get(2)?,
-                        created_at: row.get(3)?,
-                        last_used_at: row.get(4)?,
-                        absolute_expires_at: row.get(5)?,
-                        retired_at: row.get(6)?,
-                    };
-                    Ok((r, session_from_row(row, 7)?))
-                },
-            )
-            .optional()
-        })
+        self.with(|c| super::refresh_exchange::select(c, token_hash))
     }
 
-    fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new: &RefreshRecord,
-        now: i64,
-        session_expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
-        self.in_tx(|tx| {
-            let changed = tx.execute(
-                "UPDATE refresh_tokens SET retired_at = ?2 WHERE token_hash = ?1 AND retired_at IS NULL",
-                params![old_hash, now],
-            )?;
-            if changed == 0 {
-                let retired: Option<i64> = tx
-                    .query_row("SELECT retired_at FROM refresh_tokens WHERE token_hash = ?1", params![old_hash], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                return Ok(Rotation::AlreadyRetired(retired.unwrap_or(now)));
-            }
-            insert_refresh(tx, new)?;
-            tx.execute(
-                "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = ?1",
-                params![new.sid, session_expires_at],
-            )?;
-            Ok(Rotation::Rotated)
-        })
-    }
-
-    fn touch_refresh(
+    fn exchange_refresh(
         &self,
         token_hash: &str,
-        now: i64,
-        session_expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute("UPDATE refresh_tokens SET last_used_at = ?2 WHERE token_hash = ?1", params![token_hash, now])?;
-            c.execute(
-                "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE sid = (SELECT sid FROM refresh_tokens WHERE token_hash = ?1)",
-                params![token_hash, session_expires_at],
-            )?;
-            Ok(())
-        })
+        decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+        self.in_write_tx(|tx| super::refresh_exchange::exchange(tx, token_hash, decide))
     }
 
     fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {

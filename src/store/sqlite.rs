@@ -47,6 +47,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Code(super::login_migration::up),
     // 5: values written once (src/store/settings.rs)
     Migration::Sql(super::settings::SCHEMA),
+    // 6: refresh tokens retired in milliseconds (src/store/sessions.rs)
+    Migration::Sql(super::sessions::RETIRED_IN_MILLIS),
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -64,6 +66,22 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Backend(e.to_string()),
     }
+}
+
+/// Apply the migrations after schema version `from` up to version `to`, each in its own transaction.
+fn migrate(conn: &mut Connection, from: usize, to: usize) -> Result<(), StoreError> {
+    for (i, step) in MIGRATIONS.iter().enumerate().take(to).skip(from) {
+        let tx = conn.transaction().map_err(backend)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql),
+            Migration::Code(up) => up(&tx),
+        }
+        .map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -101,17 +119,7 @@ impl SqliteStore {
                 "the store has schema version {version}, newer than this passgate knows ({known}); upgrade passgate"
             )));
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(backend)?;
-            match step {
-                Migration::Sql(sql) => tx.execute_batch(sql),
-                Migration::Code(up) => up(&tx),
-            }
-            .map_err(backend)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-        }
+        migrate(&mut conn, version as usize, MIGRATIONS.len())?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -132,6 +140,24 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction: the write lock is held
+    /// from the first read, so what `f` read is still true when it writes.
+    pub(super) fn in_write_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let out = f(&tx).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -141,5 +167,45 @@ impl SqliteStore {
             .lock()
             .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
         f(&conn).map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::store::sessions::SessionStore;
+
+    /// A store as passgate left it at schema version 5: refresh tokens retired in seconds.
+    #[test]
+    fn retirements_in_seconds_migrate_to_milliseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, 0, 5).unwrap();
+            conn.execute_batch(
+                "INSERT INTO sessions (sid, user_id, client_id, realm, audience, scope, created_at, expires_at, has_refresh)
+                   VALUES ('s1', 'auth0|1', 'app', 'r', 'aud', 'offline_access', 1000, 9000, 1);
+                 INSERT INTO refresh_tokens (token_hash, sid, client_id, created_at, last_used_at, absolute_expires_at, retired_at)
+                   VALUES ('old', 's1', 'app', 1000, 1000, 9000, 1500),
+                          ('new', 's1', 'app', 1500, 1500, 9000, NULL);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let (old, _) = store.find_refresh("old").unwrap().unwrap();
+        assert_eq!(old.retired_at_ms, Some(1_500_000));
+        let (new, session) = store.find_refresh("new").unwrap().unwrap();
+        assert_eq!(new.retired_at_ms, None);
+        assert_eq!(
+            (new.last_used_at, session.expires_at),
+            (1500, 9000),
+            "seconds stay seconds"
+        );
     }
 }
