@@ -158,6 +158,10 @@ fn headers(c: &mut Criterion) {
 
 fn issuance(c: &mut Criterion) {
     passgate::server::tls::install_crypto_providers();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let user = passgate::store::User {
         user_id: "auth0|bench".into(),
@@ -180,9 +184,11 @@ fn issuance(c: &mut Criterion) {
         let ring = Arc::new(
             KeyRing::load_or_generate(&dir.path().join(format!("{alg:?}")), alg).expect("keys"),
         );
-        let issuer = passgate::tokens::issue::TokenIssuer::new(ISS.into(), ring, clock::system());
+        let pool = passgate::tokens::pool::SignPool::for_machine().expect("pool");
+        let issuer =
+            passgate::tokens::issue::TokenIssuer::new(ISS.into(), ring, clock::system(), pool);
         c.bench_function(&format!("issue/access+id/{alg:?}"), |b| {
-            b.iter(|| {
+            b.to_async(&rt).iter(|| async {
                 let issued = issuer
                     .issue(passgate::tokens::issue::Grant {
                         user: &user,
@@ -195,6 +201,7 @@ fn issuance(c: &mut Criterion) {
                         access_claims: Default::default(),
                         id_claims: Default::default(),
                     })
+                    .await
                     .expect("issue");
                 black_box(issued.access_token.len())
             })

@@ -170,6 +170,8 @@ impl Gateway {
                     hasher,
                     gate: Arc::clone(&gate),
                     clock: Arc::clone(&clock),
+                    signing: tokens::pool::SignPool::for_machine()
+                        .context("starting the signing threads")?,
                 })
                 .map(Arc::new)
             }

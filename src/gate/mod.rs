@@ -116,7 +116,9 @@ impl Gate {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(cache) = cache.upgrade() else { return };
-                cache.sweep(clock.now());
+                let now = clock.now();
+                // The sweep walks the whole map: keep it off the request workers.
+                let _ = tokio::task::spawn_blocking(move || cache.sweep(now)).await;
             }
         });
     }

@@ -19,6 +19,12 @@ pub const SUSPICIOUS_IP_THROTTLED: &str = "We have detected suspicious login beh
 pub const TOO_MANY_REQUESTS: &str =
     "Too many requests. Retry after the number of seconds in Retry-After.";
 
+/// The text of a 503 (a full work queue, an unreachable store).
+pub const TEMPORARILY_UNAVAILABLE: &str =
+    "The service is temporarily unavailable. Try again later.";
+/// `Retry-After` of a 503, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 /// An OAuth error as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
@@ -71,6 +77,10 @@ pub enum OAuthError {
         /// When the next request is allowed, seconds since the epoch.
         reset: i64,
     },
+    /// 503 `temporarily_unavailable` with `Retry-After`: a bounded work queue
+    /// (e.g. signing) is full.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable,
     /// 429 `too_many_attempts`: a brute-force block or suspicious-IP throttle.
     #[error("too_many_attempts")]
     TooManyAttempts(&'static str),
@@ -81,6 +91,7 @@ impl OAuthError {
     pub fn into_response(self) -> Response<ResponseBody> {
         let code = self.to_string();
         let mut rate = None;
+        let mut retry = false;
         let close = matches!(self, OAuthError::RequestTimeout);
         let (status, description, basic) = match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
@@ -125,6 +136,14 @@ impl OAuthError {
                 )
             }
             OAuthError::TooManyAttempts(d) => (StatusCode::TOO_MANY_REQUESTS, d.to_string(), false),
+            OAuthError::TemporarilyUnavailable => {
+                retry = true;
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEMPORARILY_UNAVAILABLE.to_string(),
+                    false,
+                )
+            }
         };
         let mut resp = no_store(error(status, &code, &description));
         if close {
@@ -135,6 +154,10 @@ impl OAuthError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"passgate\""),
             );
+        }
+        if retry {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         if let Some((limit, retry_after, reset)) = rate {
             let h = resp.headers_mut();
@@ -216,6 +239,18 @@ mod tests {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         (status, String::from_utf8_lossy(&body).into_owned(), www)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_a_503_with_retry_after() {
+        let resp = OAuthError::TemporarilyUnavailable.into_response();
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
+        let (status, body, _) = render(OAuthError::TemporarilyUnavailable).await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body,
+            r#"{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable. Try again later."}"#
+        );
     }
 
     #[tokio::test]

@@ -42,6 +42,7 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::tokens::issue::TokenIssuer;
 use crate::tokens::keys::KeyRing;
+use crate::tokens::pool::SignPool;
 
 /// The authorization server.
 pub struct AuthServer {
@@ -84,6 +85,8 @@ pub struct AuthParts {
     pub gate: Arc<Gate>,
     /// The clock.
     pub clock: SharedClock,
+    /// The bounded pool RS256 signatures run on.
+    pub signing: SignPool,
 }
 
 impl AuthServer {
@@ -98,12 +101,18 @@ impl AuthServer {
             hasher,
             gate,
             clock,
+            signing,
         } = parts;
         let issuer = config.issuer.clone()?;
         Some(Self {
             discovery: discovery::document(&issuer, &keys, &config.clients),
             jwks: serde_json::to_vec(&keys.jwks()).unwrap_or_default().into(),
-            tokens: TokenIssuer::new(issuer.url.clone(), Arc::clone(&keys), Arc::clone(&clock)),
+            tokens: TokenIssuer::new(
+                issuer.url.clone(),
+                Arc::clone(&keys),
+                Arc::clone(&clock),
+                signing,
+            ),
             config,
             issuer,
             store,

@@ -103,17 +103,19 @@ impl AuthServer {
         };
         let session = &exchanged.session;
         // [rules: protocol oauth2-refresh-token]
-        let issued = self.issue(Grant {
-            user: &user,
-            client_id: &client.id,
-            audience: &api.audience,
-            lifetime: api.token_lifetime,
-            scopes: &granted,
-            gty: "refresh_token",
-            sid: &session.sid,
-            access_claims: Default::default(),
-            id_claims: Default::default(),
-        })?;
+        let issued = self
+            .issue(Grant {
+                user: &user,
+                client_id: &client.id,
+                audience: &api.audience,
+                lifetime: api.token_lifetime,
+                scopes: &granted,
+                gty: "refresh_token",
+                sid: &session.sid,
+                access_claims: Default::default(),
+                id_claims: Default::default(),
+            })
+            .await?;
         tracing::info!(target: "passgate::auth", event = "refresh", client = %client.id, sid = %session.sid, rotated = exchanged.refresh_token.is_some());
         Ok(token_response(issued, exchanged.refresh_token, &granted))
     }

@@ -199,17 +199,19 @@ impl AuthServer {
             granted.retain(|s| s != "offline_access");
         }
         let sid = Sessions::new_sid();
-        let issued = self.issue(Grant {
-            user: &user,
-            client_id: &client.id,
-            audience: &api.audience,
-            lifetime: api.token_lifetime,
-            scopes: &granted,
-            gty: "password",
-            sid: &sid,
-            access_claims: Default::default(),
-            id_claims: Default::default(),
-        })?;
+        let issued = self
+            .issue(Grant {
+                user: &user,
+                client_id: &client.id,
+                audience: &api.audience,
+                lifetime: api.token_lifetime,
+                scopes: &granted,
+                gty: "password",
+                sid: &sid,
+                access_claims: Default::default(),
+                id_claims: Default::default(),
+            })
+            .await?;
         // Durable before acknowledged: the session (and refresh token) is committed first.
         let refresh_token = self
             .persist_session(NewSession {
@@ -247,9 +249,14 @@ impl AuthServer {
         .await
     }
 
-    /// Sign a grant's tokens; a failure is a 500 (the boot self-test makes it unlikely).
-    pub(super) fn issue(&self, grant: Grant<'_>) -> Result<Issued, OAuthError> {
-        self.tokens.issue(grant).map_err(|e| {
+    /// Sign a grant's tokens; a full signing queue is a 503, any other
+    /// failure a 500 (the boot self-test makes it unlikely).
+    pub(super) async fn issue(&self, grant: Grant<'_>) -> Result<Issued, OAuthError> {
+        self.tokens.issue(grant).await.map_err(|e| {
+            if e.is_busy() {
+                tracing::warn!(error = %e, "token signing refused");
+                return OAuthError::TemporarilyUnavailable;
+            }
             tracing::error!(error = %e, "token signing failed");
             OAuthError::internal()
         })

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 pub use client_ip::{AUTH0_FORWARDED_FOR, IpKey, effective_ip, network_ip};
 pub use denied::Denied;
+use limiter::SHARDS as SWEEP_STEPS;
 pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
 pub use rules::{Refusal, ip_throttled, pair_blocked};
 pub use unblock::{CounterKey, lift_after_password_change, unblock, unblock_ip};
@@ -115,9 +116,16 @@ impl Protect {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                // One shard per step, yielding between steps, so a sweep of
+                // many keys never holds the worker for long.
+                for step in 0..SWEEP_STEPS {
+                    let Some(p) = weak.upgrade() else { return };
+                    p.requests.sweep_step(step);
+                    p.user_ip.sweep_step(step);
+                    drop(p);
+                    tokio::task::yield_now().await;
+                }
                 let Some(p) = weak.upgrade() else { return };
-                p.requests.sweep();
-                p.user_ip.sweep();
                 let (now, expiry) = (p.clock.now(), p.expiry());
                 let store = Arc::clone(&p.store);
                 drop(p);

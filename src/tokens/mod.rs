@@ -2,3 +2,4 @@
 
 pub mod issue;
 pub mod keys;
+pub mod pool;
