@@ -147,6 +147,11 @@ impl Hasher {
         self.pool.stats()
     }
 
+    /// Checks admitted and not yet done (running or waiting for a worker).
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight()
+    }
+
     /// Workers for the machine: one per core.
     pub fn default_workers() -> usize {
         std::thread::available_parallelism()

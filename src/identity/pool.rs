@@ -61,6 +61,7 @@ pub struct Pool {
     workers: Arc<Semaphore>,
     /// Workers plus the queue's bound: held from admission until the job ends.
     admitted: Arc<Semaphore>,
+    workers_total: usize,
     queue: usize,
     stats: Arc<PoolStats>,
 }
@@ -88,6 +89,7 @@ impl Pool {
             jobs: tx,
             workers: Arc::new(Semaphore::new(workers)),
             admitted: Arc::new(Semaphore::new(workers.saturating_add(queue))),
+            workers_total: workers,
             queue,
             stats: Arc::default(),
         };
@@ -97,6 +99,12 @@ impl Pool {
     /// What the pool did.
     pub fn stats(&self) -> &PoolStats {
         &self.stats
+    }
+
+    /// Checks admitted and not yet done: running, or waiting for a worker.
+    pub fn in_flight(&self) -> usize {
+        let capacity = self.workers_total.saturating_add(self.queue);
+        capacity.saturating_sub(self.admitted.available_permits())
     }
 
     /// Run `f` on a worker and wait for its answer, with the time a worker
