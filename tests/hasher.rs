@@ -32,12 +32,13 @@ fn cheap() -> HashParams {
     }
 }
 
-/// A stored hash slow enough (seconds) that checks pile up behind
-/// its check: verification uses the stored hash's own parameters.
-fn slow() -> HashParams {
+/// A stored hash slow enough (about a second per 10 `iterations`) that
+/// checks pile up behind its check: verification uses the stored hash's own
+/// parameters.
+fn slow(iterations: u32) -> HashParams {
     HashParams {
         memory_kib: 64 * 1024,
-        iterations: 40,
+        iterations,
         parallelism: 1,
     }
 }
@@ -80,13 +81,14 @@ verify_floor = "0s"
     )
 }
 
-/// The gateway, with alice (cheap hash) and slowpoke (slow hash).
-async fn start(queue: usize) -> TestGateway {
+/// The gateway, with alice (cheap hash) and slowpoke (a hash of `slowness`
+/// argon2 passes over 64 MiB).
+async fn start(queue: usize, slowness: u32) -> TestGateway {
     let gw = TestGateway::builder().toml(&toml(queue)).start().await;
     let dir = gw.dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
         let store = Arc::new(SqliteStore::open(&dir.join("passgate.db")).unwrap());
-        for (user, params) in [("alice", cheap()), ("slowpoke", slow())] {
+        for (user, params) in [("alice", cheap()), ("slowpoke", slow(slowness))] {
             Admin::new(
                 store.clone(),
                 Hasher::new(params, 1).unwrap(),
@@ -154,7 +156,8 @@ async fn until_in_flight(gw: &TestGateway, done: impl Fn(u64) -> bool, what: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_logins_do_not_delay_the_next_by_more_than_one_hash() {
-    let gw = start(1_000).await;
+    // slowpoke's check must outlast queueing 200 logins one by one.
+    let gw = start(1_000, 40).await;
     let c = gw.client(Proto::H2);
     let mut cancelled = vec![occupy_the_worker(&gw, &c).await];
     // 200 logins on one HTTP/2 connection queue behind slowpoke's check,
@@ -196,7 +199,7 @@ async fn cancelled_logins_do_not_delay_the_next_by_more_than_one_hash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_hashing_queue_answers_503_with_retry_after_and_recovers() {
-    let gw = start(0).await;
+    let gw = start(0, 8).await;
     let c = gw.client(Proto::H2);
     let busy = occupy_the_worker(&gw, &c).await;
     let refused = login(&c, "alice", PASSWORD).await;
