@@ -296,7 +296,7 @@ pub(super) fn token_response(
 fn hashing_refused(e: PoolError) -> OAuthError {
     match e {
         PoolError::Full(waiting) => {
-            tracing::warn!(target: "passgate::auth", event = "hashing_queue_full", waiting, "password check refused: the hashing queue is full");
+            tracing::info!(target: "passgate::auth", event = "hashing_queue_full", waiting, "password check refused: the hashing queue is full");
             OAuthError::TemporarilyUnavailable {
                 retry_after: HASHING_RETRY_AFTER,
             }
