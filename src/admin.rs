@@ -91,6 +91,28 @@ impl Metrics {
                     n.load(Ordering::Relaxed)
                 );
             }
+            let pool = auth.hasher().stats();
+            out.push_str(
+                "# HELP passgate_password_checks_total Password checks, by what the hashing pool did: run, skipped (the client had gone), refused (queue full).\n",
+            );
+            out.push_str("# TYPE passgate_password_checks_total counter\n");
+            for (outcome, n) in [
+                ("run", pool.ran()),
+                ("skipped", pool.skipped()),
+                ("refused", pool.refused()),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "passgate_password_checks_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP passgate_password_checks_in_flight Password checks running or waiting for a hashing worker.\n");
+            out.push_str("# TYPE passgate_password_checks_in_flight gauge\n");
+            let _ = writeln!(
+                out,
+                "passgate_password_checks_in_flight {}",
+                auth.hasher().in_flight()
+            );
         }
         out
     }

@@ -144,7 +144,7 @@ impl Gateway {
                     iterations: pw.iterations,
                     parallelism: pw.parallelism,
                 };
-                let hasher = Hasher::new(params, pw.workers)?;
+                let hasher = Hasher::bounded(params, pw.workers, pw.queue)?;
                 let hasher = match pw.verify_floor {
                     config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
                     config::VerifyFloor::Auto => {

@@ -63,6 +63,9 @@ pub struct Config {
     pub passwords: PasswordsConfig,
 }
 
+/// `passwords.queue` when not set: this many checks may wait per worker.
+pub const DEFAULT_QUEUE_PER_WORKER: usize = 128;
+
 /// `[passwords]`: how passwords are hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordsConfig {
@@ -74,6 +77,8 @@ pub struct PasswordsConfig {
     pub parallelism: u32,
     /// Threads that verify passwords (at the lowest scheduling priority).
     pub workers: usize,
+    /// Checks that may wait for a worker; more are refused with a 503.
+    pub queue: usize,
     /// How soon a password check may be answered at the earliest.
     pub verify_floor: VerifyFloor,
 }

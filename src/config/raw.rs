@@ -44,6 +44,7 @@ pub struct RawPasswords {
     pub iterations: Option<i64>,
     pub parallelism: Option<i64>,
     pub workers: Option<i64>,
+    pub queue: Option<i64>,
     pub verify_floor: Option<String>,
 }
 

@@ -162,13 +162,14 @@ mod tests {
             (Some(stored), "correct horse"),
         ] {
             let t = tokio::time::Instant::now();
-            h.verify(stored, password.into()).await;
+            assert!(h.verify(stored, password.into()).await.is_ok());
             assert!(t.elapsed() >= floor, "{:?}", t.elapsed());
         }
         // One worker, two checks: both wait out the floor together, since
         // the worker is free while the first one waits.
         let t = tokio::time::Instant::now();
-        tokio::join!(h.verify(None, "a".into()), h.verify(None, "b".into()));
+        let (a, b) = tokio::join!(h.verify(None, "a".into()), h.verify(None, "b".into()));
+        assert!(a.is_ok() && b.is_ok());
         assert!(t.elapsed() >= floor);
         assert!(t.elapsed() < floor * 2, "{:?}", t.elapsed());
     }

@@ -4,4 +4,5 @@
 pub mod floor;
 pub mod import;
 pub mod password;
+pub mod pool;
 pub mod users;

@@ -4,8 +4,9 @@
 //! Every verification runs on a dedicated pool of threads, one per core, that
 //! run at the lowest scheduling priority (nice 19): with nothing else to do
 //! they use every core, and when requests need the CPU the proxy's threads
-//! come first. A semaphore sized to the pool bounds the work in flight, so a
-//! login flood queues here instead of starving the proxy. An
+//! come first. The pool (`pool.rs`) bounds the work in flight and the checks
+//! waiting for it, so a login flood queues here instead of starving the
+//! proxy, and is refused (503) beyond the queue's bound. An
 //! unknown user is verified against a dummy hash with the same parameters, so
 //! unknown user and wrong password cost the same. bcrypt hashes (from an Auth0
 //! import) are verified as they are and replaced by argon2id after the first
@@ -19,9 +20,10 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 use super::floor::{Floor, SAMPLES, bcrypt_cost, median_time};
+use super::pool::{Pool, PoolError, PoolStats};
+use crate::config::DEFAULT_QUEUE_PER_WORKER;
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,62 +55,11 @@ pub struct Checked {
     pub rehash: Option<String>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Low-priority threads that run password work.
-#[derive(Debug)]
-struct Pool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
-}
-
-impl Pool {
-    fn new(workers: usize) -> Result<Self, HashError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..workers {
-            let rx = Arc::clone(&rx);
-            std::thread::Builder::new()
-                .name(format!("passgate-hash-{i}"))
-                .spawn(move || {
-                    // Best effort: where the OS refuses, the thread runs at normal priority.
-                    let _ = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    );
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            // Every Hasher is gone: the pool ends.
-                            Err(_) => return,
-                        }
-                    }
-                })
-                .map_err(|e| HashError(format!("starting a hashing thread: {e}")))?;
-        }
-        Ok(Self {
-            jobs: std::sync::Mutex::new(tx),
-        })
-    }
-
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs.lock().ok()?.send(job).ok()?;
-        rx.await.ok()
-    }
-}
-
 /// Hashes and verifies passwords on a bounded pool.
 #[derive(Debug, Clone)]
 pub struct Hasher {
     argon: Argon2<'static>,
     params: HashParams,
-    permits: Arc<Semaphore>,
     pool: Arc<Pool>,
     dummy: Arc<str>,
     floor: Arc<Floor>,
@@ -120,8 +71,16 @@ pub struct Hasher {
 pub struct HashError(String);
 
 impl Hasher {
-    /// A hasher with `params`, verifying at most `workers` passwords at once.
+    /// A hasher with `params`, verifying at most `workers` passwords at once
+    /// with the default queue ([`DEFAULT_QUEUE_PER_WORKER`] per worker).
     pub fn new(params: HashParams, workers: usize) -> Result<Self, HashError> {
+        let queue = workers.max(1).saturating_mul(DEFAULT_QUEUE_PER_WORKER);
+        Self::bounded(params, workers, queue)
+    }
+
+    /// A hasher with `params`, verifying at most `workers` passwords at once
+    /// while at most `queue` more wait; beyond that checks are refused.
+    pub fn bounded(params: HashParams, workers: usize, queue: usize) -> Result<Self, HashError> {
         let p = Params::new(
             params.memory_kib,
             params.iterations,
@@ -135,8 +94,10 @@ impl Hasher {
         Ok(Self {
             argon,
             params,
-            permits: Arc::new(Semaphore::new(workers.max(1))),
-            pool: Arc::new(Pool::new(workers.max(1))?),
+            pool: Arc::new(
+                Pool::new(workers, queue)
+                    .map_err(|e| HashError(format!("starting a hashing thread: {e}")))?,
+            ),
             dummy: dummy.into(),
             floor: Arc::new(Floor::default()),
         })
@@ -181,6 +142,16 @@ impl Hasher {
         &self.floor
     }
 
+    /// What the hashing pool did (checks run, dropped unrun, refused).
+    pub fn stats(&self) -> &PoolStats {
+        self.pool.stats()
+    }
+
+    /// Checks admitted and not yet done (running or waiting for a worker).
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight()
+    }
+
     /// Workers for the machine: one per core.
     pub fn default_workers() -> usize {
         std::thread::available_parallelism()
@@ -200,40 +171,32 @@ impl Hasher {
 
     /// Hash on the pool.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
         let this = self.clone();
         self.pool
             .run(move || this.hash_blocking(&password))
             .await
-            .unwrap_or_else(|| Err(HashError("the hashing pool stopped".into())))
+            .map_err(|e| HashError(e.to_string()))?
+            .0
     }
 
     /// Check `password` against `stored` on the pool; `None` (unknown user)
     /// costs the same as a wrong password and never matches. The answer comes
-    /// no sooner than the floor after the check started on the pool.
-    pub async fn verify(&self, stored: Option<String>, password: String) -> Checked {
-        let fail = Checked {
-            ok: false,
-            rehash: None,
-        };
-        let Ok(permit) = self.permits.acquire().await else {
-            return fail;
-        };
-        let started = tokio::time::Instant::now();
+    /// no sooner than the floor after a worker took the check up; the worker
+    /// is free while it waits. [`PoolError::Full`] when the queue is full (no
+    /// work done, answered at once).
+    pub async fn verify(
+        &self,
+        stored: Option<String>,
+        password: String,
+    ) -> Result<Checked, PoolError> {
         let this = self.clone();
-        let checked = self
+        let (checked, started) = self
             .pool
             .run(move || this.verify_blocking(stored.as_deref(), &password))
-            .await
-            .unwrap_or(fail);
+            .await?;
         // Wait out the floor without holding a worker.
-        drop(permit);
         tokio::time::sleep_until(started + self.floor.get()).await;
-        checked
+        Ok(checked)
     }
 
     /// Check on the calling thread.

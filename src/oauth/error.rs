@@ -15,14 +15,14 @@ pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
 pub const BRUTE_FORCE_BLOCKED: &str = "Your account has been blocked after multiple consecutive login attempts. We've sent you an email with instructions on how to unblock it.";
 /// The suspicious-IP throttle's text (IP, across identifiers).
 pub const SUSPICIOUS_IP_THROTTLED: &str = "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator.";
+/// The text of a 503 (a full hashing or signing queue, an unreachable store).
+pub const TEMPORARILY_UNAVAILABLE: &str =
+    "The service is temporarily unavailable. Try again later.";
 /// The request rate limit's text.
 pub const TOO_MANY_REQUESTS: &str =
     "Too many requests. Retry after the number of seconds in Retry-After.";
 
-/// The text of a 503 (a full work queue, an unreachable store).
-pub const TEMPORARILY_UNAVAILABLE: &str =
-    "The service is temporarily unavailable. Try again later.";
-/// `Retry-After` of a 503, in seconds.
+/// `Retry-After` of a 503 from a full signing queue, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// An OAuth error as the client sees it.
@@ -77,13 +77,16 @@ pub enum OAuthError {
         /// When the next request is allowed, seconds since the epoch.
         reset: i64,
     },
-    /// 503 `temporarily_unavailable` with `Retry-After`: a bounded work queue
-    /// (e.g. signing) is full.
-    #[error("temporarily_unavailable")]
-    TemporarilyUnavailable,
     /// 429 `too_many_attempts`: a brute-force block or suspicious-IP throttle.
     #[error("too_many_attempts")]
     TooManyAttempts(&'static str),
+    /// 503 `temporarily_unavailable` with `Retry-After`: a bounded work queue
+    /// (hashing, signing) is full, or the store is unreachable; nothing was done.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable {
+        /// Whole seconds to wait (at least 1).
+        retry_after: u64,
+    },
 }
 
 impl OAuthError {
@@ -91,7 +94,7 @@ impl OAuthError {
     pub fn into_response(self) -> Response<ResponseBody> {
         let code = self.to_string();
         let mut rate = None;
-        let mut retry = false;
+        let mut retry = None;
         let close = matches!(self, OAuthError::RequestTimeout);
         let (status, description, basic) = match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
@@ -136,8 +139,8 @@ impl OAuthError {
                 )
             }
             OAuthError::TooManyAttempts(d) => (StatusCode::TOO_MANY_REQUESTS, d.to_string(), false),
-            OAuthError::TemporarilyUnavailable => {
-                retry = true;
+            OAuthError::TemporarilyUnavailable { retry_after } => {
+                retry = Some(retry_after.max(1));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     TEMPORARILY_UNAVAILABLE.to_string(),
@@ -155,9 +158,9 @@ impl OAuthError {
                 HeaderValue::from_static("Basic realm=\"passgate\""),
             );
         }
-        if retry {
+        if let Some(retry_after) = retry {
             resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if let Some((limit, retry_after, reset)) = rate {
             let h = resp.headers_mut();
@@ -243,9 +246,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_a_503_with_retry_after() {
-        let resp = OAuthError::TemporarilyUnavailable.into_response();
+        let full = || OAuthError::TemporarilyUnavailable {
+            retry_after: RETRY_AFTER_SECS,
+        };
+        let resp = full().into_response();
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
-        let (status, body, _) = render(OAuthError::TemporarilyUnavailable).await;
+        let (status, body, _) = render(full()).await;
         assert_eq!(status, 503);
         assert_eq!(
             body,
@@ -322,6 +328,17 @@ mod tests {
                 h("x-ratelimit-reset")
             ],
             ["7", "100", "0", "1000"]
+        );
+        let busy = OAuthError::TemporarilyUnavailable { retry_after: 0 }.into_response();
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.headers()[RETRY_AFTER], "1");
+        let (s, b, _) = render(OAuthError::TemporarilyUnavailable { retry_after: 2 }).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                503,
+                r#"{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable. Try again later."}"#
+            )
         );
         let (_, _, www) = render(OAuthError::InvalidClient { basic: true }).await;
         assert_eq!(www.as_deref(), Some("Basic realm=\"passgate\""));

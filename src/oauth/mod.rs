@@ -129,6 +129,11 @@ impl AuthServer {
         &self.protect
     }
 
+    /// The password hasher, for its pool's counters.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
     /// Answer a request for one of passgate's own endpoints.
     pub async fn handle(
         &self,

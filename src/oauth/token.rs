@@ -25,6 +25,7 @@ use super::{AuthServer, scopes};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::http::response::json;
+use crate::identity::pool::PoolError;
 use crate::protect::CounterKey;
 use crate::sessions::{NewSession, Sessions};
 use crate::store::User;
@@ -32,6 +33,11 @@ use crate::tokens::issue::{Grant, Issued};
 
 /// `http://auth0.com/oauth/grant-type/password-realm`
 pub const PASSWORD_REALM: &str = "http://auth0.com/oauth/grant-type/password-realm";
+
+/// `Retry-After` when the hashing queue is full: places free up as each check
+/// ends, so the client is asked back soon (the request rate limit bounds how
+/// often it can retry).
+const HASHING_RETRY_AFTER: u64 = 1;
 
 /// The grants the endpoint knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +180,8 @@ impl AuthServer {
                 user.as_ref().and_then(|u| u.password_hash.clone()),
                 password.to_string(),
             )
-            .await;
+            .await
+            .map_err(hashing_refused)?;
         let user = match user {
             Some(u) if checked.ok => u,
             _ => {
@@ -255,7 +262,9 @@ impl AuthServer {
         self.tokens.issue(grant).await.map_err(|e| {
             if e.is_busy() {
                 tracing::warn!(error = %e, "token signing refused");
-                return OAuthError::TemporarilyUnavailable;
+                return OAuthError::TemporarilyUnavailable {
+                    retry_after: super::error::RETRY_AFTER_SECS,
+                };
             }
             tracing::error!(error = %e, "token signing failed");
             OAuthError::internal()
@@ -280,4 +289,21 @@ pub(super) fn token_response(
             token_type: "Bearer",
         },
     ))
+}
+
+/// A check the hashing pool did not run: a full queue asks the client to come
+/// back (nothing was checked, so no failure counts); a stopped pool is ours.
+fn hashing_refused(e: PoolError) -> OAuthError {
+    match e {
+        PoolError::Full(waiting) => {
+            tracing::info!(target: "passgate::auth", event = "hashing_queue_full", waiting, "password check refused: the hashing queue is full");
+            OAuthError::TemporarilyUnavailable {
+                retry_after: HASHING_RETRY_AFTER,
+            }
+        }
+        PoolError::Stopped => {
+            tracing::error!(error = %e, "password check failed");
+            OAuthError::internal()
+        }
+    }
 }

@@ -27,11 +27,13 @@ pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig 
             default as u32
         })
     };
+    let workers = p.positive("passwords.workers", raw.workers, default_workers() as u64) as usize;
     let config = PasswordsConfig {
         memory_kib: (memory / 1024) as u32,
         iterations: small(p, "passwords.iterations", raw.iterations, 2),
         parallelism: small(p, "passwords.parallelism", raw.parallelism, 1),
-        workers: p.positive("passwords.workers", raw.workers, default_workers() as u64) as usize,
+        workers,
+        queue: queue(p, raw.queue, workers),
         verify_floor: verify_floor(p, raw.verify_floor.as_deref()),
     };
     if argon2::Params::new(
@@ -45,6 +47,26 @@ pub(super) fn passwords(p: &mut Problems, raw: RawPasswords) -> PasswordsConfig 
         p.add("passwords", "these argon2 parameters are not valid together (memory must be at least 8 KiB per lane)");
     }
     config
+}
+
+/// The most `passwords.queue` may be: far past any useful wait.
+const MAX_QUEUE: i64 = 1_000_000;
+
+/// `passwords.queue`: checks that may wait for a worker, 0..=1000000;
+/// by default [`DEFAULT_QUEUE_PER_WORKER`] per worker.
+fn queue(p: &mut Problems, raw: Option<i64>, workers: usize) -> usize {
+    let default = workers.saturating_mul(DEFAULT_QUEUE_PER_WORKER);
+    match raw {
+        None => default,
+        Some(n) if (0..=MAX_QUEUE).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(
+                "passwords.queue",
+                format!("must be between 0 and {MAX_QUEUE}, found {n}"),
+            );
+            default
+        }
+    }
 }
 
 /// `passwords.verify_floor`: `"auto"` (the default) or a duration.
