@@ -102,9 +102,7 @@ fn gate() -> &'static Gate {
 }
 
 fn check_token(gate: &Gate, token: &str) {
-    let _ = gate
-        .runtime
-        .block_on(verify(token, &gate.issuers, NOW, 60));
+    let _ = gate.runtime.block_on(verify(token, &gate.issuers, NOW, 60));
 }
 
 /// The bearer credential and the JWT behind it. The first byte picks how the

@@ -93,7 +93,10 @@ fn every_corpus_is_a_target() {
         .map(|e| e.file_name().to_string_lossy().into_owned());
     let mut dirs: Vec<String> = dirs.collect();
     dirs.sort();
-    let mut targets: Vec<String> = harness::TARGETS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut targets: Vec<String> = harness::TARGETS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     targets.sort();
     assert_eq!(dirs, targets);
 }
