@@ -20,8 +20,11 @@ use passgate::gate::verify::verify;
 use passgate::http::path::{normalize, without_parameters};
 use passgate::oauth::request::parse_body;
 
+/// A target's body: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the directory under `fuzz/corpus/`) and body.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Target); 4] = [
     ("path", path),
     ("bearer_jwt", bearer_jwt),
     ("token_request", token_request),
