@@ -102,6 +102,13 @@ pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Param
     Ok((parts, parse(kind, &bytes)?))
 }
 
+/// Parse a token-endpoint body the way [`read`] does once it has the bytes:
+/// the `Content-Type` of `headers` picks form or JSON. The entry point of the
+/// fuzz target and its corpus replay (`fuzz/`, `tests/fuzz_corpus.rs`).
+pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, OAuthError> {
+    parse(kind(headers)?, bytes)
+}
+
 fn parse(kind: Kind, bytes: &[u8]) -> Result<Params, OAuthError> {
     let mut map = HashMap::new();
     match kind {
