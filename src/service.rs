@@ -3,6 +3,7 @@
 //! endpoints or the route table → gate → header hygiene → proxy → access log.
 //! This is the file to read first to follow a request through passgate.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -168,7 +169,8 @@ impl App {
         }
 
         let route = self.router.route(&path);
-        if !same_route(route, self.router.route(&without_parameters(&path))) {
+        let bare = without_parameters(&path);
+        if matches!(bare, Cow::Owned(_)) && !same_route(route, self.router.route(&bare)) {
             // A server that cuts path parameters off would route this elsewhere.
             let resp = gateway_error(
                 StatusCode::BAD_REQUEST,

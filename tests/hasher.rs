@@ -20,7 +20,7 @@ use passgate::identity::users::Admin;
 use passgate::store::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const REALM: &str = "Username-Password-Authentication";
+const REALM: &str = LOGIN_REALM;
 const PASSWORD: &str = "correct horse battery";
 
 /// Cheap argon2 for the gateway (and so for unknown users' dummy hash).
@@ -47,25 +47,7 @@ fn slow(iterations: u32) -> HashParams {
 /// limits high enough that only the hashing pool refuses.
 fn toml(queue: usize) -> String {
     format!(
-        r#"
-[issuer]
-url = "https://localhost/"
-signing_keys = "{{dir}}/signing"
-algorithm = "ES256"
-default_audience = "https://api.example.com"
-default_realm = "{REALM}"
-[store]
-path = "{{dir}}/passgate.db"
-[[apis]]
-audience = "https://api.example.com"
-scopes = ["read:items"]
-[[clients]]
-id = "app"
-secret = "app-secret"
-grant_types = ["password"]
-realms = ["{REALM}"]
-[[realms]]
-name = "{REALM}"
+        r#"{}
 [attack_protection]
 request_limit = 100000
 user_ip_burst = 100000
@@ -77,7 +59,8 @@ iterations = 1
 workers = 1
 queue = {queue}
 verify_floor = "0s"
-"#
+"#,
+        login_toml()
     )
 }
 

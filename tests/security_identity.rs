@@ -26,7 +26,7 @@ use passgate::identity::users::Admin;
 use passgate::store::{SqliteStore, Store};
 use serde_json::json;
 
-const REALM: &str = "Username-Password-Authentication";
+const REALM: &str = LOGIN_REALM;
 const PASSWORD: &str = "correct horse battery";
 const BLOCKED: &str = "Your account has been blocked after multiple consecutive login attempts. We've sent you an email with instructions on how to unblock it.";
 
@@ -34,25 +34,7 @@ const BLOCKED: &str = "Your account has been blocked after multiple consecutive 
 /// appended (e.g. a `[passwords]` line).
 fn toml(passwords: &str) -> String {
     format!(
-        r#"
-[issuer]
-url = "https://localhost/"
-signing_keys = "{{dir}}/signing"
-algorithm = "ES256"
-default_audience = "https://api.example.com"
-default_realm = "{REALM}"
-[store]
-path = "{{dir}}/passgate.db"
-[[apis]]
-audience = "https://api.example.com"
-scopes = ["read:items"]
-[[clients]]
-id = "app"
-secret = "app-secret"
-grant_types = ["password"]
-realms = ["{REALM}"]
-[[realms]]
-name = "{REALM}"
+        r#"{}
 [attack_protection]
 request_limit = 100000
 user_ip_burst = 100000
@@ -61,7 +43,8 @@ user_ip_limit = 100000
 memory = "64KiB"
 iterations = 1
 {passwords}
-"#
+"#,
+        login_toml()
     )
 }
 

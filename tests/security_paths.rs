@@ -284,32 +284,13 @@ async fn gateway_errors_name_no_internals_and_carry_the_request_id() {
 
 // === finding 6: log lines a client cannot forge ===
 
-const REALM: &str = "Username-Password-Authentication";
-
 fn auth_toml() -> String {
     format!(
-        r#"
-[issuer]
-url = "https://localhost/"
-signing_keys = "{{dir}}/signing"
-algorithm = "ES256"
-default_audience = "{AUD}"
-default_realm = "{REALM}"
-[store]
-path = "{{dir}}/passgate.db"
-[[apis]]
-audience = "{AUD}"
-scopes = ["read:items"]
-[[clients]]
-id = "app"
-secret = "app-secret"
-grant_types = ["password"]
-realms = ["{REALM}"]
-[[realms]]
-name = "{REALM}"
+        r#"{}
 [attack_protection]
 brute_force_threshold = 1
-"#
+"#,
+        login_toml()
     )
 }
 

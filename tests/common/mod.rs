@@ -574,3 +574,38 @@ pub fn chunks(size: usize, count: usize) -> ClientBody {
     let frames = (0..count).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
     BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
 }
+
+// === a login world ===
+
+/// The realm of [`login_toml`].
+pub const LOGIN_REALM: &str = "Username-Password-Authentication";
+
+/// passgate's own issuer (ES256), its store, the API `https://api.example.com`
+/// (scope `read:items`), the realm [`LOGIN_REALM`] and a client `app` (secret
+/// `app-secret`) allowed the password grant there. Tests append their own
+/// sections (`[attack_protection]`, `[passwords]`, ...).
+pub fn login_toml() -> String {
+    const REALM: &str = LOGIN_REALM;
+    format!(
+        r#"
+[issuer]
+url = "https://localhost/"
+signing_keys = "{{dir}}/signing"
+algorithm = "ES256"
+default_audience = "https://api.example.com"
+default_realm = "{REALM}"
+[store]
+path = "{{dir}}/passgate.db"
+[[apis]]
+audience = "https://api.example.com"
+scopes = ["read:items"]
+[[clients]]
+id = "app"
+secret = "app-secret"
+grant_types = ["password"]
+realms = ["{REALM}"]
+[[realms]]
+name = "{REALM}"
+"#
+    )
+}
