@@ -3,6 +3,8 @@
 //! - `token.rs`: `POST /oauth/token`, the password and password-realm grants,
 //!   built from `request.rs` (body parsing), `client_auth.rs`, `scopes.rs`
 //!   and `error.rs` (wire codes);
+//! - `login.rs`: the end of a password login (`LoginDecision`, the seam
+//!   scripts and the MFA gate share): sign, persist, answer;
 //! - `refresh.rs`: the refresh-token grant, joining the pipeline at signing;
 //! - `revoke.rs`: `POST /oauth/revoke` (refresh tokens, and access tokens'
 //!   login sessions);
@@ -15,6 +17,7 @@
 pub mod client_auth;
 mod discovery;
 pub mod error;
+mod login;
 mod refresh;
 pub mod request;
 mod revoke;

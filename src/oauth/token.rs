@@ -6,7 +6,7 @@
 //! look up the user by its lookup key → identifier+IP rate, brute-force
 //! block, suspicious-IP throttle (keyed by the account, or the name's lookup
 //! key) → verify password (bounded pool; dummy hash for unknown users; a time
-//! floor) → record success or failure → [rules] → [MFA gate] → sign tokens →
+//! floor) → record success or failure → [scripts] → [MFA gate] → sign tokens →
 //! persist the session and refresh token (`sessions`) → respond with
 //! `no-store`. Bracketed stages arrive with their own issues and plug in
 //! where marked; the refresh grant (`refresh.rs`) joins at signing rather
@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::error::{OAuthError, WRONG_CREDENTIALS, blocking, no_store};
+use super::login::{LoginDecision, LoginSubject};
 use super::request::{self, Params};
 use super::{AuthServer, scopes};
 use crate::config::{ApiConfig, ClientConfig};
@@ -27,7 +28,7 @@ use crate::http::body::ResponseBody;
 use crate::http::response::json;
 use crate::identity::pool::PoolError;
 use crate::protect::CounterKey;
-use crate::sessions::{NewSession, Sessions};
+use crate::sessions::NewSession;
 use crate::store::User;
 use crate::tokens::issue::{Grant, Issued};
 
@@ -167,7 +168,7 @@ impl AuthServer {
         let password = params.require("password")?;
         let realm = self.realm_for(kind, params, client)?;
         let api = self.api_for(params)?;
-        let mut granted = scopes::resolve(params.get("scope"), api)?;
+        let granted = scopes::resolve(params.get("scope"), api)?;
 
         // Failures count under the account the name resolves to (all its
         // aliases share one counter), else under the name's lookup key.
@@ -196,47 +197,22 @@ impl AuthServer {
             return Err(OAuthError::Unauthorized("user is blocked".into()));
         }
         self.record_login(&user, checked.rehash).await?;
-        // [rules: may change claims and scopes, or deny]
-        // [MFA gate: may answer mfa_required]
-        // A refresh token needs offline_access asked for, allowed by the API, and the grant.
-        let with_refresh = granted.iter().any(|s| s == "offline_access")
-            && api.allow_offline_access
-            && client.grant_types.iter().any(|g| g == "refresh_token");
-        if !with_refresh {
-            granted.retain(|s| s != "offline_access");
-        }
-        let sid = Sessions::new_sid();
-        let issued = self
-            .issue(Grant {
-                user: &user,
-                client_id: &client.id,
-                audience: &api.audience,
-                lifetime: api.token_lifetime,
-                scopes: &granted,
-                gty: "password",
-                sid: &sid,
-                access_claims: Default::default(),
-                id_claims: Default::default(),
-            })
-            .await?;
-        // Durable before acknowledged: the session (and refresh token) is committed first.
-        let refresh_token = self
-            .persist_session(NewSession {
-                sid: sid.clone(),
-                user_id: user.user_id.clone(),
-                client: client.clone(),
-                realm: realm.to_string(),
-                audience: api.audience.clone(),
-                scopes: granted.clone(),
-                access_expires_at: self.clock.now() + issued.expires_in as i64,
-                with_refresh,
-            })
-            .await?;
-        tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid);
-        Ok(token_response(issued, refresh_token, &granted))
+        let decision = LoginDecision::new(granted);
+        // [scripts: Rules then Actions may change the decision, or deny]
+        // [MFA gate: may keep the decision and answer mfa_required]
+        let who = LoginSubject {
+            user: &user,
+            client,
+            realm,
+            api,
+        };
+        self.complete_login(who, decision).await
     }
 
-    async fn persist_session(&self, s: NewSession) -> Result<Option<String>, OAuthError> {
+    pub(super) async fn persist_session(
+        &self,
+        s: NewSession,
+    ) -> Result<Option<String>, OAuthError> {
         let sessions = Arc::clone(&self.sessions);
         blocking("persisting the session", move || sessions.persist(s)).await
     }
