@@ -22,20 +22,45 @@ pub struct Fetched {
     pub max_age: Option<Duration>,
 }
 
+/// Why a document could not be fetched. The chain (`telemetry::ErrorChain`)
+/// carries the transport's own cause.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request could not be built.
+    #[error("building the request")]
+    Request(#[source] http::Error),
+    /// Connecting or sending failed.
+    #[error("the request failed")]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The server answered, but not 200.
+    #[error("answered {0}")]
+    Status(StatusCode),
+    /// The body broke off or was over the size cap.
+    #[error("reading the body")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No whole answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 /// GET `uri` and return its body when the answer is 200.
-pub async fn get(client: &UpstreamClient, uri: &Uri, timeout: Duration) -> Result<Fetched, String> {
+pub async fn get(
+    client: &UpstreamClient,
+    uri: &Uri,
+    timeout: Duration,
+) -> Result<Fetched, FetchError> {
     let req = Request::get(uri.clone())
         .header(ACCEPT, "application/json")
         .body(RequestBody::empty())
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Request)?;
     let work = async {
         let resp = client
             .client
             .request(req)
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(FetchError::Transport)?;
         if resp.status() != StatusCode::OK {
-            return Err(format!("answered {}", resp.status()));
+            return Err(FetchError::Status(resp.status()));
         }
         let max_age = resp
             .headers()
@@ -49,11 +74,50 @@ pub async fn get(client: &UpstreamClient, uri: &Uri, timeout: Duration) -> Resul
         let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
             .collect()
             .await
-            .map_err(|e| format!("reading the body: {e}"))?
+            .map_err(FetchError::Body)?
             .to_bytes();
         Ok(Fetched { body, max_age })
     };
     tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|_| FetchError::Timeout(timeout))?
+}
+
+/// Why a remote issuer's keys could not be fetched; the held keys stay.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFetchError {
+    /// The document at `url` could not be fetched.
+    #[error("{url}")]
+    Fetch {
+        /// The document's URL.
+        url: String,
+        /// How the fetch failed.
+        #[source]
+        source: FetchError,
+    },
+    /// The discovery document at `url` is not JSON.
+    #[error("discovery {url}: not JSON")]
+    NotJson {
+        /// The document's URL.
+        url: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The discovery document is for another issuer or names no usable key-set URL.
+    #[error("discovery {url}: {what}")]
+    Discovery {
+        /// The document's URL.
+        url: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The key set at `url` is not a usable JWKS.
+    #[error("{url}: {what}")]
+    Keys {
+        /// The key set's URL.
+        url: String,
+        /// What is wrong with it.
+        what: String,
+    },
 }

@@ -16,12 +16,13 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use tokio::time::Instant;
 
-use super::fetch;
+use super::fetch::{self, KeyFetchError};
 use super::keys::{KeySet, VerifyKey};
 use super::typ::AccessTyp;
 use crate::config::jwa::key_url_allowed;
 use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
 use crate::proxy::UpstreamClient;
+use crate::telemetry::ErrorChain;
 
 /// Where a remote issuer's keys are fetched from.
 #[derive(Debug, Clone)]
@@ -111,7 +112,7 @@ impl IssuerKeys {
 
     /// Fetch and install the remote keys; on failure keep the old ones.
     /// Returns the `max-age` the server sent, if any.
-    async fn fetch_now(&self, remote: &Remote) -> Result<Option<Duration>, ()> {
+    async fn fetch_now(&self, remote: &Remote) -> Result<Option<Duration>, KeyFetchError> {
         remote.mark_attempt();
         let fetched = remote.fetch(&self.issuer).await;
         remote
@@ -127,8 +128,8 @@ impl IssuerKeys {
                 Ok(max_age)
             }
             Err(e) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, kept = self.current().len(), "could not fetch signing keys; keeping the ones held");
-                Err(())
+                tracing::warn!(issuer = %self.issuer, error = %ErrorChain(&e), kept = self.current().len(), "could not fetch signing keys; keeping the ones held");
+                Err(e)
             }
         }
     }
@@ -159,13 +160,13 @@ impl IssuerKeys {
 /// than `min_refresh` (which wins when the two are configured the wrong way
 /// round, instead of panicking in `clamp`).
 fn next_wait(
-    outcome: Result<Option<Duration>, ()>,
+    outcome: Result<Option<Duration>, KeyFetchError>,
     min_refresh: Duration,
     refresh: Duration,
 ) -> Duration {
     match outcome {
         Ok(max_age) => max_age.unwrap_or(refresh).min(refresh).max(min_refresh),
-        Err(()) => min_refresh,
+        Err(_) => min_refresh,
     }
 }
 
@@ -183,36 +184,63 @@ impl Remote {
         }
     }
 
-    async fn fetch(&self, issuer: &str) -> Result<(KeySet, Vec<String>, Option<Duration>), String> {
+    async fn fetch(
+        &self,
+        issuer: &str,
+    ) -> Result<(KeySet, Vec<String>, Option<Duration>), KeyFetchError> {
         let jwks_uri = match &self.source {
             RemoteSource::Jwks(uri) => uri.clone(),
             RemoteSource::Discovery(uri) => {
+                let at = |what: &'static str| KeyFetchError::Discovery {
+                    url: uri.to_string(),
+                    what: what.to_string(),
+                };
                 let doc = fetch::get(&self.client, uri, self.timeout)
                     .await
-                    .map_err(|e| format!("discovery {uri}: {e}"))?;
-                let meta: serde_json::Value = serde_json::from_slice(&doc.body)
-                    .map_err(|e| format!("discovery {uri}: not JSON: {e}"))?;
-                same_issuer(&meta, issuer).map_err(|e| format!("discovery {uri}: {e}"))?;
+                    .map_err(|source| KeyFetchError::Fetch {
+                        url: uri.to_string(),
+                        source,
+                    })?;
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&doc.body).map_err(|source| KeyFetchError::NotJson {
+                        url: uri.to_string(),
+                        source,
+                    })?;
+                same_issuer(&meta, issuer).map_err(|what| KeyFetchError::Discovery {
+                    url: uri.to_string(),
+                    what,
+                })?;
                 let jwks = meta
                     .get("jwks_uri")
                     .and_then(|v| v.as_str())
-                    .ok_or_else(|| format!("discovery {uri}: no jwks_uri"))?;
-                let jwks_uri = jwks
-                    .parse::<Uri>()
-                    .map_err(|_| format!("discovery {uri}: jwks_uri {jwks} is not a URL"))?;
+                    .ok_or_else(|| at("no jwks_uri"))?;
+                let jwks_uri = jwks.parse::<Uri>().map_err(|_| KeyFetchError::Discovery {
+                    url: uri.to_string(),
+                    what: format!("jwks_uri {jwks} is not a URL"),
+                })?;
                 if !key_url_allowed(&jwks_uri) {
-                    return Err(format!(
-                        "discovery {uri}: jwks_uri {jwks} is not https (plain http only from loopback)"
-                    ));
+                    return Err(KeyFetchError::Discovery {
+                        url: uri.to_string(),
+                        what: format!(
+                            "jwks_uri {jwks} is not https (plain http only from loopback)"
+                        ),
+                    });
                 }
                 jwks_uri
             }
         };
         let doc = fetch::get(&self.client, &jwks_uri, self.timeout)
             .await
-            .map_err(|e| format!("{jwks_uri}: {e}"))?;
-        let (keys, notes) = KeySet::from_jwks(&doc.body, &self.algorithms)
-            .map_err(|e| format!("{jwks_uri}: {e}"))?;
+            .map_err(|source| KeyFetchError::Fetch {
+                url: jwks_uri.to_string(),
+                source,
+            })?;
+        let (keys, notes) = KeySet::from_jwks(&doc.body, &self.algorithms).map_err(|what| {
+            KeyFetchError::Keys {
+                url: jwks_uri.to_string(),
+                what,
+            }
+        })?;
         Ok((keys, notes, doc.max_age))
     }
 }
@@ -352,7 +380,13 @@ mod tests {
         assert_eq!(next_wait(Ok(Some(s(60))), s(30), s(3600)), s(60));
         assert_eq!(next_wait(Ok(Some(s(1))), s(30), s(3600)), s(30));
         assert_eq!(next_wait(Ok(Some(s(99_999))), s(30), s(3600)), s(3600));
-        assert_eq!(next_wait(Err(()), s(30), s(3600)), s(30));
+        let failed = || {
+            Err(KeyFetchError::Keys {
+                url: "https://t.example/jwks".into(),
+                what: "not a JWKS document".into(),
+            })
+        };
+        assert_eq!(next_wait(failed(), s(30), s(3600)), s(30));
         // jwks_refresh shorter than jwks_min_refresh: the minimum wins.
         assert_eq!(next_wait(Ok(None), s(30), s(1)), s(30));
         assert_eq!(next_wait(Ok(Some(s(5))), s(30), s(1)), s(30));

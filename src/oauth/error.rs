@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{close_connection, error};
+use crate::telemetry::ErrorChain;
 
 /// `Wrong email or password.`
 pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
@@ -190,23 +191,24 @@ impl OAuthError {
 }
 
 /// Run store (or other blocking) work on the blocking pool. A failure is
-/// logged with `what` and answered as a 500 without details.
+/// logged with `what` and its whole cause chain, and answered as a 500
+/// without details: the one place a store failure becomes HTTP.
 pub async fn blocking<T, E>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, OAuthError>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: std::error::Error + Send + 'static,
 {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "{what} failed");
+            tracing::error!(error = %ErrorChain(&e), "{what} failed");
             Err(OAuthError::internal())
         }
         Err(e) => {
-            tracing::error!(error = %e, "{what} did not finish");
+            tracing::error!(error = %ErrorChain(&e), "{what} did not finish");
             Err(OAuthError::internal())
         }
     }

@@ -46,7 +46,7 @@ impl From<Denied> for OAuthError {
                 OAuthError::TooManyAttempts(SUSPICIOUS_IP_THROTTLED)
             }
             Denied::Store(e) => {
-                tracing::error!(target: "passgate::protect", error = %e, "attack-protection store failed");
+                tracing::error!(target: "passgate::protect", error = %crate::telemetry::ErrorChain(&e), "attack-protection store failed");
                 OAuthError::ServerError("internal error")
             }
         }

@@ -308,7 +308,7 @@ impl Protect {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
-            .map_err(|e| Denied::Store(StoreError::Backend(e.to_string())))?
+            .map_err(|e| Denied::Store(StoreError::Task(e)))?
             .map_err(Denied::Store)
     }
 

@@ -36,29 +36,40 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
-/// Why an exchange was refused. Every variant is `invalid_grant` /
+/// Why an exchange was refused. Every variant but `Store` is `invalid_grant` /
 /// `Unknown or invalid refresh token.` on the wire; the variant is for logs and tests.
-#[derive(Debug, PartialEq, Eq)]
+/// A store failure keeps its cause and is answered as a 500.
+#[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     /// No such token (or another client's).
+    #[error("unknown refresh token")]
     Unknown,
     /// The session was revoked.
+    #[error("the session was revoked")]
     Revoked,
     /// Past the absolute or idle lifetime.
+    #[error("the session expired")]
     Expired,
     /// A retired token came back within the leeway: refused, family kept.
+    #[error("a retired token came back within the reuse leeway")]
     Race,
     /// A retired token came back after the leeway: the family is revoked.
+    #[error("a retired token was reused; its family is revoked")]
     Reused,
     /// The store failed.
-    Store(String),
+    #[error("the refresh exchange could not reach the store")]
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for ExchangeError {
-    fn from(e: StoreError) -> Self {
-        ExchangeError::Store(e.to_string())
+/// Two refusals are equal when they are the same kind; store failures are
+/// equal whatever their cause (tests compare kinds, never causes).
+impl PartialEq for ExchangeError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
     }
 }
+
+impl Eq for ExchangeError {}
 
 /// A successful exchange.
 #[derive(Debug)]
@@ -143,7 +154,7 @@ impl Sessions {
         );
         match self.revoke(&session.sid) {
             Ok(_) => ExchangeError::Reused,
-            Err(e) => ExchangeError::Store(e.to_string()),
+            Err(e) => ExchangeError::Store(e),
         }
     }
 }

@@ -75,9 +75,43 @@ pub enum StoreError {
     /// A unique key is taken (username or e-mail in the realm, or the user id).
     #[error("already exists: {0}")]
     Conflict(String),
-    /// The database failed.
-    #[error("store: {0}")]
-    Backend(String),
+    /// The database failed; the chain (`telemetry::ErrorChain`) says how.
+    #[error("store: the database failed")]
+    Sqlite(#[source] rusqlite::Error),
+    /// Creating or opening the store's file failed.
+    #[error("store: {context}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening the database file failed.
+    #[error("store: opening {path}")]
+    Open {
+        /// The file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store's schema is newer than this passgate knows.
+    #[error(
+        "store: the store has schema version {found}, newer than this passgate knows ({known}); upgrade passgate"
+    )]
+    Schema {
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A thread panicked while holding the store's lock.
+    #[error("store: the lock was poisoned by a panic")]
+    Poisoned,
+    /// The blocking task running a store call panicked or was cancelled.
+    #[error("store: the blocking task did not finish")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Persistence for passgate's state.

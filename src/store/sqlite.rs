@@ -64,7 +64,7 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
         {
             StoreError::Conflict(msg.clone().unwrap_or_else(|| "unique constraint".into()))
         }
-        _ => StoreError::Backend(e.to_string()),
+        _ => StoreError::Sqlite(e),
     }
 }
 
@@ -89,10 +89,16 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|source| StoreError::Io {
+                    context: format!("creating {}", dir.display()),
+                    source,
+                })?;
         }
         let conn = Connection::open(path)
-            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Self::setup(conn)
     }
 
@@ -115,9 +121,10 @@ impl SqliteStore {
             .map_err(backend)?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::Backend(format!(
-                "the store has schema version {version}, newer than this passgate knows ({known}); upgrade passgate"
-            )));
+            return Err(StoreError::Schema {
+                found: version,
+                known,
+            });
         }
         migrate(&mut conn, version as usize, MIGRATIONS.len())?;
         Ok(Self {
@@ -133,7 +140,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::Poisoned)?;
         let tx = conn.transaction().map_err(backend)?;
         let out = f(&tx).map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -149,7 +156,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::Poisoned)?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
@@ -165,7 +172,7 @@ impl SqliteStore {
         let conn = self
             .conn
             .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::Poisoned)?;
         f(&conn).map_err(backend)
     }
 }
