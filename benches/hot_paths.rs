@@ -42,7 +42,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    passgate::server::tls::install_crypto_providers();
+    passgate::tls::install_crypto_providers();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut verify = Vec::new();
     let mut tokens = Vec::new();
@@ -157,7 +157,7 @@ fn headers(c: &mut Criterion) {
 }
 
 fn issuance(c: &mut Criterion) {
-    passgate::server::tls::install_crypto_providers();
+    passgate::tls::install_crypto_providers();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -217,7 +217,7 @@ fn sessions(c: &mut Criterion) {
     use passgate::store::SqliteStore;
     use passgate::store::sessions::SessionStore;
 
-    passgate::server::tls::install_crypto_providers();
+    passgate::tls::install_crypto_providers();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

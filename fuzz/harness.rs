@@ -79,7 +79,7 @@ struct Gate {
 fn gate() -> &'static Gate {
     static GATE: OnceLock<Gate> = OnceLock::new();
     GATE.get_or_init(|| {
-        passgate::server::tls::install_crypto_providers();
+        passgate::tls::install_crypto_providers();
         let keys = || {
             KeySet::from_public_pem(PUBLIC_PEM.as_bytes(), &[Algorithm::ES256])
                 .unwrap_or_else(|e| panic!("the fuzz key: {e}"))

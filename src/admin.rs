@@ -15,8 +15,20 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::gate::Gate;
 use crate::http::body::ResponseBody;
-use crate::service::App;
+use crate::oauth::AuthServer;
+
+/// What the admin endpoints read. The request handler (`service::App`)
+/// provides it, so this module needs nothing above it.
+pub trait Observed: Send + Sync + 'static {
+    /// The request counters and readiness.
+    fn metrics(&self) -> &Metrics;
+    /// The gate, for its token cache.
+    fn gate(&self) -> &Gate;
+    /// passgate's own endpoints, when it is its own issuer.
+    fn auth(&self) -> Option<&AuthServer>;
+}
 
 /// Request counters, by status class, and readiness.
 #[derive(Debug, Default)]
@@ -44,7 +56,7 @@ impl Metrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    fn render(&self, app: &App) -> String {
+    fn render(&self, app: &dyn Observed) -> String {
         let mut out = String::new();
         out.push_str("# HELP passgate_requests_total Requests answered, by status class.\n");
         out.push_str("# TYPE passgate_requests_total counter\n");
@@ -60,7 +72,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "passgate_token_cache_entries {}",
-            app.gate.cache().len()
+            app.gate().cache().len()
         );
         out.push_str(
             "# HELP passgate_token_cache_bytes Approximate bytes held by the token cache.\n",
@@ -69,9 +81,9 @@ impl Metrics {
         let _ = writeln!(
             out,
             "passgate_token_cache_bytes {}",
-            app.gate.cache().bytes()
+            app.gate().cache().bytes()
         );
-        if let Some(auth) = &app.auth {
+        if let Some(auth) = app.auth() {
             let c = auth.protect().counters();
             out.push_str(
                 "# HELP passgate_attack_protection_total Attack-protection actions, by kind.\n",
@@ -128,9 +140,9 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 
 async fn answer(
     req: Request<Incoming>,
-    app: Arc<App>,
+    app: Arc<dyn Observed>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let metrics = &app.metrics;
+    let metrics = app.metrics();
     Ok(match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         ("GET", "/readyz") if metrics.draining.load(Ordering::Acquire) => text(
@@ -141,7 +153,7 @@ async fn answer(
         ("GET", "/readyz") => text(StatusCode::OK, "ready\n".into(), "text/plain"),
         ("GET", "/metrics") => text(
             StatusCode::OK,
-            metrics.render(&app),
+            metrics.render(app.as_ref()),
             "text/plain; version=0.0.4",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
@@ -149,7 +161,7 @@ async fn answer(
 }
 
 /// Serve the admin endpoints on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, app: Arc<dyn Observed>, mut stop: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             _ = stop.changed() => return,

@@ -21,7 +21,9 @@ pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,13 +44,14 @@ use crate::http::hygiene::RequestHygiene;
 use crate::identity::password::{HashParams, Hasher};
 use crate::oauth::{AuthParts, AuthServer};
 use crate::protect::Protect;
-use crate::proxy::{Proxy, UpstreamClient};
+use crate::proxy::Proxy;
 use crate::router::Router;
 use crate::server::conn::ConnShared;
 use crate::service::App;
 use crate::sessions::Sessions;
 use crate::store::SqliteStore;
 use crate::tokens::keys::KeyRing;
+use crate::upstream::UpstreamClient;
 
 /// A configured gateway, ready to serve on a bound listener.
 pub struct Gateway {
@@ -74,9 +77,9 @@ impl Gateway {
 
     /// Build a gateway whose expiry checks read `clock`.
     pub async fn with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Gateway> {
-        server::tls::install_crypto_providers();
+        tls::install_crypto_providers();
         let tls = Self::tls(&config)?;
-        let roots = proxy::client::root_store(config.upstream.ca_file.as_deref())?;
+        let roots = upstream::client::root_store(config.upstream.ca_file.as_deref())?;
         // The gate's own client fetches remote key sets.
         let client = UpstreamClient::with_roots(&config.upstream, roots.clone());
 
@@ -201,13 +204,13 @@ impl Gateway {
 
     fn tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let s = &config.server;
-        if s.dev_certificate && server::tls::ensure_dev_certificate(&s.tls_cert, &s.tls_key)? {
+        if s.dev_certificate && tls::ensure_dev_certificate(&s.tls_cert, &s.tls_key)? {
             tracing::warn!(
                 cert = %s.tls_cert.display(),
                 "generated a self-signed development certificate for localhost; do not use it in production"
             );
         }
-        server::tls::server_config(&s.tls_cert, &s.tls_key)
+        tls::server_config(&s.tls_cert, &s.tls_key)
     }
 
     /// The validated config.
@@ -222,7 +225,11 @@ impl Gateway {
         listener: TcpListener,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + use<> {
-        admin::serve(listener, Arc::clone(&self.app), stop)
+        admin::serve(
+            listener,
+            Arc::clone(&self.app) as Arc<dyn admin::Observed>,
+            stop,
+        )
     }
 
     /// The request handler (for benches that skip the network).

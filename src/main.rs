@@ -229,7 +229,7 @@ fn keys_rotate(arg: ConfigArg) -> ExitCode {
         );
         return ExitCode::from(1);
     };
-    passgate::server::tls::install_crypto_providers();
+    passgate::tls::install_crypto_providers();
     match passgate::tokens::keys::generate_into(&issuer.signing_keys, issuer.algorithm) {
         Ok(key) => {
             println!(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::{RouteConfig, UpstreamConfig};
-use crate::proxy::balance::Balancer;
+use crate::upstream::Balancer;
 
 /// passgate's own endpoints (the authorization server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

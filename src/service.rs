@@ -52,6 +52,18 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+impl crate::admin::Observed for App {
+    fn metrics(&self) -> &crate::admin::Metrics {
+        &self.metrics
+    }
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+    fn auth(&self) -> Option<&AuthServer> {
+        self.auth.as_deref()
+    }
+}
+
 /// What the access log says about where a request went.
 struct Outcome {
     resp: Response<ResponseBody>,
@@ -246,7 +258,7 @@ impl App {
             upgrade,
             request_id: request_id.clone(),
         };
-        let (result, upstream) = proxy.forward(route, out).await;
+        let (result, upstream) = proxy.forward(&route.config, &route.balancer, out).await;
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {

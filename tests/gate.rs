@@ -148,7 +148,7 @@ struct Tenant {
 
 impl Tenant {
     fn generate(dir: &Path) -> Tenant {
-        passgate::server::tls::install_crypto_providers();
+        passgate::tls::install_crypto_providers();
         let keys = dir.join("tenant-keys");
         Tenant {
             rs: generate_into(&keys.join("rs"), Algorithm::RS256).unwrap(),

@@ -26,7 +26,7 @@ const AUD: &str = "https://api.example.com";
 
 /// A trusted issuer publishing one RS256 key through `{dir}/jwks.json`.
 fn issuer(dir: &std::path::Path) -> SigningKey {
-    passgate::server::tls::install_crypto_providers();
+    passgate::tls::install_crypto_providers();
     let key = generate_into(&dir.join("keys"), Algorithm::RS256).unwrap();
     let doc = json!({ "keys": [key.jwk.clone()] });
     std::fs::write(dir.join("jwks.json"), doc.to_string()).unwrap();

@@ -65,8 +65,8 @@ impl Trust {
 
 /// A rustls client config for `http` with `trust`.
 pub fn tls_config(trust: &Trust, http: HttpVersion) -> anyhow::Result<ClientConfig> {
-    passgate::server::tls::install_crypto_providers();
-    let provider = passgate::server::tls::provider();
+    passgate::tls::install_crypto_providers();
+    let provider = passgate::tls::provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;
     let mut config = match trust {

@@ -1,5 +1,5 @@
 //! `[attack_protection]`: thresholds and windows of the token endpoint's
-//! defences (`crate::protect`), with Auth0's numbers as defaults. Quotas are
+//! defences (the `protect` module), with Auth0's numbers as defaults. Quotas are
 //! `NonZeroU32` because governor needs them so: a `0` is a config error with
 //! its key path, never a panic.
 

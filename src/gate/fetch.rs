@@ -9,7 +9,7 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
 use crate::http::body::RequestBody;
-use crate::proxy::UpstreamClient;
+use crate::upstream::UpstreamClient;
 
 const MAX_DOCUMENT: usize = 1 << 20;
 

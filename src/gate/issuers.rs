@@ -21,8 +21,8 @@ use super::keys::{KeySet, VerifyKey};
 use super::typ::AccessTyp;
 use crate::config::jwa::key_url_allowed;
 use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
-use crate::proxy::UpstreamClient;
 use crate::telemetry::ErrorChain;
+use crate::upstream::UpstreamClient;
 
 /// Where a remote issuer's keys are fetched from.
 #[derive(Debug, Clone)]
@@ -235,12 +235,11 @@ impl Remote {
                 url: jwks_uri.to_string(),
                 source,
             })?;
-        let (keys, notes) = KeySet::from_jwks(&doc.body, &self.algorithms).map_err(|what| {
-            KeyFetchError::Keys {
+        let (keys, notes) =
+            KeySet::from_jwks(&doc.body, &self.algorithms).map_err(|what| KeyFetchError::Keys {
                 url: jwks_uri.to_string(),
                 what,
-            }
-        })?;
+            })?;
         Ok((keys, notes, doc.max_age))
     }
 }

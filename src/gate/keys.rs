@@ -13,6 +13,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::config::jwa::RSA_ALGORITHMS;
 
+/// Written once, in `config/jwa.rs`; kept here for the gate's callers.
+pub use crate::config::jwa::alg_name;
+
 /// A public key pinned to one algorithm.
 pub struct VerifyKey {
     /// The `kid`, when the source named one.
@@ -123,24 +126,6 @@ impl KeySet {
             }
         }
         Err("not a PEM public key (RSA, EC or Ed25519)".into())
-    }
-}
-
-/// The JWS name of an algorithm, as written in a token header.
-pub fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
     }
 }
 

@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::read_timeout::{Progress, TimedBody};
-use crate::server::activity::InFlight;
+use crate::http::activity::InFlight;
 
 /// At most this much of a refused request body is read and discarded.
 const DRAIN_BYTES: u64 = 8 << 20;

@@ -1,6 +1,7 @@
 //! HTTP building blocks shared by the router, the gate and the proxy:
 //! path normalisation, header hygiene, body types and JSON error responses.
 
+pub mod activity;
 pub mod body;
 pub mod connection;
 pub mod headers;

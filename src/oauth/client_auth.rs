@@ -15,14 +15,8 @@ use super::error::OAuthError;
 use super::request::Params;
 use crate::config::ClientConfig;
 
-/// How the client proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// With its secret (Basic or body).
-    Secret,
-    /// A public client: no secret.
-    Public,
-}
+/// Defined below the token endpoint, where the protector reads it too.
+pub use crate::protect::ClientAuth;
 
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();

@@ -15,6 +15,7 @@
 //! authentication with the per-IP request limit) are methods here.
 
 pub mod client_auth;
+mod denied;
 mod discovery;
 pub mod error;
 mod login;

@@ -15,7 +15,15 @@ use ipnet::IpNet;
 
 use crate::config::ClientConfig;
 use crate::http::headers::X_FORWARDED_FOR;
-use crate::oauth::client_auth::ClientAuth;
+
+/// How the client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// With its secret (Basic or body).
+    Secret,
+    /// A public client: no secret.
+    Public,
+}
 
 /// `auth0-forwarded-for`: the end user's IP, sent by a trusted backend.
 pub const AUTH0_FORWARDED_FOR: &str = "auth0-forwarded-for";

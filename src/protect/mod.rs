@@ -26,7 +26,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-pub use client_ip::{AUTH0_FORWARDED_FOR, IpKey, effective_ip, network_ip};
+pub use client_ip::{AUTH0_FORWARDED_FOR, ClientAuth, IpKey, effective_ip, network_ip};
 pub use denied::Denied;
 use limiter::SHARDS as SWEEP_STEPS;
 pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
@@ -35,7 +35,6 @@ pub use unblock::{CounterKey, lift_after_password_change, unblock, unblock_ip};
 
 use crate::clock::SharedClock;
 use crate::config::{AttackProtectionConfig, ClientConfig, Config};
-use crate::oauth::client_auth::ClientAuth;
 use crate::store::StoreError;
 use crate::store::protect::ProtectStore;
 

@@ -23,13 +23,13 @@ use hyper::upgrade::OnUpgrade;
 use super::UpstreamClient;
 use super::error::ProxyError;
 use super::upgrade;
-use crate::config::{HostHeader, UpstreamTarget};
+use crate::config::{HostHeader, RouteConfig, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
 use crate::http::read_timeout::Progress;
-use crate::router::Route;
 use crate::telemetry::ErrorChain;
+use crate::upstream::Balancer;
 
 /// A request ready to go upstream, headers already cleaned.
 pub struct Outgoing {
@@ -63,10 +63,12 @@ impl Proxy {
         Self { client }
     }
 
-    /// Forward `out` to one of `route`'s upstreams.
+    /// Forward `out` to one of the route's upstreams: `route` as configured,
+    /// `balancer` over its upstreams (the router compiles both).
     pub async fn forward(
         &self,
-        route: &Route,
+        route: &RouteConfig,
+        balancer: &Balancer,
         out: Outgoing,
     ) -> (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel) {
         let Outgoing {
@@ -77,7 +79,6 @@ impl Proxy {
             upgrade,
             request_id,
         } = out;
-        let balancer = &route.balancer;
         let mut index = balancer.pick();
 
         // A body-less request can be sent again if the first upstream refuses
@@ -85,7 +86,6 @@ impl Proxy {
         let retryable =
             http_body::Body::is_end_stream(&body) && upgrade.is_none() && balancer.len() > 1;
         let limit = route
-            .config
             .max_body
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
@@ -101,7 +101,7 @@ impl Proxy {
         let mut upgrade = upgrade.map(|client| (client, context));
 
         parts.version = Version::HTTP_11;
-        match (route.config.host_header, &client_host) {
+        match (route.host_header, &client_host) {
             (HostHeader::Client, Some(host)) => {
                 parts.headers.insert(HOST, host.clone());
             }
@@ -120,7 +120,7 @@ impl Proxy {
             let spare = retryable.then(|| head.clone());
             let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
             *req.uri_mut() = uri;
-            if route.config.host_header == HostHeader::Upstream
+            if route.host_header == HostHeader::Upstream
                 && let Ok(v) = HeaderValue::from_str(target.authority.as_str())
             {
                 req.headers_mut().insert(HOST, v);

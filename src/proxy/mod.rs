@@ -2,12 +2,13 @@
 //! legacy client, rustls for `https` upstreams), round-robin balancing with
 //! passive health, deadlines mapped to 502/504, and WebSocket pass-through.
 
-pub mod balance;
-pub mod client;
 pub mod error;
 pub mod forward;
 mod upgrade;
 
-pub use client::UpstreamClient;
 pub use error::ProxyError;
 pub use forward::Proxy;
+
+// The client and the balancer live below the gate and the router
+// (`crate::upstream`); the old paths stay for callers outside the crate.
+pub use crate::upstream::{UpstreamClient, balance, client};

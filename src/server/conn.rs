@@ -31,8 +31,8 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::ConnActivity;
 use crate::config::ServerConfig;
+use crate::http::activity::ConnActivity;
 use crate::http::connection::{ConnContext, ConnSlot};
 use crate::proxy::Proxy;
 use crate::service::App;

@@ -1,7 +1,11 @@
 //! The TLS listener: certificates, the accept loop, and each connection's life
 //! (handshake deadline, HTTP/1.1 + HTTP/2, idle timeout, graceful shutdown).
 
-pub mod activity;
 pub mod conn;
 pub mod listener;
-pub mod tls;
+
+// The TLS helpers and the connection's activity moved below the server
+// (`crate::tls`, `crate::http::activity`) so lower layers can use them; the
+// old paths stay for callers outside the crate.
+pub use crate::http::activity;
+pub use crate::tls;

@@ -6,7 +6,7 @@
 //! name resolved to one (so every alias of the account shares it), else the
 //! login name's lookup key, `name:<key>` ([`counter_for_account`],
 //! [`counter_for_name`]). IPs are stored as their limiter key
-//! (`203.0.113.9`, `2001:db8::/64`). [`crate::protect`] decides what the
+//! (`203.0.113.9`, `2001:db8::/64`). The `protect` module decides what the
 //! numbers mean, this file only keeps them.
 
 use rusqlite::{OptionalExtension, params};

@@ -1,6 +1,6 @@
 //! Facts the store remembers once, for the life of the data: named integers
 //! written by the first process that needs them and read by every later one.
-//! The access-token type cut-over (`crate::gate::typ`) lives here, so a
+//! The access-token type cut-over (`gate/typ.rs`) lives here, so a
 //! restart can never open a new legacy window.
 
 use rusqlite::{OptionalExtension, params};

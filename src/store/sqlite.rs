@@ -88,17 +88,15 @@ impl SqliteStore {
     /// Open (creating when missing) the store at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Io {
-                    context: format!("creating {}", dir.display()),
-                    source,
-                })?;
-        }
-        let conn = Connection::open(path)
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                context: format!("creating {}", dir.display()),
                 source,
             })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::setup(conn)
     }
 
@@ -137,10 +135,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Poisoned)?;
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = conn.transaction().map_err(backend)?;
         let out = f(&tx).map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -153,10 +148,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Poisoned)?;
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
@@ -169,10 +161,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Poisoned)?;
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&conn).map_err(backend)
     }
 }

@@ -265,7 +265,7 @@ mod tests {
     }
 
     fn issuer(alg: Algorithm, pool: &SignPool) -> (TokenIssuer, tempfile::TempDir) {
-        crate::server::tls::install_crypto_providers();
+        crate::tls::install_crypto_providers();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let ring = KeyRing::load_or_generate(dir.path(), alg).unwrap_or_else(|e| panic!("{e:#}"));
         let clock = crate::clock::system();
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement, not a check"]
     fn sign_cost() {
-        crate::server::tls::install_crypto_providers();
+        crate::tls::install_crypto_providers();
         for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let ring =

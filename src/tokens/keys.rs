@@ -90,7 +90,7 @@ impl SigningKey {
     /// `typ` is [`super::issue::ACCESS_TOKEN_TYP`] for access tokens and
     /// [`super::issue::ID_TOKEN_TYP`] for ID tokens.
     pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> Option<String> {
-        let header = serde_json::json!({"alg": crate::gate::keys::alg_name(self.alg), "typ": typ, "kid": self.kid});
+        let header = serde_json::json!({"alg": crate::config::jwa::alg_name(self.alg), "typ": typ, "kid": self.kid});
         let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?));
@@ -153,16 +153,17 @@ pub fn generate_into(dir: &Path, alg: Algorithm) -> anyhow::Result<SigningKey> {
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     // Names sort by creation time, so the newest key is the last one read.
     let mut n = 0;
-    let mut path = dir.join(format!("{now:012}-{n:03}-{}.pem", alg_name(alg)));
+    let mut path = dir.join(format!("{now:012}-{n:03}-{}.pem", file_tag(alg)));
     while path.exists() {
         n += 1;
-        path = dir.join(format!("{now:012}-{n:03}-{}.pem", alg_name(alg)));
+        path = dir.join(format!("{now:012}-{n:03}-{}.pem", file_tag(alg)));
     }
-    crate::server::tls::write_private(&path, pem.as_bytes())?;
+    crate::tls::write_private(&path, pem.as_bytes())?;
     from_pkcs8(&pkcs8, alg, path)
 }
 
-fn alg_name(alg: Algorithm) -> &'static str {
+/// The algorithm's tag in a generated key's file name.
+fn file_tag(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::ES256 => "es256",
         Algorithm::EdDSA => "eddsa",
@@ -317,7 +318,7 @@ mod tests {
 
     #[test]
     fn generate_load_sign_verify_each_algorithm() {
-        crate::server::tls::install_crypto_providers();
+        crate::tls::install_crypto_providers();
         for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let ring = KeyRing::load_or_generate(dir.path(), alg)
@@ -359,7 +360,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_old_keys_and_signs_with_the_new_one() {
-        crate::server::tls::install_crypto_providers();
+        crate::tls::install_crypto_providers();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let first = KeyRing::load_or_generate(dir.path(), Algorithm::ES256)
             .unwrap_or_else(|e| panic!("{e:#}"));

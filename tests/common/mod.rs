@@ -475,8 +475,8 @@ pub fn tls_roots(cert_pem: &[u8]) -> rustls::RootCertStore {
 }
 
 pub fn tls_client_config(cert_pem: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
-    passgate::server::tls::install_crypto_providers();
-    let mut config = rustls::ClientConfig::builder_with_provider(passgate::server::tls::provider())
+    passgate::tls::install_crypto_providers();
+    let mut config = rustls::ClientConfig::builder_with_provider(passgate::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(tls_roots(cert_pem))

@@ -39,7 +39,7 @@ pub fn root_store(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        for cert in crate::server::tls::load_certs(path).context("upstream.ca_file")? {
+        for cert in crate::tls::load_certs(path).context("upstream.ca_file")? {
             roots.add(cert).with_context(|| {
                 format!(
                     "upstream.ca_file: a certificate in {} is not a usable CA",
@@ -60,7 +60,7 @@ impl UpstreamClient {
 
     /// Build the client trusting exactly `roots` for `https` upstreams.
     pub fn with_roots(config: &UpstreamConfig, roots: RootCertStore) -> Self {
-        let tls = rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map(|b| b.with_root_certificates(roots).with_no_client_auth());
         let tls = match tls {

@@ -1,6 +1,8 @@
-//! Server TLS: one explicit crypto provider (aws-lc-rs), TLS 1.2 and 1.3, ALPN
-//! `h2` and `http/1.1`, and a self-signed localhost certificate generated on
-//! first start when the config asks for one.
+//! TLS and the crypto provider, below every layer that needs them: one
+//! explicit provider (aws-lc-rs) for rustls and jsonwebtoken, the server's
+//! config (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`), certificate loading for
+//! the upstream client, a self-signed localhost certificate generated on first
+//! start when the config asks for one, and owner-only files for private keys.
 
 use std::path::Path;
 use std::sync::Arc;

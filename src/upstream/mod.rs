@@ -1,0 +1,11 @@
+//! What every layer that talks to an upstream shares: the pooled client
+//! (`client.rs`: keep-alive pool, rustls, connect deadline) and round-robin
+//! balancing with passive health (`balance.rs`). It sits below the gate (which
+//! fetches remote key sets with the client), the proxy and the router (whose
+//! routes each hold a balancer).
+
+pub mod balance;
+pub mod client;
+
+pub use balance::Balancer;
+pub use client::UpstreamClient;
