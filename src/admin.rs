@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::oauth::AuthServer;
+use crate::tasks::Supervisor;
 
 /// What the admin endpoints read. The request handler (`service::App`)
 /// provides it, so this module needs nothing above it.
@@ -28,6 +29,8 @@ pub trait Observed: Send + Sync + 'static {
     fn gate(&self) -> &Gate;
     /// passgate's own endpoints, when it is its own issuer.
     fn auth(&self) -> Option<&AuthServer>;
+    /// The background tasks' supervisor.
+    fn tasks(&self) -> &Supervisor;
 }
 
 /// Request counters, by status class, and readiness.
@@ -82,6 +85,13 @@ impl Metrics {
             out,
             "passgate_token_cache_bytes {}",
             app.gate().cache().bytes()
+        );
+        out.push_str("# HELP passgate_background_task_failures_total Background tasks and worker threads that failed or panicked.\n");
+        out.push_str("# TYPE passgate_background_task_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "passgate_background_task_failures_total {}",
+            app.tasks().died()
         );
         if let Some(auth) = app.auth() {
             let c = auth.protect().counters();

@@ -211,9 +211,15 @@ fn serve(arg: ConfigArg) -> ExitCode {
             tokio::spawn(gateway.admin(l, admin_stop));
         }
         tracing::info!(%listen, "passgate listening on https://{listen}");
-        gateway.serve(listener, passgate::shutdown_signal()).await;
+        let served = gateway.serve(listener, passgate::shutdown_signal()).await;
         let _ = stop_admin.send(true);
-        ExitCode::SUCCESS
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot serve: {e:#}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 

@@ -50,6 +50,8 @@ pub struct App {
     pub claim_headers: Vec<HeaderName>,
     /// `[server] trusted_proxies`, for the client address in `X-Real-IP`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The supervisor of the gateway's background tasks (its failures are in `/metrics`).
+    pub tasks: crate::tasks::Supervisor,
 }
 
 impl crate::admin::Observed for App {
@@ -61,6 +63,9 @@ impl crate::admin::Observed for App {
     }
     fn auth(&self) -> Option<&AuthServer> {
         self.auth.as_deref()
+    }
+    fn tasks(&self) -> &crate::tasks::Supervisor {
+        &self.tasks
     }
 }
 

@@ -21,6 +21,7 @@ use super::keys::{KeySet, VerifyKey};
 use super::typ::AccessTyp;
 use crate::config::jwa::key_url_allowed;
 use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
+use crate::tasks::Supervisor;
 use crate::telemetry::ErrorChain;
 use crate::upstream::UpstreamClient;
 
@@ -135,13 +136,15 @@ impl IssuerKeys {
     }
 
     /// Fetch now, then keep refreshing until the issuer is dropped.
-    fn start_refresh(self: &Arc<Self>) {
+    fn start_refresh(self: &Arc<Self>, tasks: &Supervisor) {
         let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        tasks.spawn("issuer key refresh", async move {
             loop {
-                let Some(this) = weak.upgrade() else { return };
+                let Some(this) = weak.upgrade() else {
+                    return Ok(());
+                };
                 let Some(remote) = this.remote.as_ref() else {
-                    return;
+                    return Ok(());
                 };
                 let outcome = {
                     let _one_at_a_time = remote.fetching.lock().await;
@@ -345,14 +348,14 @@ impl Issuers {
 
     /// Start the background refresh of every remote issuer and wait (up to
     /// `wait`) for their first fetch, so a gateway that just started knows its keys.
-    pub async fn start(&self, wait: Duration) {
+    pub async fn start(&self, tasks: &Supervisor, wait: Duration) {
         let remotes: Vec<&Arc<IssuerKeys>> = self
             .by_iss
             .values()
             .filter(|i| i.remote.is_some())
             .collect();
         for issuer in &remotes {
-            issuer.start_refresh();
+            issuer.start_refresh(tasks);
         }
         let deadline = Instant::now() + wait;
         for issuer in remotes {

@@ -28,6 +28,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use crate::clock::SharedClock;
 use crate::config::{GateConfig, RouteConfig, RoutePolicy};
 use crate::http::hygiene::{IDENTITY_PREFIX, cgi_name};
+use crate::tasks::{Supervisor, run_blocking};
 use bearer::Credential;
 use cache::{TokenCache, Verified};
 use claims::Claims;
@@ -108,17 +109,20 @@ impl Gate {
         &self.realm
     }
 
-    /// Sweep expired cache entries every `every` until the cache is dropped.
-    pub fn start_sweeper(&self, every: Duration) {
+    /// Sweep expired cache entries every `every`, under `tasks`, until
+    /// shutdown or until the cache is dropped.
+    pub fn start_sweeper(&self, tasks: &Supervisor, every: Duration) {
         let cache = Arc::downgrade(&self.cache);
         let clock = Arc::clone(&self.clock);
-        tokio::spawn(async move {
+        tasks.spawn("token cache sweep", async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(cache) = cache.upgrade() else { return };
+                let Some(cache) = cache.upgrade() else {
+                    return Ok(());
+                };
                 let now = clock.now();
                 // The sweep walks the whole map: keep it off the request workers.
-                let _ = tokio::task::spawn_blocking(move || cache.sweep(now)).await;
+                run_blocking(move || cache.sweep(now)).await?;
             }
         });
     }

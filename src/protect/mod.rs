@@ -37,6 +37,8 @@ use crate::clock::SharedClock;
 use crate::config::{AttackProtectionConfig, ClientConfig, Config};
 use crate::store::StoreError;
 use crate::store::protect::ProtectStore;
+use crate::tasks::{Supervisor, run_blocking};
+use crate::telemetry::ErrorChain;
 
 /// The pair key used for every IP in account-lockout mode.
 pub const ANY_IP: &str = "*";
@@ -109,30 +111,32 @@ impl Protect {
 
     /// Sweep idle limiter keys and expired counters every `sweep_interval`,
     /// for as long as the protector lives.
-    pub fn start_sweeper(self: &Arc<Self>) {
+    pub fn start_sweeper(self: &Arc<Self>, tasks: &Supervisor) {
         let weak = Arc::downgrade(self);
         let every = self.config.sweep_interval;
-        tokio::spawn(async move {
+        tasks.spawn("attack-protection sweep", async move {
             loop {
                 tokio::time::sleep(every).await;
                 // One shard per step, yielding between steps, so a sweep of
                 // many keys never holds the worker for long.
                 for step in 0..SWEEP_STEPS {
-                    let Some(p) = weak.upgrade() else { return };
+                    let Some(p) = weak.upgrade() else {
+                        return Ok(());
+                    };
                     p.requests.sweep_step(step);
                     p.user_ip.sweep_step(step);
                     drop(p);
                     tokio::task::yield_now().await;
                 }
-                let Some(p) = weak.upgrade() else { return };
+                let Some(p) = weak.upgrade() else {
+                    return Ok(());
+                };
                 let (now, expiry) = (p.clock.now(), p.expiry());
                 let store = Arc::clone(&p.store);
                 drop(p);
-                let swept =
-                    tokio::task::spawn_blocking(move || store.sweep_protect(now, now - expiry))
-                        .await;
-                if let Ok(Err(e)) = swept {
-                    tracing::warn!(target: "passgate::protect", error = %e, "sweeping attack-protection counters failed");
+                let swept = run_blocking(move || store.sweep_protect(now, now - expiry)).await?;
+                if let Err(e) = swept {
+                    tracing::warn!(target: "passgate::protect", error = %ErrorChain(&e), "sweeping attack-protection counters failed");
                 }
             }
         });
@@ -305,7 +309,7 @@ impl Protect {
         f: impl FnOnce(&dyn ProtectStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Denied> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
+        run_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| Denied::Store(StoreError::Task(e)))?
             .map_err(Denied::Store)

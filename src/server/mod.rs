@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod listener;
+pub mod workers;
 
 // The TLS helpers and the connection's activity moved below the server
 // (`crate::tls`, `crate::http::activity`) so lower layers can use them; the

@@ -25,6 +25,8 @@ use crate::gate::Revocations;
 use crate::gate::claims::Claims;
 use crate::store::StoreError;
 use crate::store::sessions::{RefreshRecord, Session, SessionStore};
+use crate::tasks::{Supervisor, run_blocking};
+use crate::telemetry::ErrorChain;
 
 /// Sessions and refresh tokens.
 #[derive(Debug)]
@@ -174,16 +176,24 @@ impl Sessions {
         self.store.sweep_sessions(now)
     }
 
-    /// Follow the revocation log every `follow` and sweep every `sweep`, until dropped.
-    pub fn start_background(self: &Arc<Self>, follow: Duration, sweep: Duration) {
+    /// Follow the revocation log every `follow` and sweep every `sweep`,
+    /// under `tasks`, until shutdown or until the sessions are dropped.
+    pub fn start_background(
+        self: &Arc<Self>,
+        tasks: &Supervisor,
+        follow: Duration,
+        sweep: Duration,
+    ) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
+        tasks.spawn("revocation feed and session sweep", async move {
             let mut ticks: u64 = 0;
             let every = (sweep.as_millis() / follow.as_millis().max(1)).max(1) as u64;
             loop {
                 tokio::time::sleep(follow).await;
-                let Some(this) = weak.upgrade() else { return };
-                let result = tokio::task::spawn_blocking(move || {
+                let Some(this) = weak.upgrade() else {
+                    return Ok(());
+                };
+                let (followed, swept, t) = run_blocking(move || {
                     let followed = this.follow_log();
                     ticks += 1;
                     let swept = if ticks.is_multiple_of(every) {
@@ -193,22 +203,15 @@ impl Sessions {
                     };
                     (followed, swept, ticks)
                 })
-                .await;
-                match result {
-                    Ok((followed, swept, t)) => {
-                        ticks = t;
-                        if let Err(e) = followed {
-                            tracing::warn!(error = %e, "reading the revocation log failed");
-                        }
-                        match swept {
-                            Ok(Some(n)) if n > 0 => {
-                                tracing::debug!(deleted = n, "swept expired sessions")
-                            }
-                            Err(e) => tracing::warn!(error = %e, "sweeping sessions failed"),
-                            _ => {}
-                        }
-                    }
-                    Err(_) => return,
+                .await?;
+                ticks = t;
+                if let Err(e) = followed {
+                    tracing::warn!(error = %ErrorChain(&e), "reading the revocation log failed");
+                }
+                match swept {
+                    Ok(Some(n)) if n > 0 => tracing::debug!(deleted = n, "swept expired sessions"),
+                    Err(e) => tracing::warn!(error = %ErrorChain(&e), "sweeping sessions failed"),
+                    _ => {}
                 }
             }
         });

@@ -110,8 +110,8 @@ pub enum StoreError {
     #[error("store: the lock was poisoned by a panic")]
     Poisoned,
     /// The blocking task running a store call panicked or was cancelled.
-    #[error("store: the blocking task did not finish")]
-    Task(#[source] tokio::task::JoinError),
+    #[error("store: a call did not finish")]
+    Task(#[source] crate::tasks::Unfinished),
 }
 
 /// Persistence for passgate's state.

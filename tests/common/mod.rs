@@ -410,7 +410,8 @@ impl Builder {
                 .serve(listener, async move {
                     let _ = rx.await;
                 })
-                .await;
+                .await
+                .unwrap_or_else(|e| panic!("gateway serve: {e:#}"));
             let _ = stop_admin.send(true);
         });
         let cert_pem = std::fs::read(dir.path().join("cert.pem")).unwrap();

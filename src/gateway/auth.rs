@@ -1,0 +1,169 @@
+//! Everything that exists only when passgate is its own issuer (`[issuer]`):
+//! the signing keys, the store, the sessions, and from them the
+//! authorization server. Built once, as one [`AuthStack`], so "is there an
+//! issuer?" is asked in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::clock::SharedClock;
+use crate::config::{self, Config, IssuerConfig};
+use crate::gate::Gate;
+use crate::gate::issuers::IssuerKeys;
+use crate::gate::keys::{KeySet, VerifyKey};
+use crate::gate::typ::AccessTyp;
+use crate::identity::password::{HashParams, Hasher};
+use crate::oauth::{AuthParts, AuthServer};
+use crate::protect::Protect;
+use crate::sessions::Sessions;
+use crate::store::{self, SqliteStore};
+use crate::tasks::{Supervisor, run_blocking};
+use crate::tokens;
+use crate::tokens::keys::KeyRing;
+
+/// How often the sessions follow the revocation log, and sweep expired rows.
+const FOLLOW_REVOCATIONS: Duration = Duration::from_secs(1);
+const SWEEP_SESSIONS: Duration = Duration::from_secs(600);
+
+/// passgate as its own issuer: keys, store and sessions, ready to become the
+/// authorization server once the gate exists.
+pub(super) struct AuthStack {
+    keys: Arc<KeyRing>,
+    store: Arc<SqliteStore>,
+    sessions: Arc<Sessions>,
+    access_typ: AccessTyp,
+    issuer_url: String,
+}
+
+impl AuthStack {
+    /// Load (or generate) the keys and check they sign, open the store,
+    /// record the token-type cut-over, load the revoked sessions and start
+    /// following the revocation log under `tasks`.
+    pub(super) fn open(
+        config: &Config,
+        issuer: &IssuerConfig,
+        clock: &SharedClock,
+        tasks: &Supervisor,
+    ) -> anyhow::Result<Self> {
+        let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
+            .with_context(|| format!("issuer.signing_keys: {}", issuer.signing_keys.display()))?;
+        self_test(&keys)?;
+        let store = Arc::new(
+            SqliteStore::open(&config.store.path)
+                .with_context(|| format!("store.path: {}", config.store.path.display()))?,
+        );
+        // Own tokens must be typed at+jwt once the legacy window closes (gate/typ.rs).
+        let longest = config.apis.iter().map(|a| a.token_lifetime.as_secs());
+        let longest = i64::try_from(longest.max().unwrap_or(0)).unwrap_or(i64::MAX);
+        let access_typ = AccessTyp::load(store.as_ref(), clock.now(), longest)
+            .context("recording the access-token type cut-over")?;
+        // The gate asks the sessions whether a token's `sid` was revoked.
+        let sessions = Arc::new(
+            Sessions::load(store.clone(), issuer.url.clone(), Arc::clone(clock))
+                .context("loading revoked sessions")?,
+        );
+        sessions.start_background(tasks, FOLLOW_REVOCATIONS, SWEEP_SESSIONS);
+        Ok(Self {
+            keys: Arc::new(keys),
+            store,
+            sessions,
+            access_typ,
+            issuer_url: issuer.url.clone(),
+        })
+    }
+
+    /// The sessions, which the gate asks about revoked `sid`s.
+    pub(super) fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// passgate's own issuer as the gate trusts it: its keys, held in memory.
+    pub(super) fn own_issuer(&self) -> IssuerKeys {
+        let verify = self.keys.keys().iter().map(|k| VerifyKey {
+            kid: Some(k.kid.clone()),
+            alg: k.alg,
+            key: k.decoding.clone(),
+        });
+        IssuerKeys::fixed(self.issuer_url.clone(), KeySet::new(verify))
+            .with_access_typ(self.access_typ)
+    }
+
+    /// The authorization server: the password hasher (with its time floor),
+    /// attack protection (its sweeper under `tasks`) and the signing pool.
+    pub(super) async fn into_server(
+        self,
+        config: &Config,
+        gate: &Arc<Gate>,
+        clock: &SharedClock,
+        tasks: &Supervisor,
+    ) -> anyhow::Result<Option<Arc<AuthServer>>> {
+        let AuthStack {
+            keys,
+            store,
+            sessions,
+            ..
+        } = self;
+        let clock = Arc::clone(clock);
+        let gate = Arc::clone(gate);
+        let config = config.clone();
+        let pw = &config.passwords;
+        let params = HashParams {
+            memory_kib: pw.memory_kib,
+            iterations: pw.iterations,
+            parallelism: pw.parallelism,
+        };
+        let hasher = Hasher::bounded(params, pw.workers, pw.queue)?;
+        let hasher = match pw.verify_floor {
+            config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
+            config::VerifyFloor::Auto => {
+                let costs =
+                    store::Store::bcrypt_costs(store.as_ref()).context("reading bcrypt costs")?;
+                run_blocking(move || hasher.with_measured_floor(&costs))
+                    .await
+                    .context("measuring password checks")?
+            }
+        };
+        tracing::info!(
+            floor_ms = hasher.floor().as_millis() as u64,
+            "password checks are answered no sooner than this"
+        );
+        let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
+        protect.start_sweeper(tasks);
+        Ok(AuthServer::new(AuthParts {
+            config: config.clone(),
+            keys,
+            store,
+            sessions,
+            protect,
+            hasher,
+            gate: Arc::clone(&gate),
+            clock: Arc::clone(&clock),
+            signing: tokens::pool::SignPool::for_machine()
+                .context("starting the signing threads")?,
+        })
+        .map(Arc::new))
+    }
+}
+
+/// Sign and verify once with the current key, so a broken crypto setup fails
+/// at start and not on the first login.
+fn self_test(ring: &KeyRing) -> anyhow::Result<()> {
+    let key = ring.current();
+    let jwt = key
+        .sign_jwt(
+            tokens::issue::ACCESS_TOKEN_TYP,
+            &serde_json::json!({"self_test": true}),
+        )
+        .with_context(|| format!("the signing key {} cannot sign", key.kid))?;
+    let (message, sig) = jwt.rsplit_once('.').context("self-test token")?;
+    let ok = jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.decoding, key.alg)
+        .context("verification self-test failed")?;
+    anyhow::ensure!(
+        ok,
+        "the signing key {} does not verify its own signature",
+        key.kid
+    );
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The one place passgate is put together: [`Gateway`] builds every part from
+//! a validated [`Config`] (the gate, passgate's own issuer when configured,
+//! the request handler), owns the supervisor every background task runs
+//! under, and serves on a bound listener until shutdown.
+
+mod auth;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin;
+use crate::clock::{self, SharedClock};
+use crate::config::Config;
+use crate::gate::issuers::Issuers;
+use crate::gate::{self, Gate, NoRevocations, Revocations};
+use crate::http::hygiene::RequestHygiene;
+use crate::router::Router;
+use crate::server::workers::Workers;
+use crate::service::App;
+use crate::tasks::Supervisor;
+use crate::tls;
+use crate::upstream::{UpstreamClient, client::root_store};
+use auth::AuthStack;
+
+/// How often the verified-token cache drops expired entries.
+const SWEEP_TOKEN_CACHE: Duration = Duration::from_secs(60);
+/// How long the background loops get to stop once the workers have drained.
+const STOP_BACKGROUND: Duration = Duration::from_secs(5);
+
+/// A configured gateway, ready to serve on a bound listener.
+pub struct Gateway {
+    config: Config,
+    app: Arc<App>,
+    tls: Arc<rustls::ServerConfig>,
+    roots: rustls::RootCertStore,
+    tasks: Supervisor,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.config.server.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Build a gateway on the system clock.
+    pub async fn new(config: Config) -> anyhow::Result<Gateway> {
+        Self::with_clock(config, clock::system()).await
+    }
+
+    /// Build a gateway whose expiry checks read `clock`.
+    pub async fn with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Gateway> {
+        tls::install_crypto_providers();
+        let tls = Self::tls(&config)?;
+        let roots = root_store(config.upstream.ca_file.as_deref())?;
+        // The gate's own client fetches remote key sets.
+        let client = UpstreamClient::with_roots(&config.upstream, roots.clone());
+        let tasks = Supervisor::new();
+
+        let stack = match &config.issuer {
+            Some(issuer) => Some(AuthStack::open(&config, issuer, &clock, &tasks)?),
+            None => None,
+        };
+        let mut issuers = Issuers::default();
+        if let Some(stack) = &stack {
+            issuers.insert(stack.own_issuer());
+        }
+        issuers.load(&config.trusted_issuers, &config.gate, &client)?;
+        let revocations: Arc<dyn Revocations> = match &stack {
+            Some(stack) => stack.sessions().clone(),
+            None => Arc::new(NoRevocations),
+        };
+        let gate = Arc::new(Gate::new(
+            &config.gate,
+            issuers,
+            Arc::clone(&clock),
+            revocations,
+        ));
+        gate.issuers()
+            .start(&tasks, config.gate.jwks_fetch_timeout)
+            .await;
+        gate.start_sweeper(&tasks, SWEEP_TOKEN_CACHE);
+
+        let auth = match stack {
+            Some(stack) => stack.into_server(&config, &gate, &clock, &tasks).await?,
+            None => None,
+        };
+        let app = Arc::new(App {
+            router: Router::new(&config.routes, &config.upstream),
+            gate,
+            auth,
+            access_log: config.log.access,
+            metrics: Default::default(),
+            hygiene: RequestHygiene::new(
+                config.server.allow_underscores_in_headers,
+                &config.server.strip_request_headers,
+            ),
+            claim_headers: gate::claim_headers(&config.routes),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            tasks: tasks.clone(),
+        });
+        Ok(Gateway {
+            config,
+            app,
+            tls,
+            roots,
+            tasks,
+        })
+    }
+
+    fn tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let s = &config.server;
+        if s.dev_certificate && tls::ensure_dev_certificate(&s.tls_cert, &s.tls_key)? {
+            tracing::warn!(
+                cert = %s.tls_cert.display(),
+                "generated a self-signed development certificate for localhost; do not use it in production"
+            );
+        }
+        tls::server_config(&s.tls_cert, &s.tls_key)
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serve the admin endpoints (`/healthz`, `/readyz`, `/metrics`) on
+    /// `listener` until `stop` turns true; run it beside [`Gateway::serve`].
+    pub fn admin(
+        &self,
+        listener: TcpListener,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + use<> {
+        admin::serve(
+            listener,
+            Arc::clone(&self.app) as Arc<dyn admin::Observed>,
+            stop,
+        )
+    }
+
+    /// The request handler (for benches that skip the network).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The supervisor every background task of this gateway runs under.
+    pub fn tasks(&self) -> &Supervisor {
+        &self.tasks
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then drain in-flight
+    /// requests (up to `server.shutdown_timeout`) and stop every background
+    /// task. A worker that cannot start is an error: nothing is served then.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let s = self.config.server.clone();
+        let permits = Arc::new(Semaphore::new(s.max_connections));
+        // The workers are stopped and drained before the loops they rely on
+        // (revocation feed, key refresh) stop.
+        let workers = self.tasks.child();
+        let started = Workers {
+            acceptor: TlsAcceptor::from(Arc::clone(&self.tls)),
+            server: s.clone(),
+            upstream: self.config.upstream.clone(),
+            roots: self.roots.clone(),
+            app: Arc::clone(&self.app),
+            permits: Arc::clone(&permits),
+        }
+        .start(&workers, listener)
+        .await;
+        if let Err(e) = started {
+            self.tasks.shutdown(s.shutdown_timeout).await;
+            return Err(e);
+        }
+        shutdown.await;
+        self.app.metrics.set_draining();
+
+        let open = s.max_connections - permits.available_permits();
+        tracing::info!(
+            open_connections = open,
+            "shutting down: finishing in-flight requests"
+        );
+        // Each worker gives its connections `shutdown_timeout`; allow a
+        // little over it for the threads to end.
+        workers
+            .shutdown(s.shutdown_timeout + Duration::from_secs(1))
+            .await;
+        match s.max_connections - permits.available_permits() {
+            0 => tracing::info!("all connections closed"),
+            n => tracing::warn!(
+                still_open = n,
+                "drain deadline passed; closed the remaining connections"
+            ),
+        }
+        self.tasks.shutdown(STOP_BACKGROUND).await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
