@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{close_connection, error};
+use crate::tasks::run_blocking;
 use crate::telemetry::ErrorChain;
 
 /// `Wrong email or password.`
@@ -201,7 +202,7 @@ where
     T: Send + 'static,
     E: std::error::Error + Send + 'static,
 {
-    match tokio::task::spawn_blocking(work).await {
+    match run_blocking(work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             tracing::error!(error = %ErrorChain(&e), "{what} failed");

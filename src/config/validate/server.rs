@@ -22,6 +22,23 @@ pub(super) fn socket_addr(p: &mut Problems, path: &str, text: &str) -> Option<So
     }
 }
 
+/// A section's durations, from one table of rows (key, value as written,
+/// default in seconds): each is parsed, must be longer than zero, and a
+/// problem names `section.key`.
+fn durations<const N: usize>(
+    p: &mut Problems,
+    section: &str,
+    rows: [(&str, &Option<String>, u64); N],
+) -> [Duration; N] {
+    rows.map(|(key, value, default)| {
+        p.duration(
+            &format!("{section}.{key}"),
+            value,
+            Duration::from_secs(default),
+        )
+    })
+}
+
 pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
     let fallback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8443));
     let listen = match raw.listen {
@@ -58,6 +75,25 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         256,
     );
     let strip_request_headers = strip_request_headers(p, raw.strip_request_headers);
+    let [
+        tls_handshake_timeout,
+        header_read_timeout,
+        idle_timeout,
+        shutdown_timeout,
+        body_read_timeout,
+        tunnel_idle_timeout,
+    ] = durations(
+        p,
+        "server",
+        [
+            ("tls_handshake_timeout", &raw.tls_handshake_timeout, 10),
+            ("header_read_timeout", &raw.header_read_timeout, 30),
+            ("idle_timeout", &raw.idle_timeout, 60),
+            ("shutdown_timeout", &raw.shutdown_timeout, 30),
+            ("body_read_timeout", &raw.body_read_timeout, 10),
+            ("tunnel_idle_timeout", &raw.tunnel_idle_timeout, 300),
+        ],
+    );
     ServerConfig {
         listen,
         tls_cert: raw
@@ -72,40 +108,16 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         admin_listen,
         trusted_proxies,
         max_connections: p.positive("server.max_connections", raw.max_connections, 16_384) as usize,
-        tls_handshake_timeout: p.duration(
-            "server.tls_handshake_timeout",
-            &raw.tls_handshake_timeout,
-            Duration::from_secs(10),
-        ),
-        header_read_timeout: p.duration(
-            "server.header_read_timeout",
-            &raw.header_read_timeout,
-            Duration::from_secs(30),
-        ),
-        idle_timeout: p.duration(
-            "server.idle_timeout",
-            &raw.idle_timeout,
-            Duration::from_secs(60),
-        ),
-        shutdown_timeout: p.duration(
-            "server.shutdown_timeout",
-            &raw.shutdown_timeout,
-            Duration::from_secs(30),
-        ),
+        tls_handshake_timeout,
+        header_read_timeout,
+        idle_timeout,
+        shutdown_timeout,
         workers: p.positive("server.workers", raw.workers, default_workers() as u64) as usize,
         max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
         allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
         strip_request_headers,
-        body_read_timeout: p.duration(
-            "server.body_read_timeout",
-            &raw.body_read_timeout,
-            Duration::from_secs(10),
-        ),
-        tunnel_idle_timeout: p.duration(
-            "server.tunnel_idle_timeout",
-            &raw.tunnel_idle_timeout,
-            Duration::from_secs(300),
-        ),
+        body_read_timeout,
+        tunnel_idle_timeout,
         max_header_size: max_header_size(p, raw.max_header_size.as_ref()),
     }
 }
@@ -189,33 +201,32 @@ pub(super) fn log(p: &mut Problems, raw: RawLog) -> LogConfig {
 }
 
 pub(super) fn upstream(p: &mut Problems, raw: RawUpstream) -> UpstreamConfig {
+    let [
+        connect_timeout,
+        response_timeout,
+        pool_idle_timeout,
+        unhealthy_cooldown,
+    ] = durations(
+        p,
+        "upstream",
+        [
+            ("connect_timeout", &raw.connect_timeout, 5),
+            ("response_timeout", &raw.response_timeout, 30),
+            ("pool_idle_timeout", &raw.pool_idle_timeout, 90),
+            ("unhealthy_cooldown", &raw.unhealthy_cooldown, 10),
+        ],
+    );
     UpstreamConfig {
-        connect_timeout: p.duration(
-            "upstream.connect_timeout",
-            &raw.connect_timeout,
-            Duration::from_secs(5),
-        ),
-        response_timeout: p.duration(
-            "upstream.response_timeout",
-            &raw.response_timeout,
-            Duration::from_secs(30),
-        ),
-        pool_idle_timeout: p.duration(
-            "upstream.pool_idle_timeout",
-            &raw.pool_idle_timeout,
-            Duration::from_secs(90),
-        ),
+        connect_timeout,
+        response_timeout,
+        pool_idle_timeout,
         pool_max_idle_per_host: p.positive(
             "upstream.pool_max_idle_per_host",
             raw.pool_max_idle_per_host,
             512,
         ) as usize,
         ca_file: raw.ca_file.map(PathBuf::from),
-        unhealthy_cooldown: p.duration(
-            "upstream.unhealthy_cooldown",
-            &raw.unhealthy_cooldown,
-            Duration::from_secs(10),
-        ),
+        unhealthy_cooldown,
     }
 }
 
@@ -233,26 +244,23 @@ pub(super) fn gate(p: &mut Problems, raw: RawGate) -> GateConfig {
             "must not contain quotes, backslashes or control characters",
         );
     }
+    let [jwks_refresh, jwks_min_refresh, jwks_fetch_timeout] = durations(
+        p,
+        "gate",
+        [
+            ("jwks_refresh", &raw.jwks_refresh, 3600),
+            ("jwks_min_refresh", &raw.jwks_min_refresh, 30),
+            ("jwks_fetch_timeout", &raw.jwks_fetch_timeout, 5),
+        ],
+    );
     let config = GateConfig {
         realm,
         leeway,
         cache_entries: p.positive("gate.cache_entries", raw.cache_entries, 100_000) as usize,
         cache_bytes,
-        jwks_refresh: p.duration(
-            "gate.jwks_refresh",
-            &raw.jwks_refresh,
-            Duration::from_secs(3600),
-        ),
-        jwks_min_refresh: p.duration(
-            "gate.jwks_min_refresh",
-            &raw.jwks_min_refresh,
-            Duration::from_secs(30),
-        ),
-        jwks_fetch_timeout: p.duration(
-            "gate.jwks_fetch_timeout",
-            &raw.jwks_fetch_timeout,
-            Duration::from_secs(5),
-        ),
+        jwks_refresh,
+        jwks_min_refresh,
+        jwks_fetch_timeout,
     };
     if config.jwks_refresh < config.jwks_min_refresh {
         p.add(
