@@ -4,18 +4,9 @@
 use http::Uri;
 use jsonwebtoken::Algorithm;
 
-/// The RSA algorithms, PKCS#1 v1.5 and PSS: what an RSA key can verify.
-pub const RSA_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
-
 /// Every public-key algorithm passgate verifies; a trusted issuer that lists
 /// none accepts these. Shared-secret (`HS*`) algorithms are never accepted.
+/// The RSA ones come first, so [`RSA_ALGORITHMS`] is a prefix of this list.
 pub const PUBLIC_KEY_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::RS384,
@@ -27,6 +18,9 @@ pub const PUBLIC_KEY_ALGORITHMS: &[Algorithm] = &[
     Algorithm::ES384,
     Algorithm::EdDSA,
 ];
+
+/// The RSA algorithms, PKCS#1 v1.5 and PSS: what an RSA key can verify.
+pub const RSA_ALGORITHMS: &[Algorithm] = PUBLIC_KEY_ALGORITHMS.split_at(6).0;
 
 /// The JWS name of an algorithm, as written in a token header.
 pub fn alg_name(alg: Algorithm) -> &'static str {
@@ -71,6 +65,12 @@ mod tests {
 
     #[test]
     fn rsa_is_a_subset_of_the_public_key_algorithms() {
+        assert_eq!(RSA_ALGORITHMS.len(), 6);
+        assert!(
+            RSA_ALGORITHMS
+                .iter()
+                .all(|a| alg_name(*a).starts_with(['R', 'P']))
+        );
         assert!(
             RSA_ALGORITHMS
                 .iter()

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::Semaphore;
 
+use crate::tasks::run_jobs;
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Why the pool did not run a job.
@@ -147,21 +149,11 @@ impl Pool {
     }
 }
 
-/// A worker thread: run jobs until every sender is gone.
+/// A worker thread, at the lowest priority: run jobs until every sender is gone.
 fn work(rx: &Mutex<mpsc::Receiver<Job>>) {
     // Best effort: where the OS refuses, the thread runs at normal priority.
     let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
-    loop {
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
-        };
-        match job {
-            Ok(job) => job(),
-            // Every Pool is gone: the thread ends.
-            Err(_) => return,
-        }
-    }
+    run_jobs(rx);
 }
 
 #[cfg(test)]

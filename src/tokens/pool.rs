@@ -9,8 +9,10 @@
 //! channel closed and skips the work, so a cancelled request leaves nothing
 //! behind.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+
+use crate::tasks::run_jobs;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -43,7 +45,7 @@ impl SignPool {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new()
                 .name(format!("passgate-sign-{i}"))
-                .spawn(move || work(&rx))?;
+                .spawn(move || run_jobs(&rx))?;
         }
         Ok(Self { jobs })
     }
@@ -75,20 +77,6 @@ impl SignPool {
             Err(TrySendError::Disconnected(_)) => return Err(PoolError::Stopped),
         }
         rx.await.map_err(|_| PoolError::Stopped)
-    }
-}
-
-fn work(rx: &Mutex<Receiver<Job>>) {
-    loop {
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
-        };
-        match job {
-            Ok(job) => job(),
-            // Every SignPool is gone: the thread ends.
-            Err(_) => return,
-        }
     }
 }
 
