@@ -219,8 +219,36 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// Log lines written while the guard lives (on this thread: the tests
+    /// run on a current-thread runtime).
+    fn capture_logs() -> (
+        Arc<std::sync::Mutex<Vec<u8>>>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        (buf, tracing::subscriber::set_default(subscriber))
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
-    async fn a_task_that_dies_is_counted_and_the_others_run_on() {
+    async fn a_task_that_dies_is_logged_counted_and_the_others_run_on() {
+        let (logs, _guard) = capture_logs();
         let sup = Supervisor::new();
         sup.spawn("panics", async { panic!("boom") });
         sup.spawn("fails", async { anyhow::bail!("no store") });
@@ -235,6 +263,18 @@ mod tests {
         assert_eq!(sup.running(), 1, "the loop still runs");
         assert_eq!(sup.shutdown(Duration::from_secs(5)).await, 0);
         assert_eq!(sup.died(), 2, "a cancelled task did not die");
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let line = |needle: &str| logs.lines().find(|l| l.contains(needle)).unwrap_or("");
+        let panicked = line("background task panicked");
+        assert!(
+            panicked.contains("panics") && panicked.contains("boom"),
+            "{logs}"
+        );
+        let failed = line("background task failed");
+        assert!(
+            failed.contains("fails") && failed.contains("no store"),
+            "{logs}"
+        );
     }
 
     #[tokio::test]
