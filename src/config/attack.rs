@@ -9,8 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::RawAttackProtection;
-use super::units::parse_duration;
-use super::validate::parse_cidr;
+use super::units::{parse_cidr, parse_duration};
 
 /// `[attack_protection]`, validated.
 #[derive(Debug, Clone)]

@@ -1,6 +1,9 @@
-//! Durations (`"30s"`, `"15m"`, `"24h"`, `"30d"`) and byte sizes (`16384`, `"16KiB"`, `"10MB"`).
+//! Units written in the config: durations (`"30s"`, `"15m"`, `"24h"`, `"30d"`),
+//! byte sizes (`16384`, `"16KiB"`, `"10MB"`) and networks (`"10.0.0.0/8"`).
 
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// Parse a duration written as a number followed by a unit, e.g. `"30s"`, `"1h 30m"`, `"30d"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -57,6 +60,16 @@ fn parse_size_str(text: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("\"{text}\" is not an address or CIDR like \"10.0.0.0/8\""))
 }
 
 #[cfg(test)]

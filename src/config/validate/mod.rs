@@ -21,7 +21,7 @@ use issuers::trusted_issuers;
 #[cfg(test)]
 pub use routes::parse_upstream;
 use routes::routes;
-pub use server::{default_workers, parse_cidr};
+pub use server::default_workers;
 use server::{gate, log, server, upstream};
 
 /// The grants passgate knows, as written on the wire.

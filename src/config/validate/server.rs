@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, header};
-use ipnet::IpNet;
 
 use super::*;
+use crate::config::units::parse_cidr;
 
 pub(super) fn socket_addr(p: &mut Problems, path: &str, text: &str) -> Option<SocketAddr> {
     match text.parse() {
@@ -165,16 +165,6 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-}
-
-/// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
-pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net.trunc());
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("\"{text}\" is not an address or CIDR like \"10.0.0.0/8\""))
 }
 
 pub(super) fn log(p: &mut Problems, raw: RawLog) -> LogConfig {
