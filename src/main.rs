@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use passgate::config::{CONFIG_ENV, Config, DEFAULT_CONFIG_PATH};
+use passgate::telemetry::ErrorChain;
 
 mod cli;
 use cli::sessions::{SessionsAction, sessions};
@@ -201,7 +202,7 @@ fn serve(arg: ConfigArg) -> ExitCode {
         let gateway = match passgate::Gateway::new(config).await {
             Ok(g) => g,
             Err(e) => {
-                eprintln!("cannot start: {e:#}");
+                eprintln!("cannot start: {}", ErrorChain(e.as_ref()));
                 return ExitCode::from(1);
             }
         };
@@ -216,7 +217,7 @@ fn serve(arg: ConfigArg) -> ExitCode {
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("cannot serve: {e:#}");
+                eprintln!("cannot serve: {}", ErrorChain(e.as_ref()));
                 ExitCode::from(1)
             }
         }

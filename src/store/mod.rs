@@ -75,11 +75,12 @@ pub enum StoreError {
     /// A unique key is taken (username or e-mail in the realm, or the user id).
     #[error("already exists: {0}")]
     Conflict(String),
-    /// The database failed; the chain (`telemetry::ErrorChain`) says how.
-    #[error("store: the database failed")]
+    /// The database failed. The text says how, so `to_string()` (the CLI)
+    /// stays useful; the error itself is the source, for the log's chain.
+    #[error("store: {0}")]
     Sqlite(#[source] rusqlite::Error),
-    /// Creating or opening the store's file failed.
-    #[error("store: {context}")]
+    /// Creating the store's folder failed.
+    #[error("store: {context}: {source}")]
     Io {
         /// What was being done, naming the path.
         context: String,
@@ -88,7 +89,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// Opening the database file failed.
-    #[error("store: opening {path}")]
+    #[error("store: opening {path}: {source}")]
     Open {
         /// The file.
         path: String,

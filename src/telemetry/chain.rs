@@ -6,16 +6,23 @@
 use std::error::Error;
 use std::fmt;
 
-/// Displays `error: cause: cause ...`.
+/// Displays `error: cause: cause ...`. A cause whose text the error before
+/// it already ends with (`store: disk I/O error` over `disk I/O error`) is
+/// not repeated.
 #[derive(Clone, Copy)]
 pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
         let mut next = self.0.source();
         while let Some(cause) = next {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
             next = cause.source();
         }
         Ok(())
@@ -34,5 +41,15 @@ mod tests {
     fn every_cause_is_shown() {
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(ErrorChain(&e).to_string(), "outer: inner");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("store: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_error_already_shows_is_not_repeated() {
+        let e = Repeats(std::io::Error::other("disk I/O error"));
+        assert_eq!(ErrorChain(&e).to_string(), "store: disk I/O error");
     }
 }
