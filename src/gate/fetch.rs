@@ -1,6 +1,7 @@
 //! Fetching a JSON document (a JWKS or an OpenID discovery document) through
 //! the shared upstream client, with a deadline and a size cap, and reading
-//! how long it may be cached.
+//! how long it may be cached; finding the key set through discovery; and why
+//! a fetch failed, with its cause.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use http::header::{ACCEPT, CACHE_CONTROL};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
+use crate::config::jwa::key_url_allowed;
 use crate::http::body::RequestBody;
 use crate::upstream::UpstreamClient;
 
@@ -83,6 +85,67 @@ pub async fn get(
         .map_err(|_| FetchError::Timeout(timeout))?
 }
 
+/// GET the document at `uri`; a failure names the URL.
+pub async fn document(
+    client: &UpstreamClient,
+    uri: &Uri,
+    timeout: Duration,
+) -> Result<Fetched, KeyFetchError> {
+    get(client, uri, timeout)
+        .await
+        .map_err(|source| KeyFetchError::Fetch {
+            url: uri.to_string(),
+            source,
+        })
+}
+
+/// Read the OpenID discovery document at `uri` and return its `jwks_uri`,
+/// which must be https (plain http only from loopback); the document must be
+/// `issuer`'s own.
+pub async fn discover_jwks_uri(
+    client: &UpstreamClient,
+    uri: &Uri,
+    timeout: Duration,
+    issuer: &str,
+) -> Result<Uri, KeyFetchError> {
+    let refused = |what: String| KeyFetchError::Discovery {
+        url: uri.to_string(),
+        what,
+    };
+    let doc = document(client, uri, timeout).await?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&doc.body).map_err(|source| KeyFetchError::NotJson {
+            url: uri.to_string(),
+            source,
+        })?;
+    same_issuer(&meta, issuer).map_err(refused)?;
+    let jwks = meta
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| refused("no jwks_uri".into()))?;
+    let jwks_uri = jwks
+        .parse::<Uri>()
+        .map_err(|_| refused(format!("jwks_uri {jwks} is not a URL")))?;
+    if !key_url_allowed(&jwks_uri) {
+        return Err(refused(format!(
+            "jwks_uri {jwks} is not https (plain http only from loopback)"
+        )));
+    }
+    Ok(jwks_uri)
+}
+
+/// OpenID Discovery §4.3: the document's `issuer` must be exactly the issuer
+/// it was fetched for, or its keys could vouch for another issuer's tokens.
+fn same_issuer(meta: &serde_json::Value, expected: &str) -> Result<(), String> {
+    match meta.get("issuer").and_then(|v| v.as_str()) {
+        Some(found) if found == expected => Ok(()),
+        Some(found) => Err(format!(
+            "the document is for issuer {found}, not {expected}"
+        )),
+        None => Err("the document names no issuer".into()),
+    }
+}
+
 /// Why a remote issuer's keys could not be fetched; the held keys stay.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFetchError {
@@ -120,4 +183,24 @@ pub enum KeyFetchError {
         /// What is wrong with it.
         what: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_document_must_name_its_issuer() {
+        let doc = |iss: &str| serde_json::json!({"issuer": iss, "jwks_uri": "https://x/jwks"});
+        assert!(same_issuer(&doc("https://t.example/"), "https://t.example/").is_ok());
+        assert!(same_issuer(&doc("https://evil.example/"), "https://t.example/").is_err());
+        assert!(same_issuer(&doc("https://t.example"), "https://t.example/").is_err());
+        assert!(
+            same_issuer(
+                &serde_json::json!({"jwks_uri": "https://x"}),
+                "https://t.example/"
+            )
+            .is_err()
+        );
+    }
 }

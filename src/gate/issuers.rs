@@ -19,7 +19,6 @@ use tokio::time::Instant;
 use super::fetch::{self, KeyFetchError};
 use super::keys::{KeySet, VerifyKey};
 use super::typ::AccessTyp;
-use crate::config::jwa::key_url_allowed;
 use crate::config::{GateConfig, KeySource, TrustedIssuerConfig};
 use crate::tasks::Supervisor;
 use crate::telemetry::ErrorChain;
@@ -194,68 +193,16 @@ impl Remote {
         let jwks_uri = match &self.source {
             RemoteSource::Jwks(uri) => uri.clone(),
             RemoteSource::Discovery(uri) => {
-                let at = |what: &'static str| KeyFetchError::Discovery {
-                    url: uri.to_string(),
-                    what: what.to_string(),
-                };
-                let doc = fetch::get(&self.client, uri, self.timeout)
-                    .await
-                    .map_err(|source| KeyFetchError::Fetch {
-                        url: uri.to_string(),
-                        source,
-                    })?;
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&doc.body).map_err(|source| KeyFetchError::NotJson {
-                        url: uri.to_string(),
-                        source,
-                    })?;
-                same_issuer(&meta, issuer).map_err(|what| KeyFetchError::Discovery {
-                    url: uri.to_string(),
-                    what,
-                })?;
-                let jwks = meta
-                    .get("jwks_uri")
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| at("no jwks_uri"))?;
-                let jwks_uri = jwks.parse::<Uri>().map_err(|_| KeyFetchError::Discovery {
-                    url: uri.to_string(),
-                    what: format!("jwks_uri {jwks} is not a URL"),
-                })?;
-                if !key_url_allowed(&jwks_uri) {
-                    return Err(KeyFetchError::Discovery {
-                        url: uri.to_string(),
-                        what: format!(
-                            "jwks_uri {jwks} is not https (plain http only from loopback)"
-                        ),
-                    });
-                }
-                jwks_uri
+                fetch::discover_jwks_uri(&self.client, uri, self.timeout, issuer).await?
             }
         };
-        let doc = fetch::get(&self.client, &jwks_uri, self.timeout)
-            .await
-            .map_err(|source| KeyFetchError::Fetch {
-                url: jwks_uri.to_string(),
-                source,
-            })?;
+        let doc = fetch::document(&self.client, &jwks_uri, self.timeout).await?;
         let (keys, notes) =
             KeySet::from_jwks(&doc.body, &self.algorithms).map_err(|what| KeyFetchError::Keys {
                 url: jwks_uri.to_string(),
                 what,
             })?;
         Ok((keys, notes, doc.max_age))
-    }
-}
-
-/// OpenID Discovery §4.3: the document's `issuer` must be exactly the issuer
-/// it was fetched for, or its keys could vouch for another issuer's tokens.
-fn same_issuer(meta: &serde_json::Value, expected: &str) -> Result<(), String> {
-    match meta.get("issuer").and_then(|v| v.as_str()) {
-        Some(found) if found == expected => Ok(()),
-        Some(found) => Err(format!(
-            "the document is for issuer {found}, not {expected}"
-        )),
-        None => Err("the document names no issuer".into()),
     }
 }
 
@@ -392,20 +339,5 @@ mod tests {
         // jwks_refresh shorter than jwks_min_refresh: the minimum wins.
         assert_eq!(next_wait(Ok(None), s(30), s(1)), s(30));
         assert_eq!(next_wait(Ok(Some(s(5))), s(30), s(1)), s(30));
-    }
-
-    #[test]
-    fn discovery_document_must_name_its_issuer() {
-        let doc = |iss: &str| serde_json::json!({"issuer": iss, "jwks_uri": "https://x/jwks"});
-        assert!(same_issuer(&doc("https://t.example/"), "https://t.example/").is_ok());
-        assert!(same_issuer(&doc("https://evil.example/"), "https://t.example/").is_err());
-        assert!(same_issuer(&doc("https://t.example"), "https://t.example/").is_err());
-        assert!(
-            same_issuer(
-                &serde_json::json!({"jwks_uri": "https://x"}),
-                "https://t.example/"
-            )
-            .is_err()
-        );
     }
 }
