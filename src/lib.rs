@@ -12,6 +12,7 @@ pub mod config;
 pub mod gate;
 pub mod http;
 pub mod identity;
+pub mod mfa;
 pub mod oauth;
 pub mod protect;
 pub mod proxy;
@@ -161,6 +162,16 @@ impl Gateway {
                 );
                 let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
                 protect.start_sweeper();
+                let mfa = Arc::new(mfa::Mfa::new(
+                    store.clone(),
+                    Arc::new(
+                        store::seal::StoreKey::load(&config.store.encryption_key)
+                            .context("store.encryption_key_file / encryption_key_env")?,
+                    ),
+                    Arc::clone(&clock),
+                    config.mfa.clone(),
+                    mfa_label(&config),
+                ));
                 AuthServer::new(AuthParts {
                     config: config.clone(),
                     keys,
@@ -168,6 +179,7 @@ impl Gateway {
                     sessions,
                     protect,
                     hasher,
+                    mfa,
                     gate: Arc::clone(&gate),
                     clock: Arc::clone(&clock),
                     signing: tokens::pool::SignPool::for_machine()
@@ -332,6 +344,16 @@ impl Gateway {
 
 /// Sign and verify once with the current key, so a broken crypto setup fails
 /// at start and not on the first login.
+/// The service name authenticator apps show: the issuer's host.
+fn mfa_label(config: &Config) -> String {
+    config
+        .issuer
+        .as_ref()
+        .and_then(|i| i.url.parse::<::http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "passgate".to_string())
+}
+
 fn self_test(ring: &KeyRing) -> anyhow::Result<()> {
     let key = ring.current();
     let jwt = key

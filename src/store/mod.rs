@@ -8,9 +8,11 @@
 
 pub mod login_key;
 mod login_migration;
+pub mod mfa;
 pub mod protect;
 mod refresh_exchange;
 pub mod sessions;
+pub mod seal;
 pub mod settings;
 mod sqlite;
 mod sqlite_users;
