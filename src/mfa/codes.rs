@@ -12,7 +12,10 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 /// A new recovery code: 24 characters of base32 (120 bits).
 pub fn new_recovery_code() -> String {
     let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| BASE32[usize::from(b % 32)] as char).collect()
+    bytes
+        .iter()
+        .map(|b| BASE32[usize::from(b % 32)] as char)
+        .collect()
 }
 
 /// A recovery code as typed (spaces, dashes, lower case) → as issued.

@@ -145,7 +145,12 @@ impl Mfa {
         let id = codes::new_id(KIND_EMAIL);
         let recovery = codes::new_recovery_code();
         self.store.add_authenticators(&[
-            self.pending(&user.user_id, id.clone(), KIND_EMAIL, address.clone().into_bytes()),
+            self.pending(
+                &user.user_id,
+                id.clone(),
+                KIND_EMAIL,
+                address.clone().into_bytes(),
+            ),
             self.pending(
                 &user.user_id,
                 codes::new_id(KIND_RECOVERY),
@@ -223,7 +228,10 @@ impl Mfa {
     /// Remove an authenticator of `user_id`; a confirmed one only when
     /// `confirmed_too` (a token from a login that did MFA, or an administrator).
     pub fn remove(&self, user_id: &str, id: &str, confirmed_too: bool) -> Result<(), MfaError> {
-        if self.store.remove_authenticator(user_id, id, !confirmed_too)? {
+        if self
+            .store
+            .remove_authenticator(user_id, id, !confirmed_too)?
+        {
             Ok(())
         } else {
             Err(MfaError::NotFound)
@@ -242,7 +250,13 @@ impl Mfa {
         Ok(())
     }
 
-    fn pending(&self, user_id: &str, id: String, kind: &str, secret: Vec<u8>) -> StoredAuthenticator {
+    fn pending(
+        &self,
+        user_id: &str,
+        id: String,
+        kind: &str,
+        secret: Vec<u8>,
+    ) -> StoredAuthenticator {
         StoredAuthenticator {
             id,
             user_id: user_id.to_string(),

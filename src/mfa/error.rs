@@ -14,8 +14,7 @@ pub const INVALID_BINDING: &str = "Invalid binding_code.";
 /// A wrong, spent or unknown recovery code.
 pub const INVALID_RECOVERY: &str = "Invalid recovery_code.";
 /// Too many wrong codes for this user.
-pub const TOO_MANY_FAILURES: &str =
-    "Too many failed second-factor attempts. Try again later.";
+pub const TOO_MANY_FAILURES: &str = "Too many failed second-factor attempts. Try again later.";
 /// `User is already enrolled.`
 pub const ALREADY_ENROLLED: &str = "User is already enrolled.";
 

@@ -84,10 +84,26 @@ mod tests {
         let code = code_at(seed, 1_000_000);
         let step = 1_000_000 / 30;
         assert_eq!(matching_step(seed, &code, 1_000_000, 0), Some(step));
-        assert_eq!(matching_step(seed, &code, 1_000_000 + 30, 0), Some(step), "one step late");
-        assert_eq!(matching_step(seed, &code, 1_000_000 - 30, 0), Some(step), "one step early");
-        assert_eq!(matching_step(seed, &code, 1_000_000 + 60, 0), None, "two steps late");
-        assert_eq!(matching_step(seed, &code, 1_000_000, step), None, "a replay");
+        assert_eq!(
+            matching_step(seed, &code, 1_000_000 + 30, 0),
+            Some(step),
+            "one step late"
+        );
+        assert_eq!(
+            matching_step(seed, &code, 1_000_000 - 30, 0),
+            Some(step),
+            "one step early"
+        );
+        assert_eq!(
+            matching_step(seed, &code, 1_000_000 + 60, 0),
+            None,
+            "two steps late"
+        );
+        assert_eq!(
+            matching_step(seed, &code, 1_000_000, step),
+            None,
+            "a replay"
+        );
         assert_eq!(matching_step(seed, "12345", 1_000_000, 0), None);
     }
 

@@ -58,7 +58,10 @@ impl Mfa {
     /// End a transaction after its second factor succeeded; of two
     /// concurrent finishes exactly one wins.
     pub fn finish(&self, t: &MfaTransaction) -> Result<(), MfaError> {
-        if self.store.finish_transaction(&t.token_hash, self.clock.now())? {
+        if self
+            .store
+            .finish_transaction(&t.token_hash, self.clock.now())?
+        {
             Ok(())
         } else {
             Err(MfaError::MalformedToken)

@@ -49,7 +49,8 @@ impl Mfa {
         });
         match right {
             Some(o) => {
-                self.store.activate(&t.user_id, &[o.authenticator_id.clone()])?;
+                self.store
+                    .activate(&t.user_id, &[o.authenticator_id.clone()])?;
                 self.succeeded(&t.user_id)
             }
             None => {
@@ -87,12 +88,11 @@ impl Mfa {
 
     fn not_blocked(&self, user_id: &str) -> Result<(), MfaError> {
         let (now, refill) = (self.clock.now(), self.refill_secs());
-        let count = self
-            .store
-            .update_failures(user_id, &mut |stored| {
-                stored.map(|s| failures::leaked(Some(s), now, refill))
-                    .filter(|c| c.0 > 0)
-            })?;
+        let count = self.store.update_failures(user_id, &mut |stored| {
+            stored
+                .map(|s| failures::leaked(Some(s), now, refill))
+                .filter(|c| c.0 > 0)
+        })?;
         if failures::blocked(count.unwrap_or((0, now)), self.config.max_failures) {
             return Err(MfaError::TooManyFailures);
         }

@@ -76,7 +76,10 @@ impl AuthServer {
             .ok_or(OAuthError::InvalidGrant(crate::mfa::error::MALFORMED_TOKEN))
     }
 
-    async fn mfa_list(&self, req: &Request<Incoming>) -> Result<Response<ResponseBody>, OAuthError> {
+    async fn mfa_list(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, OAuthError> {
         let (t, _) = self.bearer_transaction(req).await?;
         let mfa = Arc::clone(&self.mfa);
         let list = run(move || mfa.list(&t.user_id)).await?;
@@ -133,10 +136,7 @@ impl AuthServer {
                 send_to,
                 code,
             } => {
-                self.mfa
-                    .send((send_to, code))
-                    .await
-                    .map_err(mfa_refused)?;
+                self.mfa.send((send_to, code)).await.map_err(mfa_refused)?;
                 Ok(json(
                     StatusCode::OK,
                     &json!({ "challenge_type": "oob", "oob_code": oob_code, "binding_method": "prompt" }),
@@ -180,8 +180,7 @@ impl AuthServer {
         };
         let mfa = Arc::clone(&self.mfa);
         let id = id.to_string();
-        match tokio::task::spawn_blocking(move || mfa.remove(&user_id, &id, confirmed_too)).await
-        {
+        match tokio::task::spawn_blocking(move || mfa.remove(&user_id, &id, confirmed_too)).await {
             Ok(Ok(())) => Ok(Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(ResponseBody::empty())

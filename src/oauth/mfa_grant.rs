@@ -119,8 +119,7 @@ impl AuthServer {
             who.realm.to_string(),
             who.api.audience.clone(),
         );
-        let mfa_token =
-            run(move || mfa.begin(&user, &client, &realm, &audience, kept)).await?;
+        let mfa_token = run(move || mfa.begin(&user, &client, &realm, &audience, kept)).await?;
         tracing::info!(target: "passgate::auth", event = "mfa_required", client = %who.client.id, user_id = %who.user.user_id, need = ?need);
         Err(OAuthError::MfaRequired {
             mfa_token,

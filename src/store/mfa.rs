@@ -219,8 +219,18 @@ fn insert_authenticator(
     a: &StoredAuthenticator,
 ) -> rusqlite::Result<usize> {
     c.execute(
-        &format!("INSERT INTO mfa_authenticators ({AUTH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![a.id, a.user_id, a.kind, a.secret, a.active, a.last_step, a.created_at],
+        &format!(
+            "INSERT INTO mfa_authenticators ({AUTH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
+        params![
+            a.id,
+            a.user_id,
+            a.kind,
+            a.secret,
+            a.active,
+            a.last_step,
+            a.created_at
+        ],
     )
 }
 
@@ -316,7 +326,10 @@ impl MfaStore for SqliteStore {
 
     fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError> {
         self.in_tx(|tx| {
-            tx.execute("DELETE FROM mfa_failures WHERE user_id = ?1", params![user_id])?;
+            tx.execute(
+                "DELETE FROM mfa_failures WHERE user_id = ?1",
+                params![user_id],
+            )?;
             tx.execute(
                 "DELETE FROM mfa_authenticators WHERE user_id = ?1",
                 params![user_id],

@@ -40,10 +40,7 @@ pub(super) fn store(
                 EncryptionKeySource::File(PathBuf::new())
             }
             None => {
-                p.add(
-                    "store.encryption_key_env",
-                    format!("${name} is not set"),
-                );
+                p.add("store.encryption_key_env", format!("${name} is not set"));
                 EncryptionKeySource::File(PathBuf::new())
             }
         },
@@ -128,14 +125,18 @@ fn email(p: &mut Problems, raw: RawMfaEmail) -> Option<MfaEmailConfig> {
 /// `smtp://host[:port]` → host and port; nothing else (no credentials, path or query).
 fn smtp_target(url: &str) -> Option<(String, u16)> {
     let uri: http::Uri = url.parse().ok()?;
-    if uri.scheme_str() != Some("smtp") || uri.query().is_some() || !matches!(uri.path(), "" | "/") {
+    if uri.scheme_str() != Some("smtp") || uri.query().is_some() || !matches!(uri.path(), "" | "/")
+    {
         return None;
     }
     let authority = uri.authority()?;
     if authority.as_str().contains('@') {
         return None;
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     Some((host.to_string(), authority.port_u16().unwrap_or(25)))
 }
 
@@ -181,19 +182,31 @@ mod tests {
             Some("00".repeat(32))
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(c.store.encryption_key, EncryptionKeySource::Env { .. }));
+        assert!(matches!(
+            c.store.encryption_key,
+            EncryptionKeySource::Env { .. }
+        ));
     }
 
     #[test]
     fn step_up_takes_true_or_methods() {
-        let base = "[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1\"\naudience = \"x\"\n";
+        let base =
+            "[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:1\"\naudience = \"x\"\n";
         let c = Config::from_toml(&format!("{base}require_mfa = [\"POST\", \"DELETE\"]\n"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(c.routes[0].require_mfa.applies_to(&http::Method::POST));
         assert!(!c.routes[0].require_mfa.applies_to(&http::Method::GET));
         let found = problems(&format!("{base}require_mfa = [\"post\"]\n"));
-        assert!(found.iter().any(|p| p.starts_with("routes[0].require_mfa[0]")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("routes[0].require_mfa[0]")),
+            "{found:?}"
+        );
         let found = problems(&format!("{base}require_mfa = 3\n"));
-        assert!(found.iter().any(|p| p.starts_with("routes[0].require_mfa")), "{found:?}");
+        assert!(
+            found.iter().any(|p| p.starts_with("routes[0].require_mfa")),
+            "{found:?}"
+        );
     }
 }
