@@ -91,7 +91,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         UsersAction::List { realm, .. } | UsersAction::Import { realm, .. } => realm,
         UsersAction::Mfa { action } => action.realm(),
     };
-    if !config.realms.iter().any(|r| &r.name == realm) {
+    if !config.realms.iter().any(|r| r.name == realm) {
         return Err(format!(
             "realm \"{realm}\" is not in the config; add it as a [[realms]] entry"
         ));

@@ -50,7 +50,7 @@ impl Mfa {
         match right {
             Some(o) => {
                 self.store
-                    .activate(&t.user_id, &[o.authenticator_id.clone()])?;
+                    .activate(&t.user_id, std::slice::from_ref(&o.authenticator_id))?;
                 self.succeeded(&t.user_id)
             }
             None => {
