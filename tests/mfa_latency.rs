@@ -104,6 +104,10 @@ name = "strong"
 mfa = "required"
 [passwords]
 verify_floor = "0s"
+[attack_protection]
+request_limit = 100000
+user_ip_burst = 100000
+user_ip_limit = 100000
 "#
         ))
         .start()
