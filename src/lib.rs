@@ -172,6 +172,7 @@ impl Gateway {
                     config.mfa.clone(),
                     mfa_label(&config),
                 ));
+                mfa.start_sweeper(Duration::from_secs(600));
                 AuthServer::new(AuthParts {
                     config: config.clone(),
                     keys,

@@ -119,6 +119,22 @@ impl Mfa {
     pub fn sweep(&self) -> Result<usize, MfaError> {
         Ok(self.store.sweep_transactions(self.clock.now())?)
     }
+
+    /// Drop expired transactions every `every` until the `Mfa` is dropped.
+    pub fn start_sweeper(self: &Arc<Self>, every: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(mfa) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || mfa.sweep()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "sweeping MFA transactions failed"),
+                    Err(e) => tracing::warn!(error = %e, "the MFA sweep did not finish"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+    }
 }
 
 /// The context a user's TOTP seed is sealed under: a sealed seed copied to

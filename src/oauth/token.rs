@@ -6,11 +6,12 @@
 //! look up the user by its lookup key → identifier+IP rate, brute-force
 //! block, suspicious-IP throttle (keyed by the account, or the name's lookup
 //! key) → verify password (bounded pool; dummy hash for unknown users; a time
-//! floor) → record success or failure → [scripts] → [MFA gate] → sign tokens →
-//! persist the session and refresh token (`sessions`) → respond with
-//! `no-store`. Bracketed stages arrive with their own issues and plug in
-//! where marked; the refresh grant (`refresh.rs`) joins at signing rather
-//! than copying the pipeline.
+//! floor) → record success or failure → [scripts] → MFA gate
+//! (`mfa_grant.rs`) → sign tokens → persist the session and refresh token
+//! (`sessions`) → respond with `no-store`. The bracketed stage arrives with
+//! its own issue and plugs in where marked; the refresh grant (`refresh.rs`)
+//! and the `mfa-*` grants (`mfa_grant.rs`) join at signing rather than
+//! copying the pipeline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
