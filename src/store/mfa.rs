@@ -486,7 +486,10 @@ mod tests {
 
         let next = authenticator("recovery-code|2", "recovery-code", b"h2", true);
         assert!(s.replace_recovery_code("auth0|u", b"h1", &next).unwrap());
-        assert!(!s.replace_recovery_code("auth0|u", b"h1", &next).unwrap(), "spent");
+        assert!(
+            !s.replace_recovery_code("auth0|u", b"h1", &next).unwrap(),
+            "spent"
+        );
 
         let t = MfaTransaction {
             token_hash: "th".into(),
@@ -520,7 +523,10 @@ mod tests {
         for _ in 0..3 {
             s.update_failures("auth0|u", &mut |c| bump(c)).unwrap();
         }
-        assert_eq!(s.update_failures("auth0|u", &mut |c| c).unwrap(), Some((3, 5)));
+        assert_eq!(
+            s.update_failures("auth0|u", &mut |c| c).unwrap(),
+            Some((3, 5))
+        );
         assert_eq!(s.update_failures("auth0|u", &mut |_| None).unwrap(), None);
         assert_eq!(s.reset_authenticators("auth0|u").unwrap(), 0);
     }
