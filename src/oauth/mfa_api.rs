@@ -6,6 +6,7 @@
 //! token's). Removing a confirmed factor needs an access token from a login
 //! that did MFA: the password alone never removes a second factor.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -35,7 +36,17 @@ struct Associate {
 
 impl AuthServer {
     /// Answer a request under `/mfa/`.
-    pub(super) async fn mfa_endpoint(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub(super) async fn mfa_endpoint(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        // The token endpoint's per-IP request limit covers these too (an
+        // e-mail challenge sends mail).
+        let ip = self.protect.network_ip(peer, req.headers());
+        if let Err(e) = self.protect.check_request(ip) {
+            return OAuthError::from(e).into_response();
+        }
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let answer = match (method, path.as_str()) {

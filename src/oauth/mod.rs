@@ -169,7 +169,7 @@ impl AuthServer {
             AuthEndpoint::UserInfo => method_not_allowed("GET, POST"),
             AuthEndpoint::Revoke if req.method() == Method::POST => self.revoke(req, peer).await,
             AuthEndpoint::Revoke => method_not_allowed("POST"),
-            AuthEndpoint::Mfa => self.mfa_endpoint(req).await,
+            AuthEndpoint::Mfa => self.mfa_endpoint(req, peer).await,
         }
     }
 }
