@@ -8,6 +8,7 @@
 
 mod attack;
 pub mod jwa;
+mod mfa;
 mod parse;
 mod raw;
 mod units;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
 pub use attack::AttackProtectionConfig;
+pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, StepUp};
 pub use units::{parse_duration, parse_size};
 
 /// The environment variable that names the config file when `--config` is absent.
@@ -63,40 +65,6 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     /// `[mfa]`
     pub mfa: MfaConfig,
-}
-
-/// `[mfa]`: second factors on the password grant.
-#[derive(Debug, Clone)]
-pub struct MfaConfig {
-    /// Wrong codes per user before further codes are refused.
-    pub max_failures: u32,
-    /// One more attempt is allowed this often once the limit is reached.
-    pub failure_refill: Duration,
-    /// `[mfa.email]`: without it the e-mail channel is not offered.
-    pub email: Option<MfaEmailConfig>,
-}
-
-impl Default for MfaConfig {
-    fn default() -> Self {
-        Self {
-            max_failures: 10,
-            failure_refill: Duration::from_secs(360),
-            email: None,
-        }
-    }
-}
-
-/// `[mfa.email]`: where e-mail codes go out.
-#[derive(Debug, Clone)]
-pub struct MfaEmailConfig {
-    /// `smtp://host:port` as written (plain SMTP; no TLS is negotiated).
-    pub smtp_url: String,
-    /// Its host.
-    pub smtp_host: String,
-    /// Its port (25 when the URL names none).
-    pub smtp_port: u16,
-    /// The sender address.
-    pub from: String,
 }
 
 /// `passwords.queue` when not set: this many checks may wait per worker.
@@ -312,20 +280,6 @@ pub struct StoreConfig {
     pub encryption_key: EncryptionKeySource,
 }
 
-/// Where the store's encryption key comes from.
-#[derive(Debug, Clone)]
-pub enum EncryptionKeySource {
-    /// A file holding the key (64 hex digits); generated on first start when absent.
-    File(PathBuf),
-    /// An environment variable holding the key (64 hex digits), read at start.
-    Env {
-        /// The variable's name, for messages.
-        name: String,
-        /// Its value.
-        value: Secret,
-    },
-}
-
 /// `[[apis]]`: a resource server.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -487,28 +441,6 @@ pub struct RouteConfig {
     pub claims_to_headers: Vec<(HeaderName, String)>,
     /// Step-up: which requests need a token from a login that did MFA.
     pub require_mfa: StepUp,
-}
-
-/// `[[routes]] require_mfa`: which methods need `amr` to contain `mfa` (RFC 9470).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepUp {
-    /// No method (the default).
-    Never,
-    /// Every method (`require_mfa = true`).
-    Always,
-    /// These methods only (`require_mfa = ["POST", ...]`).
-    Methods(Vec<Method>),
-}
-
-impl StepUp {
-    /// True when a request with `method` needs a second factor.
-    pub fn applies_to(&self, method: &Method) -> bool {
-        match self {
-            StepUp::Never => false,
-            StepUp::Always => true,
-            StepUp::Methods(list) => list.contains(method),
-        }
-    }
 }
 
 /// Where a trusted issuer's keys come from.
