@@ -247,6 +247,7 @@ fn sessions(c: &mut Criterion) {
                 scopes: vec![],
                 access_expires_at: now + 3600,
                 with_refresh: false,
+                amr: vec!["pwd".into()],
             })
             .expect("persist");
         store.revoke_session(&sid, now).expect("revoke");
@@ -303,6 +304,7 @@ fn sessions(c: &mut Criterion) {
             scopes: vec!["offline_access".into()],
             access_expires_at: now + 3600,
             with_refresh: true,
+            amr: vec!["pwd".into()],
         })
         .expect("persist")
         .expect("a refresh token");

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod mfa;
 pub mod oauth;
 pub mod protect;
 pub mod proxy;

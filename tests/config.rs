@@ -81,6 +81,7 @@ fn example_config_mentions_every_key() {
                     || l.starts_with(&format!("[{k}]"))
                     || l.starts_with(&format!("[[{k}]]"))
                     || l.starts_with(&format!("[routes.{k}]"))
+                    || l.starts_with(&format!("[mfa.{k}]"))
             })
         })
         .collect();
@@ -131,7 +132,7 @@ fn each_bad_config_names_its_key_and_what_to_fix() {
         (
             "unknown key",
             "[store]\npaht = \"data/x.db\"\n",
-            "store.paht: unknown field `paht`, expected `path` (line 2, column 1)",
+            "store.paht: unknown field `paht`, expected one of `path`, `encryption_key_file`, `encryption_key_env` (line 2, column 1)",
         ),
         (
             "wrong type",

@@ -23,9 +23,10 @@ async fn serving_runs_every_task_under_the_supervisor_and_shutdown_leaves_none()
     let config = Config::from_toml(&text).unwrap();
     let gateway = passgate::Gateway::new(config).await.unwrap();
     let tasks = gateway.tasks().clone();
-    // The token-cache sweep, the attack-protection sweep, and the sessions'
-    // revocation feed: passgate is its own issuer here.
-    assert_eq!(tasks.running(), 3, "background loops before serving");
+    // The token-cache sweep, the attack-protection sweep, the sessions'
+    // revocation feed and the MFA transaction sweep: passgate is its own
+    // issuer here.
+    assert_eq!(tasks.running(), 4, "background loops before serving");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -38,7 +39,7 @@ async fn serving_runs_every_task_under_the_supervisor_and_shutdown_leaves_none()
         .get("/public/x")
         .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(tasks.running(), 5, "the loops and two worker threads");
+    assert_eq!(tasks.running(), 6, "the loops and two worker threads");
 
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();

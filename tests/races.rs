@@ -154,6 +154,7 @@ impl Rig {
                 scopes: vec!["offline_access".into()],
                 access_expires_at: self.clock.now() + 3600,
                 with_refresh: true,
+                amr: vec!["pwd".into()],
             })
             .unwrap()
             .unwrap();

@@ -44,6 +44,11 @@ pub enum UsersAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// A user's second factors: `mfa list`, `mfa reset`.
+    Mfa {
+        #[command(subcommand)]
+        action: super::mfa::MfaAction,
+    },
     /// Import users from an Auth0 bulk-import JSON file.
     Import {
         /// The realm to import into.
@@ -84,8 +89,9 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         UsersAction::Add { user, .. } | UsersAction::SetPassword { user, .. } => &user.realm,
         UsersAction::Remove(u) | UsersAction::Block(u) | UsersAction::Unblock(u) => &u.realm,
         UsersAction::List { realm, .. } | UsersAction::Import { realm, .. } => realm,
+        UsersAction::Mfa { action } => action.realm(),
     };
-    if !config.realms.iter().any(|r| &r.name == realm) {
+    if !config.realms.iter().any(|r| r.name == realm) {
         return Err(format!(
             "realm \"{realm}\" is not in the config; add it as a [[realms]] entry"
         ));
@@ -99,7 +105,13 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         parallelism: pw.parallelism,
     };
     let hasher = passgate::identity::password::Hasher::new(params, 1).map_err(|e| e.to_string())?;
+    let enrolled: std::collections::HashSet<String> =
+        passgate::store::mfa::MfaStore::enrolled_users(&store)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
     let store = std::sync::Arc::new(store);
+    let sqlite = store.clone();
     let admin = Admin::new(store.clone(), hasher, passgate::clock::system())
         .with_protect(store.clone())
         .with_sessions(store);
@@ -125,6 +137,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
                         u.username.clone().unwrap_or_else(|| "-".into()),
                         u.email.clone().unwrap_or_else(|| "-".into()),
                         yes_no(u.blocked),
+                        yes_no(enrolled.contains(&u.user_id)),
                         u.logins_count.to_string(),
                     ]
                 })
@@ -134,6 +147,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
                 Column("username", 24),
                 Column("email", 32),
                 Column("blocked", 7),
+                Column("mfa", 3),
                 Column("logins", -6),
             ];
             print_listing(json, &list, &columns, rows)?;
@@ -166,6 +180,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             println!("password of {} in {} changed", user.username, user.realm);
         }
+        UsersAction::Mfa { action } => super::mfa::run(action, &sqlite)?,
         UsersAction::Import { realm, file } => {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;

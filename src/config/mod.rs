@@ -8,6 +8,7 @@
 
 mod attack;
 pub mod jwa;
+mod mfa;
 mod parse;
 mod raw;
 mod units;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
 pub use attack::AttackProtectionConfig;
+pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, StepUp};
 pub use units::{parse_duration, parse_size};
 
 /// The environment variable that names the config file when `--config` is absent.
@@ -61,6 +63,8 @@ pub struct Config {
     pub attack_protection: AttackProtectionConfig,
     /// `[passwords]`
     pub passwords: PasswordsConfig,
+    /// `[mfa]`
+    pub mfa: MfaConfig,
 }
 
 /// `passwords.queue` when not set: this many checks may wait per worker.
@@ -272,6 +276,8 @@ pub struct IssuerConfig {
 pub struct StoreConfig {
     /// The SQLite file.
     pub path: PathBuf,
+    /// The key that encrypts secrets at rest (TOTP seeds).
+    pub encryption_key: EncryptionKeySource,
 }
 
 /// `[[apis]]`: a resource server.
@@ -433,6 +439,8 @@ pub struct RouteConfig {
     pub forward_authorization: bool,
     /// Claims copied into request headers (`header <- claim path`).
     pub claims_to_headers: Vec<(HeaderName, String)>,
+    /// Step-up: which requests need a token from a login that did MFA.
+    pub require_mfa: StepUp,
 }
 
 /// Where a trusted issuer's keys come from.

@@ -34,6 +34,24 @@ pub struct RawConfig {
     pub attack_protection: Option<RawAttackProtection>,
     #[serde(default)]
     pub passwords: RawPasswords,
+    pub mfa: Option<RawMfa>,
+}
+
+/// `[mfa]`: second factors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMfa {
+    pub max_failures: Option<i64>,
+    pub failure_refill: Option<String>,
+    pub email: Option<RawMfaEmail>,
+}
+
+/// `[mfa.email]`: the e-mail channel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMfaEmail {
+    pub smtp_url: Option<String>,
+    pub from: Option<String>,
 }
 
 /// `[passwords]`: argon2id cost and the hashing pool.
@@ -122,6 +140,8 @@ pub struct RawIssuer {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub path: Option<String>,
+    pub encryption_key_file: Option<String>,
+    pub encryption_key_env: Option<String>,
 }
 
 /// `[[apis]]`: a resource server.
@@ -176,6 +196,7 @@ pub struct RawRoute {
     pub host_header: Option<String>,
     pub forward_authorization: Option<bool>,
     pub claims_to_headers: Option<BTreeMap<String, String>>,
+    pub require_mfa: Option<toml::Value>,
 }
 
 /// `[[trusted_issuers]]`: another token issuer whose tokens routes accept.

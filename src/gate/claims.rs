@@ -122,7 +122,15 @@ impl Claims {
         needed.iter().all(|n| self.scopes.iter().any(|s| s == n))
     }
 
-    /// True when `aud` contains `audience`.
+    /// True when `amr` contains `mfa`: the login did a second factor.
+    pub fn did_mfa(&self) -> bool {
+        self.raw
+            .get("amr")
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| a.iter().any(|m| m == "mfa"))
+    }
+
+    /// True when the token's audience includes `audience`.
     pub fn has_audience(&self, audience: &str) -> bool {
         self.aud.iter().any(|a| a == audience)
     }

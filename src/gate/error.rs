@@ -19,7 +19,13 @@ pub enum GateError {
     InvalidToken(TokenProblem),
     /// The token lacks scopes the route needs for the method: 403 `insufficient_scope`.
     InsufficientScope(String),
+    /// The route needs a login that did MFA (`require_mfa`) and the token's
+    /// `amr` lacks `mfa`: 401 `insufficient_user_authentication` (RFC 9470).
+    InsufficientUserAuthentication,
 }
+
+/// The description of a step-up refusal.
+pub const STEP_UP_DESCRIPTION: &str = "A second factor is required for this request";
 
 impl GateError {
     /// The response, with `realm` in `WWW-Authenticate`.
@@ -64,6 +70,17 @@ impl GateError {
                     &format!("the token needs the scope \"{needed}\""),
                 ),
             ),
+            GateError::InsufficientUserAuthentication => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", error_description=\"{STEP_UP_DESCRIPTION}\""
+                ),
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "insufficient_user_authentication",
+                    STEP_UP_DESCRIPTION,
+                ),
+            ),
         };
         *resp.status_mut() = status;
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -98,5 +115,11 @@ mod tests {
         let r =
             GateError::InvalidRequest("more than one Authorization header").into_response("api");
         assert_eq!(r.status(), 400);
+        let r = GateError::InsufficientUserAuthentication.into_response("api");
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"api\", error=\"insufficient_user_authentication\", error_description=\"A second factor is required for this request\""
+        );
     }
 }

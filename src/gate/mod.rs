@@ -159,6 +159,9 @@ impl Gate {
         if !claims.has_scopes(needed) {
             return Err(GateError::InsufficientScope(needed.join(" ")));
         }
+        if route.require_mfa.applies_to(method) && !claims.did_mfa() {
+            return Err(GateError::InsufficientUserAuthentication);
+        }
         Ok(Some(verified))
     }
 

@@ -15,9 +15,11 @@ use crate::gate::issuers::IssuerKeys;
 use crate::gate::keys::{KeySet, VerifyKey};
 use crate::gate::typ::AccessTyp;
 use crate::identity::password::{HashParams, Hasher};
+use crate::mfa::Mfa;
 use crate::oauth::{AuthParts, AuthServer};
 use crate::protect::Protect;
 use crate::sessions::Sessions;
+use crate::store::seal::StoreKey;
 use crate::store::{self, SqliteStore};
 use crate::tasks::{Supervisor, run_blocking};
 use crate::tokens;
@@ -26,6 +28,8 @@ use crate::tokens::keys::KeyRing;
 /// How often the sessions follow the revocation log, and sweep expired rows.
 const FOLLOW_REVOCATIONS: Duration = Duration::from_secs(1);
 const SWEEP_SESSIONS: Duration = Duration::from_secs(600);
+/// How often expired MFA transactions are dropped.
+const SWEEP_MFA: Duration = Duration::from_secs(600);
 
 /// passgate as its own issuer: keys, store and sessions, ready to become the
 /// authorization server once the gate exists.
@@ -131,6 +135,16 @@ impl AuthStack {
         );
         let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
         protect.start_sweeper(tasks);
+        let store_key = StoreKey::load(&config.store.encryption_key)
+            .context("store.encryption_key_file / encryption_key_env")?;
+        let mfa = Arc::new(Mfa::new(
+            store.clone(),
+            Arc::new(store_key),
+            Arc::clone(&clock),
+            config.mfa.clone(),
+            mfa_label(&config),
+        ));
+        mfa.start_sweeper(tasks, SWEEP_MFA);
         Ok(AuthServer::new(AuthParts {
             config: config.clone(),
             keys,
@@ -138,6 +152,7 @@ impl AuthStack {
             sessions,
             protect,
             hasher,
+            mfa,
             gate: Arc::clone(&gate),
             clock: Arc::clone(&clock),
             signing: tokens::pool::SignPool::for_machine()
@@ -145,6 +160,16 @@ impl AuthStack {
         })
         .map(Arc::new))
     }
+}
+
+/// The service name authenticator apps show: the issuer's host.
+fn mfa_label(config: &Config) -> String {
+    config
+        .issuer
+        .as_ref()
+        .and_then(|i| i.url.parse::<::http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "passgate".to_string())
 }
 
 /// Sign and verify once with the current key, so a broken crypto setup fails

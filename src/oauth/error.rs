@@ -82,6 +82,17 @@ pub enum OAuthError {
     /// 429 `too_many_attempts`: a brute-force block or suspicious-IP throttle.
     #[error("too_many_attempts")]
     TooManyAttempts(&'static str),
+    /// 403 `mfa_required`: the password was right, a second factor is needed.
+    #[error("mfa_required")]
+    MfaRequired {
+        /// The transaction's token.
+        mfa_token: String,
+        /// `mfa_requirements`: `{"challenge": [...]}` or `{"enroll": [...]}`.
+        requirements: serde_json::Value,
+    },
+    /// 403 `expired_token` (e.g. `mfa_token is expired`).
+    #[error("expired_token")]
+    ExpiredToken(&'static str),
     /// 503 `temporarily_unavailable` with `Retry-After`: a bounded work queue
     /// (hashing, signing) is full, or the store is unreachable; nothing was done.
     #[error("temporarily_unavailable")]
@@ -98,6 +109,7 @@ impl OAuthError {
         let mut rate = None;
         let mut retry = None;
         let close = matches!(self, OAuthError::RequestTimeout);
+        let mut extra = None;
         let (status, description, basic) = match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d, false),
             OAuthError::TooLarge(limit) => (
@@ -141,6 +153,18 @@ impl OAuthError {
                 )
             }
             OAuthError::TooManyAttempts(d) => (StatusCode::TOO_MANY_REQUESTS, d.to_string(), false),
+            OAuthError::MfaRequired {
+                mfa_token,
+                requirements,
+            } => {
+                extra = Some((mfa_token, requirements));
+                (
+                    StatusCode::FORBIDDEN,
+                    "Multifactor authentication required".to_string(),
+                    false,
+                )
+            }
+            OAuthError::ExpiredToken(d) => (StatusCode::FORBIDDEN, d.to_string(), false),
             OAuthError::TemporarilyUnavailable { retry_after } => {
                 retry = Some(retry_after.max(1));
                 (
@@ -150,7 +174,18 @@ impl OAuthError {
                 )
             }
         };
-        let mut resp = no_store(error(status, &code, &description));
+        let mut resp = match extra {
+            Some((mfa_token, requirements)) => no_store(crate::http::response::json(
+                status,
+                &serde_json::json!({
+                    "error": code,
+                    "error_description": description,
+                    "mfa_token": mfa_token,
+                    "mfa_requirements": requirements,
+                }),
+            )),
+            None => no_store(error(status, &code, &description)),
+        };
         if close {
             resp = close_connection(resp);
         }

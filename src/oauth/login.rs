@@ -19,7 +19,10 @@ use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::sessions::{NewSession, Sessions};
 use crate::store::User;
-use crate::tokens::issue::Grant;
+use crate::tokens::issue::{Grant, Issued};
+
+/// The `amr` value of a login that did a second factor.
+pub const AMR_MFA: &str = "mfa";
 
 /// What one login grants, as decided between the password check and signing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,8 +75,19 @@ impl AuthServer {
     pub(super) async fn complete_login(
         &self,
         who: LoginSubject<'_>,
-        mut decision: LoginDecision,
+        decision: LoginDecision,
     ) -> Result<Response<ResponseBody>, OAuthError> {
+        let (issued, refresh_token, scopes) = self.finish_login(who, decision).await?;
+        Ok(token_response(issued, refresh_token, &scopes))
+    }
+
+    /// [`AuthServer::complete_login`] without the answer: the tokens, the
+    /// refresh token and the granted scopes.
+    pub(super) async fn finish_login(
+        &self,
+        who: LoginSubject<'_>,
+        mut decision: LoginDecision,
+    ) -> Result<(Issued, Option<String>, Vec<String>), OAuthError> {
         let LoginSubject {
             user,
             client,
@@ -86,6 +100,13 @@ impl AuthServer {
             && client.grant_types.iter().any(|g| g == "refresh_token");
         if !with_refresh {
             decision.scopes.retain(|s| s != "offline_access");
+        }
+        // After a second factor the access token says so (the gateway's
+        // step-up check reads it); the session keeps it for refreshes.
+        if decision.amr.iter().any(|m| m == AMR_MFA) {
+            decision
+                .access_claims
+                .insert("amr".into(), Value::from(vec![AMR_MFA]));
         }
         let sid = Sessions::new_sid();
         let issued = self
@@ -111,9 +132,10 @@ impl AuthServer {
                 scopes: decision.scopes.clone(),
                 access_expires_at: self.clock.now() + issued.expires_in as i64,
                 with_refresh,
+                amr: decision.amr.clone(),
             })
             .await?;
-        tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid);
-        Ok(token_response(issued, refresh_token, &decision.scopes))
+        tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid, amr = %decision.amr.join(" "));
+        Ok((issued, refresh_token, decision.scopes))
     }
 }

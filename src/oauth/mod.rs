@@ -19,6 +19,8 @@ mod denied;
 mod discovery;
 pub mod error;
 mod login;
+mod mfa_api;
+mod mfa_grant;
 mod refresh;
 pub mod request;
 mod revoke;
@@ -40,6 +42,7 @@ use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, gateway_error};
 use crate::identity::password::Hasher;
+use crate::mfa::Mfa;
 use crate::protect::Protect;
 use crate::router::AuthEndpoint;
 use crate::sessions::Sessions;
@@ -56,6 +59,7 @@ pub struct AuthServer {
     sessions: Arc<Sessions>,
     protect: Arc<Protect>,
     hasher: Hasher,
+    mfa: Arc<Mfa>,
     tokens: TokenIssuer,
     gate: Arc<Gate>,
     clock: SharedClock,
@@ -85,6 +89,8 @@ pub struct AuthParts {
     pub protect: Arc<Protect>,
     /// Password hashing.
     pub hasher: Hasher,
+    /// Second factors.
+    pub mfa: Arc<Mfa>,
     /// The gate (for `/userinfo`).
     pub gate: Arc<Gate>,
     /// The clock.
@@ -103,6 +109,7 @@ impl AuthServer {
             sessions,
             protect,
             hasher,
+            mfa,
             gate,
             clock,
             signing,
@@ -123,6 +130,7 @@ impl AuthServer {
             sessions,
             protect,
             hasher,
+            mfa,
             gate,
             clock,
         })
@@ -162,12 +170,7 @@ impl AuthServer {
             AuthEndpoint::UserInfo => method_not_allowed("GET, POST"),
             AuthEndpoint::Revoke if req.method() == Method::POST => self.revoke(req, peer).await,
             AuthEndpoint::Revoke => method_not_allowed("POST"),
-            AuthEndpoint::Mfa => gateway_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "this endpoint is not available",
-                Fault::Client,
-            ),
+            AuthEndpoint::Mfa => self.mfa_endpoint(req, peer).await,
         }
     }
 }

@@ -102,6 +102,12 @@ impl AuthServer {
             }
         };
         let session = &exchanged.session;
+        // A session that did MFA keeps saying so; one made without it stays
+        // without it (docs/mfa.md: a tightened policy does not end sessions).
+        let mut access_claims = serde_json::Map::new();
+        if session.amr.split(' ').any(|m| m == super::login::AMR_MFA) {
+            access_claims.insert("amr".into(), vec![super::login::AMR_MFA].into());
+        }
         // [rules: protocol oauth2-refresh-token]
         let issued = self
             .issue(Grant {
@@ -112,7 +118,7 @@ impl AuthServer {
                 scopes: &granted,
                 gty: "refresh_token",
                 sid: &session.sid,
-                access_claims: Default::default(),
+                access_claims,
                 id_claims: Default::default(),
             })
             .await?;

@@ -76,6 +76,28 @@ fn kind(headers: &HeaderMap) -> Result<Kind, OAuthError> {
 /// Read and parse the body of `req`.
 pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Params), OAuthError> {
     let kind = kind(req.headers())?;
+    let (parts, bytes) = read_bytes(req).await?;
+    Ok((parts, parse(kind, &bytes)?))
+}
+
+/// Read a JSON body of `req` (size cap, read deadline) into `T`.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, T), OAuthError> {
+    if !matches!(kind(req.headers())?, Kind::Json) {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/json".into(),
+        ));
+    }
+    let (parts, bytes) = read_bytes(req).await?;
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| OAuthError::InvalidRequest(format!("the JSON body is malformed: {e}")))?;
+    Ok((parts, value))
+}
+
+async fn read_bytes(
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, bytes::Bytes), OAuthError> {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -99,7 +121,7 @@ pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Param
             ));
         }
     };
-    Ok((parts, parse(kind, &bytes)?))
+    Ok((parts, bytes))
 }
 
 /// Parse a token-endpoint body the way [`read`] does once it has the bytes:

@@ -6,11 +6,12 @@
 //! look up the user by its lookup key → identifier+IP rate, brute-force
 //! block, suspicious-IP throttle (keyed by the account, or the name's lookup
 //! key) → verify password (bounded pool; dummy hash for unknown users; a time
-//! floor) → record success or failure → [scripts] → [MFA gate] → sign tokens →
-//! persist the session and refresh token (`sessions`) → respond with
-//! `no-store`. Bracketed stages arrive with their own issues and plug in
-//! where marked; the refresh grant (`refresh.rs`) joins at signing rather
-//! than copying the pipeline.
+//! floor) → record success or failure → [scripts] → MFA gate
+//! (`mfa_grant.rs`) → sign tokens → persist the session and refresh token
+//! (`sessions`) → respond with `no-store`. The bracketed stage arrives with
+//! its own issue and plugs in where marked; the refresh grant (`refresh.rs`)
+//! and the `mfa-*` grants (`mfa_grant.rs`) join at signing rather than
+//! copying the pipeline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,8 +48,8 @@ enum GrantKind {
     PasswordRealm,
     /// `refresh_token`
     Refresh,
-    /// Known on the wire, served by a later stage (MFA).
-    NotYetServed,
+    /// `http://auth0.com/oauth/grant-type/mfa-otp`, `-mfa-oob`, `-mfa-recovery-code`
+    Mfa(super::mfa_grant::Factor),
 }
 
 impl GrantKind {
@@ -57,8 +58,7 @@ impl GrantKind {
             "password" => Some(GrantKind::Password),
             PASSWORD_REALM => Some(GrantKind::PasswordRealm),
             "refresh_token" => Some(GrantKind::Refresh),
-            g if crate::config::known_grant(g) => Some(GrantKind::NotYetServed),
-            _ => None,
+            g => super::mfa_grant::Factor::parse(g).map(GrantKind::Mfa),
         }
     }
 }
@@ -74,6 +74,9 @@ struct TokenResponse {
     scope: String,
     expires_in: u64,
     token_type: &'static str,
+    /// After `mfa-recovery-code`: the code that replaces the one spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_code: Option<String>,
 }
 
 impl AuthServer {
@@ -109,7 +112,7 @@ impl AuthServer {
                 self.password_grant(kind, client, &params, ip).await
             }
             GrantKind::Refresh => self.refresh_grant(client, &params).await,
-            GrantKind::NotYetServed => Err(OAuthError::UnsupportedGrantType(grant.to_string())),
+            GrantKind::Mfa(factor) => self.mfa_grant(factor, client, &params).await,
         }
     }
 
@@ -199,13 +202,14 @@ impl AuthServer {
         self.record_login(&user, checked.rehash).await?;
         let decision = LoginDecision::new(granted);
         // [scripts: Rules then Actions may change the decision, or deny]
-        // [MFA gate: may keep the decision and answer mfa_required]
         let who = LoginSubject {
             user: &user,
             client,
             realm,
             api,
         };
+        // MFA gate: may keep the decision and answer mfa_required.
+        self.mfa_gate(&who, &decision).await?;
         self.complete_login(who, decision).await
     }
 
@@ -254,6 +258,16 @@ pub(super) fn token_response(
     refresh_token: Option<String>,
     granted: &[String],
 ) -> Response<ResponseBody> {
+    token_response_with(issued, refresh_token, granted, None)
+}
+
+/// [`token_response`] with a fresh recovery code (the `mfa-recovery-code` grant).
+pub(super) fn token_response_with(
+    issued: Issued,
+    refresh_token: Option<String>,
+    granted: &[String],
+    recovery_code: Option<String>,
+) -> Response<ResponseBody> {
     no_store(json(
         StatusCode::OK,
         &TokenResponse {
@@ -263,6 +277,7 @@ pub(super) fn token_response(
             scope: granted.join(" "),
             expires_in: issued.expires_in,
             token_type: "Bearer",
+            recovery_code,
         },
     ))
 }

@@ -58,6 +58,8 @@ pub struct NewSession {
     pub access_expires_at: i64,
     /// Issue a refresh token.
     pub with_refresh: bool,
+    /// How the user authenticated (`["pwd"]`, `["pwd", "mfa"]`).
+    pub amr: Vec<String>,
 }
 
 impl Sessions {
@@ -114,6 +116,7 @@ impl Sessions {
             expires_at,
             revoked_at: None,
             has_refresh: s.with_refresh,
+            amr: s.amr.join(" "),
         };
         let token = s.with_refresh.then(refresh::new_token);
         let record = token.as_deref().map(|t| RefreshRecord {

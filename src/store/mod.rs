@@ -8,8 +8,11 @@
 
 pub mod login_key;
 mod login_migration;
+pub mod mfa;
+pub mod mfa_transactions;
 pub mod protect;
 mod refresh_exchange;
+pub mod seal;
 pub mod sessions;
 pub mod settings;
 mod sqlite;

@@ -71,6 +71,9 @@ pub struct Session {
     pub revoked_at: Option<i64>,
     /// Whether it has a refresh-token family.
     pub has_refresh: bool,
+    /// How the user authenticated at login, space-separated (`"pwd"`,
+    /// `"pwd mfa"`); its refreshed tokens keep it.
+    pub amr: String,
 }
 
 /// One refresh token, by its hash.
@@ -174,7 +177,7 @@ fn record_revocation(
     )
 }
 
-pub(super) const SESSION_COLUMNS: &str = "sid, user_id, client_id, realm, audience, scope, created_at, expires_at, revoked_at, has_refresh";
+pub(super) const SESSION_COLUMNS: &str = "sid, user_id, client_id, realm, audience, scope, created_at, expires_at, revoked_at, has_refresh, amr";
 
 pub(super) fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -188,6 +191,7 @@ pub(super) fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Ses
         expires_at: row.get(at + 7)?,
         revoked_at: row.get(at + 8)?,
         has_refresh: row.get(at + 9)?,
+        amr: row.get(at + 10)?,
     })
 }
 
@@ -212,8 +216,8 @@ impl SessionStore for SqliteStore {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         self.in_tx(|tx| {
             tx.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh],
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh, s.amr],
             )?;
             let Some(r) = refresh else {
                 return Ok(Vec::new());

@@ -4,7 +4,6 @@
 //! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
 //! `routes.rs` (`[[routes]]`) and `issuers.rs` (`[[trusted_issuers]]`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::*;
@@ -13,6 +12,7 @@ use super::*;
 
 mod auth;
 mod issuers;
+mod mfa;
 mod routes;
 mod server;
 
@@ -86,13 +86,8 @@ pub(super) fn validate(
     let upstream = upstream(&mut p, raw.upstream);
     let gate = gate(&mut p, raw.gate);
     let issuer = raw.issuer.map(|i| issuer(&mut p, i));
-    let store = StoreConfig {
-        path: PathBuf::from(
-            raw.store
-                .and_then(|s| s.path)
-                .unwrap_or_else(|| "data/passgate.db".into()),
-        ),
-    };
+    let store = mfa::store(&mut p, raw.store.unwrap_or_default(), env);
+    let mfa = mfa::mfa(&mut p, raw.mfa);
     let apis = apis(&mut p, raw.apis);
     let realms = realms(&mut p, raw.realms);
     let clients = clients(&mut p, raw.clients, &realms, env);
@@ -149,6 +144,7 @@ pub(super) fn validate(
             trusted_issuers,
             attack_protection,
             passwords,
+            mfa,
         })
     } else {
         Err(ConfigErrors(p.0))

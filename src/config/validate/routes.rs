@@ -212,6 +212,13 @@ pub(super) fn routes(
                 "a public route has no token to read claims from",
             );
         }
+        let require_mfa = step_up(p, &path, r.require_mfa);
+        if public && require_mfa != StepUp::Never {
+            p.add(
+                format!("{path}.require_mfa"),
+                "a public route has no token to check for a second factor",
+            );
+        }
         out.push(RouteConfig {
             prefix,
             upstreams,
@@ -221,7 +228,39 @@ pub(super) fn routes(
             host_header,
             forward_authorization: r.forward_authorization.unwrap_or(true),
             claims_to_headers,
+            require_mfa,
         });
     }
     out
+}
+
+/// `require_mfa`: `true`/`false`, or a list of methods in capitals.
+fn step_up(p: &mut Problems, path: &str, value: Option<toml::Value>) -> StepUp {
+    let key = format!("{path}.require_mfa");
+    match value {
+        None | Some(toml::Value::Boolean(false)) => StepUp::Never,
+        Some(toml::Value::Boolean(true)) => StepUp::Always,
+        Some(toml::Value::Array(items)) => {
+            let mut methods = Vec::new();
+            for (j, item) in items.iter().enumerate() {
+                match item.as_str().map(|m| (m, Method::from_str(m))) {
+                    Some((m, Ok(method))) if m.chars().all(|c| c.is_ascii_uppercase()) => {
+                        methods.push(method)
+                    }
+                    _ => p.add(
+                        format!("{key}[{j}]"),
+                        "not an HTTP method in capitals, like POST",
+                    ),
+                }
+            }
+            if methods.is_empty() && items.is_empty() {
+                p.add(&key, "an empty list; use false, or name methods");
+            }
+            StepUp::Methods(methods)
+        }
+        Some(_) => {
+            p.add(&key, "must be true, false or a list of methods");
+            StepUp::Never
+        }
+    }
 }

@@ -1,0 +1,127 @@
+//! Checking a second factor: a TOTP code (once per step), an e-mail code,
+//! or a recovery code (spent and replaced at once). Every wrong code counts
+//! against the user ([`super::failures`]); while the count is full no code
+//! is even checked. A successful check confirms a pending enrolment.
+
+use subtle::ConstantTimeEq;
+
+use super::{KIND_OTP, KIND_RECOVERY, Mfa, MfaError, codes, failures, seal_context, totp};
+use crate::store::mfa::{MfaTransaction, StoredAuthenticator};
+
+impl Mfa {
+    /// Check a TOTP code for the transaction's user.
+    pub fn verify_otp(&self, t: &MfaTransaction, otp: &str) -> Result<(), MfaError> {
+        self.not_blocked(&t.user_id)?;
+        let now = self.clock.now();
+        for a in self.store.authenticators(&t.user_id)? {
+            if a.kind != KIND_OTP {
+                continue;
+            }
+            let seed = self.key.open(&a.secret, &seal_context(&t.user_id, &a.id))?;
+            if let Some(step) = totp::matching_step(&seed, otp.trim(), now, a.last_step)
+                && self.store.accept_step(&a.id, step)?
+            {
+                return self.succeeded(&t.user_id);
+            }
+        }
+        self.failed(&t.user_id)?;
+        Err(MfaError::InvalidOtp)
+    }
+
+    /// Check the e-mail code (`binding_code`) of the challenge `oob_code` names.
+    pub fn verify_oob(
+        &self,
+        t: &MfaTransaction,
+        oob_code: &str,
+        binding_code: &str,
+    ) -> Result<(), MfaError> {
+        self.not_blocked(&t.user_id)?;
+        let right = t.oob.as_ref().filter(|o| {
+            let same_oob: bool = codes::hash_hex(oob_code)
+                .as_bytes()
+                .ct_eq(o.oob_code_hash.as_bytes())
+                .into();
+            let same_code: bool = codes::hash_hex(binding_code.trim())
+                .as_bytes()
+                .ct_eq(o.binding_hash.as_bytes())
+                .into();
+            same_oob && same_code && self.clock.now() <= o.expires_at
+        });
+        match right {
+            Some(o) => {
+                self.store
+                    .activate(&t.user_id, std::slice::from_ref(&o.authenticator_id))?;
+                self.succeeded(&t.user_id)
+            }
+            None => {
+                self.failed(&t.user_id)?;
+                Err(MfaError::InvalidBinding)
+            }
+        }
+    }
+
+    /// Spend a recovery code; returns its successor (the only time it exists in clear).
+    pub fn verify_recovery(&self, t: &MfaTransaction, code: &str) -> Result<String, MfaError> {
+        self.not_blocked(&t.user_id)?;
+        let used = codes::hash(&codes::normalise_recovery_code(code));
+        let next = codes::new_recovery_code();
+        let successor = StoredAuthenticator {
+            id: codes::new_id(KIND_RECOVERY),
+            user_id: t.user_id.clone(),
+            kind: KIND_RECOVERY.to_string(),
+            secret: codes::hash(&next),
+            active: true,
+            last_step: 0,
+            created_at: self.clock.now(),
+        };
+        if self
+            .store
+            .replace_recovery_code(&t.user_id, &used, &successor)?
+        {
+            self.succeeded(&t.user_id)?;
+            Ok(next)
+        } else {
+            self.failed(&t.user_id)?;
+            Err(MfaError::InvalidRecovery)
+        }
+    }
+
+    fn not_blocked(&self, user_id: &str) -> Result<(), MfaError> {
+        let (now, refill) = (self.clock.now(), self.refill_secs());
+        let count = self.store.update_failures(user_id, &mut |stored| {
+            stored
+                .map(|s| failures::leaked(Some(s), now, refill))
+                .filter(|c| c.0 > 0)
+        })?;
+        if failures::blocked(count.unwrap_or((0, now)), self.config.max_failures) {
+            return Err(MfaError::TooManyFailures);
+        }
+        Ok(())
+    }
+
+    fn failed(&self, user_id: &str) -> Result<(), MfaError> {
+        let (now, refill) = (self.clock.now(), self.refill_secs());
+        self.store.update_failures(user_id, &mut |stored| {
+            Some(failures::one_more(failures::leaked(stored, now, refill)))
+        })?;
+        Ok(())
+    }
+
+    /// A confirmed factor: pending recovery codes go live, the count clears.
+    fn succeeded(&self, user_id: &str) -> Result<(), MfaError> {
+        let pending: Vec<String> = self
+            .store
+            .authenticators(user_id)?
+            .into_iter()
+            .filter(|a| !a.active && a.kind == KIND_RECOVERY)
+            .map(|a| a.id)
+            .collect();
+        self.store.activate(user_id, &pending)?;
+        self.store.update_failures(user_id, &mut |_| None)?;
+        Ok(())
+    }
+
+    fn refill_secs(&self) -> i64 {
+        i64::try_from(self.config.failure_refill.as_secs()).unwrap_or(i64::MAX)
+    }
+}
