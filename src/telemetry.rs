@@ -8,6 +8,7 @@
 
 mod chain;
 mod escape;
+pub mod metrics;
 
 pub use chain::ErrorChain;
 pub use escape::EscapedFields;

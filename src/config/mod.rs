@@ -7,6 +7,7 @@
 //! re-checks the config.
 
 mod attack;
+mod ops;
 pub mod jwa;
 mod parse;
 mod raw;
@@ -61,7 +62,11 @@ pub struct Config {
     pub attack_protection: AttackProtectionConfig,
     /// `[passwords]`
     pub passwords: PasswordsConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
 }
+
+pub use ops::{HealthCheckConfig, MetricsConfig, RateLimitConfig, RateLimitKey};
 
 /// `passwords.queue` when not set: this many checks may wait per worker.
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 128;
@@ -433,6 +438,10 @@ pub struct RouteConfig {
     pub forward_authorization: bool,
     /// Claims copied into request headers (`header <- claim path`).
     pub claims_to_headers: Vec<(HeaderName, String)>,
+    /// Per-consumer request rate (`rate_limit`).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Active health checks of the upstreams (`health_check`).
+    pub health_check: Option<HealthCheckConfig>,
 }
 
 /// Where a trusted issuer's keys come from.

@@ -212,6 +212,8 @@ pub(super) fn routes(
                 "a public route has no token to read claims from",
             );
         }
+        let rate_limit = super::ops::rate_limit(p, &path, r.rate_limit, public);
+        let health_check = super::ops::health_check(p, &path, r.health_check);
         out.push(RouteConfig {
             prefix,
             upstreams,
@@ -221,6 +223,8 @@ pub(super) fn routes(
             host_header,
             forward_authorization: r.forward_authorization.unwrap_or(true),
             claims_to_headers,
+            rate_limit,
+            health_check,
         });
     }
     out
