@@ -54,6 +54,7 @@ use crate::tokens::keys::KeyRing;
 pub struct Gateway {
     config: Config,
     app: Arc<App>,
+    admin: Arc<admin::AdminState>,
     tls: Arc<rustls::ServerConfig>,
     roots: rustls::RootCertStore,
 }
@@ -83,6 +84,7 @@ impl Gateway {
         let mut issuers = Issuers::default();
         let mut ring = None;
         let mut own_store = None;
+        let mut status_store: Option<Arc<SqliteStore>> = None;
         if let Some(issuer) = &config.issuer {
             let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
                 .with_context(|| {
@@ -108,6 +110,7 @@ impl Gateway {
                     .with_access_typ(access_typ),
             );
             ring = Some(Arc::new(keys));
+            status_store = Some(Arc::clone(&store));
             own_store = Some(store);
         }
         issuers.load(&config.trusted_issuers, &config.gate, &client)?;
@@ -136,6 +139,7 @@ impl Gateway {
         gate.issuers().start(config.gate.jwks_fetch_timeout).await;
         gate.start_sweeper(Duration::from_secs(60));
 
+        let status_keys = ring.clone();
         let auth = match (ring, state) {
             (Some(keys), Some((store, sessions))) => {
                 let pw = &config.passwords;
@@ -178,12 +182,15 @@ impl Gateway {
             _ => None,
         };
 
+        let metrics = Arc::new(telemetry::metrics::Metrics::new(config.metrics.enabled));
+        let router = Router::with_metrics(&config.routes, &config.upstream, &metrics);
+        router.start_health_checks(&client);
         let app = Arc::new(App {
-            router: Router::new(&config.routes, &config.upstream),
+            router,
             gate,
             auth,
             access_log: config.log.access,
-            metrics: Default::default(),
+            metrics,
             hygiene: RequestHygiene::new(
                 config.server.allow_underscores_in_headers,
                 &config.server.strip_request_headers,
@@ -191,9 +198,25 @@ impl Gateway {
             claim_headers: gate::claim_headers(&config.routes),
             trusted_proxies: config.server.trusted_proxies.clone(),
         });
+        let ap = &config.attack_protection;
+        let rules = store::status::StatusRules {
+            block_threshold: ap.brute_force_threshold.get(),
+            block_expiry: i64::try_from(ap.brute_force_expiry.as_secs()).unwrap_or(i64::MAX),
+            ip_threshold: ap.suspicious_ip_threshold.get(),
+            ip_regain: i64::try_from(ap.suspicious_ip_regain.as_secs()).unwrap_or(i64::MAX),
+        };
+        let admin = Arc::new(admin::AdminState::new(
+            Arc::clone(&app),
+            admin::StatusSources {
+                store: status_store.map(|s| (s as Arc<dyn store::status::StatusStore>, rules)),
+                keys: status_keys,
+                clock: Arc::clone(&clock),
+            },
+        ));
         Ok(Gateway {
             config,
             app,
+            admin,
             tls,
             roots,
         })
@@ -222,7 +245,12 @@ impl Gateway {
         listener: TcpListener,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + use<> {
-        admin::serve(listener, Arc::clone(&self.app), stop)
+        admin::serve(listener, Arc::clone(&self.admin), stop)
+    }
+
+    /// The admin listener's state (status page, reload record).
+    pub fn admin_state(&self) -> &Arc<admin::AdminState> {
+        &self.admin
     }
 
     /// The request handler (for benches that skip the network).

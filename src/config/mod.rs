@@ -7,8 +7,8 @@
 //! re-checks the config.
 
 mod attack;
-mod ops;
 pub mod jwa;
+mod ops;
 mod parse;
 mod raw;
 mod units;

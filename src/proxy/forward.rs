@@ -78,7 +78,22 @@ impl Proxy {
             request_id,
         } = out;
         let balancer = &route.balancer;
-        let mut index = balancer.pick();
+        // With active health checks, only upstreams passing them are picked.
+        let health = route.ops.health.as_deref();
+        let usable = |i: usize| health.is_none_or(|h| h.is_healthy(i));
+        let mut index = match health {
+            None => balancer.pick(),
+            Some(_) => match balancer.pick_where(usable) {
+                Some(i) => i,
+                None => {
+                    if let Some(m) = &route.ops.metrics {
+                        m.unavailable();
+                    }
+                    return (Err(ProxyError::NoHealthyUpstream), None);
+                }
+            },
+        };
+        let metrics = route.ops.metrics.as_ref();
 
         // A body-less request can be sent again if the first upstream refuses
         // it; keep a copy of its head only when there is another upstream to try.
@@ -126,6 +141,7 @@ impl Proxy {
                 req.headers_mut().insert(HOST, v);
             }
 
+            let sent_at = tokio::time::Instant::now();
             let sent = within_response_timeout(
                 self.client.client.request(req),
                 &progress,
@@ -133,6 +149,9 @@ impl Proxy {
             )
             .await;
             let label = Some(target.url.clone());
+            if let (Some(m), Some(Ok(_))) = (metrics, &sent) {
+                m.upstream_time(sent_at.elapsed());
+            }
             let result = match sent {
                 Some(Ok(resp)) => Ok(resp),
                 None => Err(ProxyError::ResponseTimeout {
@@ -141,12 +160,21 @@ impl Proxy {
                 }),
                 Some(Err(e)) => Err(self.classify(e, target, exceeded.as_ref(), &progress)),
             };
+            if let (Some(m), Err(e)) = (metrics, &result)
+                && let Some(kind) = e.failure_kind()
+            {
+                m.upstream_failure(kind);
+            }
             match result {
                 Ok(resp) => return (finish(resp, upgrade.take(), &target.url, request_id), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
-                    match (balancer.pick_other(index), spare) {
+                    let other = match health {
+                        None => balancer.pick_other(index),
+                        Some(_) => balancer.pick_other_where(index, usable),
+                    };
+                    match (other, spare) {
                         (Some(other), Some(spare_head)) => {
                             index = other;
                             head = spare_head;

@@ -6,6 +6,7 @@ pub mod balance;
 pub mod client;
 pub mod error;
 pub mod forward;
+pub mod health;
 mod upgrade;
 
 pub use client::UpstreamClient;

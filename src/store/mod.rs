@@ -14,6 +14,7 @@ pub mod sessions;
 pub mod settings;
 mod sqlite;
 mod sqlite_users;
+pub mod status;
 
 use serde::Serialize;
 use serde_json::Value;

@@ -19,7 +19,10 @@ fn nonzero(p: &mut Problems, path: &str, value: Option<i64>) -> Option<NonZeroU3
         Some(n) => match u32::try_from(n).ok().and_then(NonZeroU32::new) {
             Some(v) => Some(v),
             None => {
-                p.add(path, format!("must be between 1 and {}, found {n}", u32::MAX));
+                p.add(
+                    path,
+                    format!("must be between 1 and {}, found {n}", u32::MAX),
+                );
                 None
             }
         },
@@ -59,7 +62,10 @@ pub(super) fn rate_limit(
     }
     let rate = nonzero(p, &format!("{path}.rate"), raw.rate);
     if raw.rate.is_none() {
-        p.add(format!("{path}.rate"), "missing; requests allowed per `per`");
+        p.add(
+            format!("{path}.rate"),
+            "missing; requests allowed per `per`",
+        );
     }
     let per_path = format!("{path}.per");
     let per = p.duration(&per_path, &raw.per, std::time::Duration::from_secs(1));
@@ -110,7 +116,10 @@ pub(super) fn health_check(
             "/".to_string()
         }
         None => {
-            p.add(format!("{path}.path"), "missing; the path to probe, e.g. /healthz");
+            p.add(
+                format!("{path}.path"),
+                "missing; the path to probe, e.g. /healthz",
+            );
             "/".to_string()
         }
     };
@@ -166,11 +175,17 @@ mod tests {
             false,
         );
         let c = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
-        let rl = c.routes[0].rate_limit.clone().unwrap_or_else(|| panic!("rate limit"));
+        let rl = c.routes[0]
+            .rate_limit
+            .clone()
+            .unwrap_or_else(|| panic!("rate limit"));
         assert_eq!(rl.key, RateLimitKey::Subject);
         assert_eq!((rl.rate.get(), rl.burst.get()), (100, 200));
         assert_eq!(rl.methods, [http::Method::POST]);
-        let hc = c.routes[0].health_check.clone().unwrap_or_else(|| panic!("health check"));
+        let hc = c.routes[0]
+            .health_check
+            .clone()
+            .unwrap_or_else(|| panic!("health check"));
         assert_eq!(hc.path, "/healthz");
         assert_eq!((hc.unhealthy_after, hc.healthy_after), (3, 2));
         assert!(c.metrics.enabled);
@@ -186,7 +201,10 @@ mod tests {
                 true,
             )
         );
-        let errors = Config::from_toml(&text).err().map(|e| e.0).unwrap_or_default();
+        let errors = Config::from_toml(&text)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
         for want in [
             "routes[0].rate_limit.key: a public route",
             "routes[0].rate_limit.rate: must be between 1",
@@ -196,10 +214,16 @@ mod tests {
             "routes[0].health_check.timeout: must not be longer",
             "routes[0].health_check.unhealthy_after: must be at least 1",
         ] {
-            assert!(errors.iter().any(|e| e.starts_with(want)), "{want} not in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "{want} not in {errors:#?}"
+            );
         }
         let unknown = route("rate_limit = { key = \"ip\", rate = 1, bogus = 1 }", true);
-        let errors = Config::from_toml(&unknown).err().map(|e| e.0).unwrap_or_default();
+        let errors = Config::from_toml(&unknown)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
         assert!(errors.iter().any(|e| e.contains("bogus")), "{errors:?}");
     }
 }

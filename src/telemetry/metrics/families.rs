@@ -71,7 +71,6 @@ pub(super) struct Families {
     pub connections: Gauge,
     pub tls_failures: Family<ReasonLabel, Counter>,
     pub token_requests: Family<TokenLabels, Counter>,
-    pub password_wait: LatencyHistogram,
     pub script_duration: Family<ScriptLabels, LatencyHistogram>,
     pub script_failures: Family<ScriptFailureLabels, Counter>,
     pub mfa: Family<MfaLabels, Counter>,
@@ -89,7 +88,6 @@ impl Families {
             connections: Gauge::default(),
             tls_failures: Family::default(),
             token_requests: Family::default(),
-            password_wait: LatencyHistogram::default(),
             script_duration: Family::default(),
             script_failures: Family::default(),
             mfa: Family::default(),
@@ -140,11 +138,6 @@ impl Families {
             f.token_requests.clone(),
         );
         r.register(
-            "password_wait_seconds",
-            "Time a password check waited for a hashing worker.",
-            f.password_wait.clone(),
-        );
-        r.register(
             "script_duration_seconds",
             "Run time of one rule or action, by kind and name.",
             f.script_duration.clone(),
@@ -163,8 +156,10 @@ impl Families {
     }
 }
 
-/// The grants the token endpoint knows; anything else counts as `other`.
-const GRANTS: &[&str] = &[
+/// The `grant` label values: no grant sent, the known grants, anything else.
+pub(super) const GRANT_LABELS: &[&str] = &[
+    "none",
+    "other",
     "password",
     "http://auth0.com/oauth/grant-type/password-realm",
     "refresh_token",
@@ -173,8 +168,9 @@ const GRANTS: &[&str] = &[
     "http://auth0.com/oauth/grant-type/mfa-oob",
 ];
 
-/// The token endpoint's outcomes: success and its wire error codes.
-const OUTCOMES: &[&str] = &[
+/// The `outcome` label values: success, the wire error codes, anything else.
+pub(super) const OUTCOME_LABELS: &[&str] = &[
+    "other",
     "success",
     "access_denied",
     "expired_token",
@@ -194,19 +190,21 @@ const OUTCOMES: &[&str] = &[
     "unsupported_grant_type",
 ];
 
-pub(super) fn grant_label(grant: Option<&str>) -> &'static str {
+pub(super) fn grant_index(grant: Option<&str>) -> usize {
     match grant {
-        None => "none",
-        Some(g) => GRANTS.iter().find(|k| **k == g).copied().unwrap_or("other"),
+        None => 0,
+        Some(g) => GRANT_LABELS[2..]
+            .iter()
+            .position(|k| *k == g)
+            .map_or(1, |i| i + 2),
     }
 }
 
-pub(super) fn outcome_label(outcome: &str) -> &'static str {
-    OUTCOMES
+pub(super) fn outcome_index(outcome: &str) -> usize {
+    OUTCOME_LABELS[1..]
         .iter()
-        .find(|k| **k == outcome)
-        .copied()
-        .unwrap_or("other")
+        .position(|k| *k == outcome)
+        .map_or(0, |i| i + 1)
 }
 
 /// Which script engine stage ran.

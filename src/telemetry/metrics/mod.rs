@@ -16,9 +16,8 @@ mod families;
 mod histogram;
 mod route;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +41,9 @@ pub struct Metrics {
     draining: AtomicBool,
     registry: Mutex<Registry>,
     f: Families,
+    /// Token answers by grant and outcome, mirrored for the status page.
+    token_counts: Box<[AtomicU64]>,
+    log_drops: OnceLock<tracing_appender::non_blocking::ErrorCounter>,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,10 @@ impl Metrics {
             draining: AtomicBool::new(false),
             registry: Mutex::new(registry),
             f,
+            token_counts: (0..GRANT_LABELS.len() * OUTCOME_LABELS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            log_drops: OnceLock::new(),
         }
     }
 
@@ -148,25 +154,53 @@ impl Metrics {
         if !self.enabled {
             return;
         }
+        let (g, o) = (grant_index(grant), outcome_index(outcome));
         self.f
             .token_requests
             .get_or_create(&TokenLabels {
-                grant: grant_label(grant),
-                outcome: outcome_label(outcome),
+                grant: GRANT_LABELS[g],
+                outcome: OUTCOME_LABELS[o],
             })
             .inc();
+        if let Some(c) = self.token_counts.get(g * OUTCOME_LABELS.len() + o) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// How long a password check waited for a hashing worker.
-    pub fn password_wait(&self, waited: Duration) {
-        if self.enabled {
-            self.f.password_wait.observe(waited);
-        }
+    /// Token answers so far, by (grant, outcome); only those seen.
+    pub fn token_outcomes(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let per = OUTCOME_LABELS.len();
+        self.token_counts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then(|| (GRANT_LABELS[i / per], OUTCOME_LABELS[i % per], n))
+            })
+            .collect()
+    }
+
+    /// Count access-log lines the log writer dropped (from `telemetry::init`).
+    pub fn set_log_drops(&self, counter: tracing_appender::non_blocking::ErrorCounter) {
+        let _ = self.log_drops.set(counter);
+    }
+
+    /// Access-log lines dropped so far.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_drops
+            .get()
+            .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+    }
+
+    /// Client connections open now.
+    pub fn connections_active(&self) -> i64 {
+        self.f.connections.get()
     }
 
     /// Handles for one rule or action, by its config name.
     pub fn script(&self, kind: ScriptKind, name: &str) -> Option<ScriptMetrics> {
-        self.enabled.then(|| ScriptMetrics::new(&self.f, kind, name))
+        self.enabled
+            .then(|| ScriptMetrics::new(&self.f, kind, name))
     }
 
     /// One MFA event: `factor` (`otp`, `email`, `recovery_code`) and
@@ -207,6 +241,16 @@ impl Metrics {
     }
 }
 
+/// A token-endpoint answer's grant and outcome, carried on the response
+/// (as an extension) to where the metrics are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOutcome {
+    /// `grant_type` as sent, if any.
+    pub grant: Option<String>,
+    /// `success` or the wire error code.
+    pub outcome: String,
+}
+
 /// Holds one open connection in `passgate_connections_active`.
 #[derive(Debug)]
 pub struct ConnectionGuard(Gauge);
@@ -217,34 +261,32 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// A scrape-time counter family with one label, for values another module counts.
-pub fn snapshot_counter(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    label: &'static str,
-    values: &[(&str, u64)],
-) {
-    let family = Family::<Vec<(&'static str, String)>, Counter>::default();
-    for (value, n) in values {
-        family
-            .get_or_create(&vec![(label, (*value).to_string())])
-            .inc_by(*n);
+/// Label pairs of a scrape-time value.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// A scrape-time counter family, for values another module counts.
+pub fn snapshot_counter(registry: &mut Registry, name: &str, help: &str, values: &[(Labels, u64)]) {
+    let family = Family::<Labels, Counter>::default();
+    for (labels, n) in values {
+        family.get_or_create(labels).inc_by(*n);
     }
     registry.register(name, help, family);
 }
 
-/// A scrape-time gauge with no labels.
-pub fn snapshot_gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
-    let gauge = Gauge::<i64>::default();
-    gauge.set(value);
-    registry.register(name, help, gauge);
+/// A scrape-time gauge family (one series with no labels: an empty label list).
+pub fn snapshot_gauge(registry: &mut Registry, name: &str, help: &str, values: &[(Labels, i64)]) {
+    let family = Family::<Labels, Gauge>::default();
+    for (labels, n) in values {
+        family.get_or_create(labels).set(*n);
+    }
+    registry.register(name, help, family);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::{Method, StatusCode};
+    use std::time::Duration;
 
     #[test]
     fn route_requests_render_with_config_labels() {
@@ -282,6 +324,9 @@ mod tests {
         assert!(m.route("/api/").is_none());
         assert!(m.connection().is_none());
         m.token_outcome(Some("password"), "success");
-        assert!(!m.render(&Registry::default()).contains("outcome=\"success\""));
+        assert!(
+            !m.render(&Registry::default())
+                .contains("outcome=\"success\"")
+        );
     }
 }
