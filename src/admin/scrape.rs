@@ -20,20 +20,20 @@ pub(super) fn registry(app: &App) -> Registry {
     snapshot_gauge(
         &mut r,
         "token_cache_entries",
-        "Verified tokens held in the cache.",
+        "Verified tokens held in the cache",
         &[(vec![], i64::try_from(cache.len()).unwrap_or(i64::MAX))],
     );
     snapshot_gauge(
         &mut r,
         "token_cache_bytes",
-        "Approximate bytes held by the token cache.",
+        "Approximate bytes held by the token cache",
         &[(vec![], i64::try_from(cache.bytes()).unwrap_or(i64::MAX))],
     );
     let c = cache.counts();
     snapshot_counter(
         &mut r,
         "token_cache_events",
-        "Token cache lookups (hit, miss) and evictions to stay under its bounds.",
+        "Token cache lookups (hit, miss) and evictions to stay under its bounds",
         &[
             (one("event", "hit"), c.hits),
             (one("event", "miss"), c.misses),
@@ -55,7 +55,7 @@ pub(super) fn registry(app: &App) -> Registry {
     snapshot_counter(
         &mut r,
         "jwks_fetches",
-        "Key-set fetches of remote trusted issuers, by issuer and result.",
+        "Key-set fetches of remote trusted issuers, by issuer and result",
         &jwks,
     );
     let mut health = Vec::new();
@@ -76,19 +76,19 @@ pub(super) fn registry(app: &App) -> Registry {
     snapshot_gauge(
         &mut r,
         "upstream_healthy",
-        "1 when the upstream passes its route's active health checks, else 0.",
+        "1 when the upstream passes its route's active health checks, else 0",
         &health,
     );
     snapshot_gauge(
         &mut r,
         "route_rate_limit_consumers",
-        "Consumers the route's rate limiter remembers (bounded).",
+        "Consumers the route's rate limiter remembers (bounded)",
         &consumers,
     );
     snapshot_counter(
         &mut r,
         "access_log_dropped",
-        "Log lines the log writer dropped.",
+        "Log lines the log writer dropped",
         &[(vec![], app.metrics.log_lines_dropped())],
     );
     if let Some(auth) = &app.auth {
@@ -105,14 +105,14 @@ pub(super) fn registry(app: &App) -> Registry {
         snapshot_counter(
             &mut r,
             "attack_protection",
-            "Attack-protection actions, by kind.",
+            "Attack-protection actions, by kind",
             &kinds,
         );
         let pool = auth.hasher().stats();
         snapshot_counter(
             &mut r,
             "password_checks",
-            "Password checks, by what the hashing pool did: run, skipped (the client had gone), refused (queue full).",
+            "Password checks, by what the hashing pool did: run, skipped (the client had gone), refused (queue full)",
             &[
                 (one("outcome", "run"), pool.ran()),
                 (one("outcome", "skipped"), pool.skipped()),
@@ -121,13 +121,13 @@ pub(super) fn registry(app: &App) -> Registry {
         );
         r.register(
             "password_wait_seconds",
-            "Time a password check waited for a hashing worker.",
+            "Time a password check waited for a hashing worker",
             pool.wait().clone(),
         );
         snapshot_gauge(
             &mut r,
             "password_checks_in_flight",
-            "Password checks running or waiting for a hashing worker (the argon2 queue depth).",
+            "Password checks running or waiting for a hashing worker (the argon2 queue depth)",
             &[(
                 vec![],
                 i64::try_from(auth.hasher().in_flight()).unwrap_or(i64::MAX),

@@ -94,62 +94,62 @@ impl Families {
         };
         r.register(
             "http_requests",
-            "Requests answered, by route prefix, method class and status class.",
+            "Requests answered, by route prefix, method class and status class",
             f.requests.clone(),
         );
         r.register(
             "http_request_duration_seconds",
-            "Time from the request's head to the response's head, by route.",
+            "Time from the request's head to the response's head, by route",
             f.request_duration.clone(),
         );
         r.register(
             "upstream_duration_seconds",
-            "Time from sending a request upstream to its response head, by route.",
+            "Time from sending a request upstream to its response head, by route",
             f.upstream_duration.clone(),
         );
         r.register(
             "upstream_failures",
-            "Requests that could not be forwarded, by route and kind.",
+            "Requests that could not be forwarded, by route and kind",
             f.upstream_failures.clone(),
         );
         r.register(
             "route_rate_limited",
-            "Requests refused by a route's rate_limit, by route.",
+            "Requests refused by a route's rate_limit, by route",
             f.rate_limited.clone(),
         );
         r.register(
             "route_unavailable",
-            "Requests refused with 503 because every upstream of the route was unhealthy.",
+            "Requests refused with 503 because every upstream of the route was unhealthy",
             f.unavailable.clone(),
         );
         r.register(
             "connections_active",
-            "Client connections open (TLS handshake done or under way).",
+            "Client connections open (TLS handshake done or under way)",
             f.connections.clone(),
         );
         r.register(
             "tls_handshake_failures",
-            "TLS handshakes that failed, by reason (error or timeout).",
+            "TLS handshakes that failed, by reason (error or timeout)",
             f.tls_failures.clone(),
         );
         r.register(
             "token_requests",
-            "Token endpoint answers, by grant type and outcome (success or the error code).",
+            "Token endpoint answers, by grant type and outcome (success or the error code)",
             f.token_requests.clone(),
         );
         r.register(
             "script_duration_seconds",
-            "Run time of one rule or action, by kind and name.",
+            "Run time of one rule or action, by kind and name",
             f.script_duration.clone(),
         );
         r.register(
             "script_failures",
-            "Rules and actions that failed, by kind, name and reason.",
+            "Rules and actions that failed, by kind, name and reason",
             f.script_failures.clone(),
         );
         r.register(
             "mfa_events",
-            "MFA challenges and verifications, by factor and outcome.",
+            "MFA challenges and verifications, by factor and outcome",
             f.mfa.clone(),
         );
         f
