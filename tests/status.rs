@@ -153,6 +153,22 @@ async fn metrics_name_every_family_with_config_labels() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+    // Every family printed is documented.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md"),
+    )
+    .unwrap();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE passgate_")) {
+        let name = line
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .trim_start_matches("passgate_");
+        assert!(
+            doc.contains(&format!("`{name}")),
+            "{name} is not in docs/metrics.md"
+        );
+    }
     // Labels come from the config, never from the request.
     assert!(
         !text.contains("x-7f3a9") && !text.contains("nowhere"),
