@@ -238,6 +238,21 @@ mod tests {
     }
 
     #[test]
+    fn hits_misses_and_evictions_are_counted() {
+        let cache = TokenCache::new(16, 1 << 30, 0);
+        assert!(cache.get("t", 0).is_none());
+        cache.insert("t", verified(10), 0);
+        assert!(cache.get("t", 0).is_some());
+        assert!(cache.get("t", 11).is_none()); // expired: a miss
+        for i in 0..100 {
+            cache.insert(&format!("token-{i}"), verified(10_000), 0);
+        }
+        let c = cache.counts();
+        assert_eq!((c.hits, c.misses), (1, 2));
+        assert_eq!(c.evictions, 100 - cache.len() as u64, "{c:?}");
+    }
+
+    #[test]
     fn byte_bound_holds_and_expired_go_first() {
         let cache = TokenCache::new(1_000_000, 10_000, 0);
         cache.insert("old", verified(5), 0);
