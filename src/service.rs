@@ -240,7 +240,8 @@ impl App {
             .admit(&parts.method, verified.as_deref(), client_ip)
         {
             Ok(admitted) => admitted,
-            Err(resp) => {
+            Err(refused) => {
+                let resp = route.ops.refusal(refused);
                 return Outcome {
                     resp: refuse_unread(resp, parts.version, body),
                     route: "-",

@@ -50,17 +50,22 @@ impl RouteOps {
 #[derive(Debug, Clone, Copy)]
 pub struct Admitted(Verdict);
 
+/// A request over the route's rate limit; [`RouteOps::refusal`] is its 429.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(Verdict);
+
 impl RouteOps {
     /// Count the request under the route's rate limit: `Ok(None)` when the
     /// route has none (or does not count `method`), `Err` with the 429 to send
     /// when the consumer is over it. The consumer is the token's subject or
     /// client, or the client address (also for a token without that claim).
+    /// Refusals are counted in the route's metrics.
     pub fn admit(
         &self,
         method: &Method,
         verified: Option<&Verified>,
         client_ip: IpAddr,
-    ) -> Result<Option<Admitted>, Response<ResponseBody>> {
+    ) -> Result<Option<Admitted>, Refused> {
         let Some(limiter) = &self.limiter else {
             return Ok(None);
         };
@@ -83,16 +88,24 @@ impl RouteOps {
                 if let Some(m) = &self.metrics {
                     m.rate_limited();
                 }
-                let mut resp = gateway_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "too many requests; retry later",
-                    Fault::Client,
-                );
-                limiter.headers(limited, resp.headers_mut());
-                Err(resp)
+                Err(Refused(limited))
             }
         }
+    }
+
+    /// The 429 `too_many_requests` for a refused request, with `Retry-After`
+    /// and the `RateLimit` headers.
+    pub fn refusal(&self, refused: Refused) -> Response<ResponseBody> {
+        let mut resp = gateway_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests; retry later",
+            Fault::Client,
+        );
+        if let Some(limiter) = &self.limiter {
+            limiter.headers(refused.0, resp.headers_mut());
+        }
+        resp
     }
 
     /// Put the `RateLimit-Policy` / `RateLimit` headers of an admitted request on its response.
