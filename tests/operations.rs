@@ -5,8 +5,9 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,10 +17,51 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use passgate::clock::ManualClock;
+use passgate::config::LogFormat;
 use passgate::identity::password::Hasher;
 use passgate::identity::users::Admin;
 use passgate::store::SqliteStore;
 use tokio::net::TcpListener;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Everything this test process logs, in the text format. Every test calls
+/// it first, so it is installed before the harness's own logger would be.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            passgate::telemetry::layer(LogFormat::Text, move || writer.clone(), false)
+                .with_filter(tracing_subscriber::EnvFilter::new("info")),
+        );
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
+/// The access-log lines logged so far.
+fn access_lines() -> Vec<String> {
+    String::from_utf8_lossy(&logs().0.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains("passgate::access"))
+        .map(str::to_string)
+        .collect()
+}
 
 const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -37,6 +79,7 @@ fn traceparent_is_valid(v: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_is_kept_or_started_and_passed_upstream() {
+    logs();
     let upstream = Upstream::start().await;
     let gw = TestGateway::builder()
         .public_route("/public/", &upstream.url)
@@ -71,6 +114,17 @@ async fn traceparent_is_kept_or_started_and_passed_upstream() {
             "{replaced}"
         );
         assert!(seen.headers.get("tracestate").is_none());
+
+        // The access log names each trace: the kept one and the started one.
+        for trace in [&GOOD[3..35], &started[3..35]] {
+            let lines = access_lines();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("trace_id=\"{trace}\""))),
+                "no access line with trace {trace}: {lines:#?}"
+            );
+        }
     }
     gw.shutdown().await;
 }
@@ -106,6 +160,7 @@ async fn get_as(c: &TestClient, path: &str, token: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_by_subject_limits_one_user_not_the_other() {
+    logs();
     let upstream = Upstream::start().await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let gw = TestGateway::builder()
@@ -228,6 +283,7 @@ async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_take_a_failing_upstream_out_and_put_it_back() {
+    logs();
     let steady = Upstream::start_named("steady").await;
     let up = Arc::new(AtomicBool::new(true));
     let flaky = flaky_upstream(Arc::clone(&up)).await;
