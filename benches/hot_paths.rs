@@ -318,9 +318,31 @@ fn sessions(c: &mut Criterion) {
     });
 }
 
+/// What metrics add to one proxied request: the route's handles record the
+/// request (counter + histogram) and the upstream time; plus a new trace.
+fn metrics(c: &mut Criterion) {
+    use passgate::telemetry::metrics::{MethodClass, Metrics};
+    let m = Metrics::new(true);
+    let route = m.route("/api/").expect("enabled");
+    let took = Duration::from_micros(850);
+    c.bench_function("metrics/record_request", |b| {
+        b.iter(|| {
+            route.upstream_time(std::hint::black_box(took));
+            route.request(
+                MethodClass::Read,
+                http::StatusCode::OK,
+                std::hint::black_box(took),
+            );
+        })
+    });
+    c.bench_function("trace/start", |b| {
+        b.iter(passgate::http::trace::TraceContext::start)
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = verification, routing, headers, issuance, sessions
+    targets = verification, routing, headers, issuance, sessions, metrics
 }
 criterion_main!(benches);

@@ -165,7 +165,7 @@ fn serve(arg: ConfigArg) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let _log_guard = passgate::telemetry::init(&config.log);
+    let (_log_guard, log_drops) = passgate::telemetry::init_counted(&config.log);
     // This runtime runs start-up and the background tasks (key refresh,
     // sweeps, the admin listener); requests are served by the gateway's own
     // worker threads (`server.workers`).
@@ -206,9 +206,10 @@ fn serve(arg: ConfigArg) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        gateway.app().metrics.set_log_drops(log_drops);
         let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
         if let Some((addr, l)) = admin {
-            tracing::info!(%addr, "admin endpoints on http://{addr} (/healthz, /readyz, /metrics)");
+            tracing::info!(%addr, "admin endpoints on http://{addr} (/, /status, /healthz, /readyz, /metrics)");
             tokio::spawn(gateway.admin(l, admin_stop));
         }
         tracing::info!(%listen, "passgate listening on https://{listen}");

@@ -2,10 +2,16 @@
 //! then the route table by longest prefix. Pure functions over a normalised
 //! path; the table is compiled once from the config.
 
+mod ops;
+
 use std::sync::Arc;
 
 use crate::config::{RouteConfig, UpstreamConfig};
-use crate::upstream::Balancer;
+use crate::tasks::Supervisor;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::{Balancer, UpstreamClient};
+
+pub use ops::RouteOps;
 
 /// passgate's own endpoints (the authorization server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,8 @@ pub struct Route {
     pub balancer: Balancer,
     /// The prefix, shared cheaply with log lines.
     pub prefix_label: Arc<str>,
+    /// Metrics, rate limit and active health (`router/ops.rs`).
+    pub ops: RouteOps,
 }
 
 /// The route table, longest prefix first.
@@ -66,20 +74,45 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Router {
-    /// Compile the routes of a config.
+    /// Compile the routes of a config, recording no metrics.
     pub fn new(routes: &[RouteConfig], upstream: &UpstreamConfig) -> Router {
+        Self::with_metrics(routes, upstream, &Metrics::disabled())
+    }
+
+    /// Compile the routes of a config, each with its handles into `metrics`.
+    pub fn with_metrics(
+        routes: &[RouteConfig],
+        upstream: &UpstreamConfig,
+        metrics: &Metrics,
+    ) -> Router {
         let mut routes: Vec<Arc<Route>> = routes
             .iter()
             .map(|r| {
                 Arc::new(Route {
                     balancer: Balancer::new(r.upstreams.clone(), upstream.unhealthy_cooldown),
                     prefix_label: Arc::from(r.prefix.as_str()),
+                    ops: RouteOps::new(r, metrics),
                     config: r.clone(),
                 })
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.config.prefix.len()));
         Router { routes }
+    }
+
+    /// Start the active health checks of every route that has them, under
+    /// `tasks` (they end at shutdown, or when this table is dropped).
+    pub fn start_health_checks(&self, tasks: &Supervisor, client: &UpstreamClient) {
+        for route in &self.routes {
+            if let Some(health) = &route.ops.health {
+                health.start(tasks, &route.config.prefix, &route.config.upstreams, client);
+            }
+        }
+    }
+
+    /// Every route, longest prefix first.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
     }
 
     /// The route with the longest prefix covering `path` (already normalised).

@@ -24,12 +24,14 @@ use crate::http::hygiene::RequestHygiene;
 use crate::http::path::{normalize, without_parameters};
 use crate::http::request_head;
 use crate::http::response::{Fault, close_connection, gateway_error, with_request_id};
+use crate::http::trace::TraceContext;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
-use crate::proxy::{Proxy, ProxyError};
+use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
+use crate::telemetry::metrics::{MethodClass, Metrics, TokenOutcome};
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -42,8 +44,8 @@ pub struct App {
     pub auth: Option<Arc<AuthServer>>,
     /// Write one log line per request.
     pub access_log: bool,
-    /// Counters for `/metrics`.
-    pub metrics: crate::admin::Metrics,
+    /// Metrics for `/metrics` and the status page, and readiness.
+    pub metrics: Arc<Metrics>,
     /// Client headers removed before the gate (`[server]` underscore and strip settings).
     pub hygiene: RequestHygiene,
     /// Every route's claim header names, which no client may send ([`gate::claim_headers`]).
@@ -55,8 +57,11 @@ pub struct App {
 }
 
 impl crate::admin::Observed for App {
-    fn metrics(&self) -> &crate::admin::Metrics {
+    fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+    fn router(&self) -> &Router {
+        &self.router
     }
     fn gate(&self) -> &Gate {
         &self.gate
@@ -75,6 +80,8 @@ struct Outcome {
     route: &'static str,
     route_prefix: Option<Arc<str>>,
     upstream: Option<String>,
+    /// The route that answered, for its metrics.
+    matched: Option<Arc<Route>>,
 }
 
 impl Outcome {
@@ -84,6 +91,7 @@ impl Outcome {
             route,
             route_prefix: None,
             upstream: None,
+            matched: None,
         }
     }
 }
@@ -102,6 +110,7 @@ impl App {
             _ => new_request_id(),
         };
         let method = req.method().clone();
+        let trace = TraceContext::of(req.headers());
         let log_path = if self.access_log {
             Some(req.uri().path().to_string())
         } else {
@@ -113,10 +122,22 @@ impl App {
             route,
             route_prefix,
             upstream,
-        } = self.dispatch(req, peer, &request_id, proxy).await;
+            matched,
+        } = self.dispatch(req, peer, &request_id, &trace, proxy).await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
         let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
-        self.metrics.count(resp.status());
+        if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
+            self.metrics.token_outcome(t.grant.as_deref(), &t.outcome);
+        }
+        let class = MethodClass::of(&method);
+        match matched.as_ref().and_then(|r| r.ops.metrics.as_ref()) {
+            Some(m) => m.request(class, resp.status(), started.elapsed()),
+            None if matched.is_none() => {
+                self.metrics
+                    .local_request(route, class, resp.status().as_u16())
+            }
+            None => {}
+        }
 
         if let Some(path) = log_path {
             tracing::info!(
@@ -128,6 +149,7 @@ impl App {
                 status = resp.status().as_u16(),
                 upstream = upstream.as_deref().unwrap_or("-"),
                 fault = fault.map_or("-", Fault::as_str),
+                trace_id = trace.trace_id(),
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 client = %peer.ip(),
             );
@@ -140,6 +162,7 @@ impl App {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         request_id: &HeaderValue,
+        trace: &TraceContext,
         proxy: &Proxy,
     ) -> Outcome {
         let max_header_size =
@@ -214,9 +237,12 @@ impl App {
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         self.hygiene.apply(&mut parts.headers);
         gate::strip_identity(&mut parts.headers, &self.claim_headers);
-        match self.gate.check(config, &parts.method, &parts.headers).await {
-            Ok(Some(verified)) => gate::add_identity(&mut parts.headers, config, &verified),
-            Ok(None) => {}
+        let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
+            Ok(Some(verified)) => {
+                gate::add_identity(&mut parts.headers, config, &verified);
+                Some(verified)
+            }
+            Ok(None) => None,
             Err(e) => {
                 let resp = refuse_unread(e.into_response(self.gate.realm()), parts.version, body);
                 return Outcome {
@@ -224,9 +250,27 @@ impl App {
                     route: "-",
                     route_prefix: Some(prefix),
                     upstream: None,
+                    matched: Some(Arc::clone(route)),
                 };
             }
-        }
+        };
+        // The route's rate limit counts the consumer the token names.
+        let admitted = match route
+            .ops
+            .admit(&parts.method, verified.as_deref(), client_ip)
+        {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                let resp = route.ops.refusal(refused);
+                return Outcome {
+                    resp: refuse_unread(resp, parts.version, body),
+                    route: "-",
+                    route_prefix: Some(prefix),
+                    upstream: None,
+                    matched: Some(Arc::clone(route)),
+                };
+            }
+        };
         // Only after the token: a protected route's limit is nobody else's business.
         if let Some(max) = config.max_body
             && declared_length(&parts.headers).is_some_and(|n| n > max)
@@ -241,6 +285,7 @@ impl App {
                 route: "-",
                 route_prefix: Some(prefix),
                 upstream: None,
+                matched: Some(Arc::clone(route)),
             };
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
@@ -248,6 +293,7 @@ impl App {
             parts.headers.insert(&X_REAL_IP, v);
         }
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+        trace.apply(&mut parts.headers);
 
         let upstream_path = upstream_path(config, &path);
         let path_and_query = match parts.uri.query() {
@@ -263,19 +309,29 @@ impl App {
             upgrade,
             request_id: request_id.clone(),
         };
-        let (result, upstream) = proxy.forward(&route.config, &route.balancer, out).await;
-        let resp = match result {
+        let target = Target {
+            config: &route.config,
+            balancer: &route.balancer,
+            health: route.ops.health.as_deref(),
+            metrics: route.ops.metrics.as_ref(),
+        };
+        let (result, upstream) = proxy.forward(target, out).await;
+        let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::warn!(request_id, route = %prefix, error = %ErrorChain(&e), "forwarding failed");
                 e.into_response()
             }
         };
+        if let Some(admitted) = admitted {
+            route.ops.rate_headers(admitted, resp.headers_mut());
+        }
         Outcome {
             resp,
             route: "-",
             route_prefix: Some(prefix),
             upstream,
+            matched: Some(Arc::clone(route)),
         }
     }
 }

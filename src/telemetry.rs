@@ -8,6 +8,7 @@
 
 mod chain;
 mod escape;
+pub mod metrics;
 
 pub use chain::ErrorChain;
 pub use escape::EscapedFields;
@@ -25,18 +26,31 @@ use crate::config::{LogConfig, LogFormat};
 /// Install the global subscriber. Keep the guard alive until exit so buffered
 /// lines are flushed.
 pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
+    init_counted(config).0
+}
+
+/// Like [`init`], also returning the writer's count of dropped lines (for
+/// `passgate_access_log_dropped_total`; see `Metrics::set_log_drops`).
+pub fn init_counted(
+    config: &LogConfig,
+) -> (
+    Option<WorkerGuard>,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
+    let dropped = writer.error_counter();
     // Colours only for a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::registry()
+    let guard = tracing_subscriber::registry()
         .with(layer(config.format, writer, ansi).with_filter(filter))
         .try_init()
         .ok()
-        .map(|_| guard)
+        .map(|_| guard);
+    (guard, dropped)
 }
 
 /// The formatting layer for `format`, writing to `writer`: what [`init`]

@@ -40,11 +40,14 @@ async fn health_readiness_and_metrics() {
     let (status, metrics) = admin_get(gw.admin_addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("passgate_requests_total{class=\"2xx\"} 3"),
+        metrics.contains(
+            "passgate_http_requests_total{route=\"/public/\",method=\"read\",code=\"2xx\"} 3"
+        ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("passgate_requests_total{class=\"4xx\"} 1"),
+        metrics
+            .contains("passgate_http_requests_total{route=\"-\",method=\"read\",code=\"4xx\"} 1"),
         "{metrics}"
     );
     assert!(

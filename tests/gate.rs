@@ -890,6 +890,13 @@ async fn keys_stay_when_the_jwks_server_goes_down() {
         let reply = status_with(&gw, proto, &mint(&tenant.es, &claims(json!({})))).await;
         assert_eq!(reply.status, 401, "{proto:?}: unknown kid, server down");
     }
+    // Both kinds of fetch are counted, by issuer.
+    let (_, metrics) = admin_text(gw.admin_addr, "/metrics").await;
+    let series = |result: &str| {
+        format!("passgate_jwks_fetches_total{{issuer=\"{ISS}\",result=\"{result}\"}}")
+    };
+    assert!(metric_value(&metrics, &series("ok")) >= 2.0, "{metrics}");
+    assert!(metric_value(&metrics, &series("error")) >= 1.0, "{metrics}");
     gw.shutdown().await;
 }
 

@@ -161,6 +161,10 @@ pub struct Args {
     /// beside it with the extension .svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// In-process gateway only: run it with `[metrics] enabled = false`
+    /// (to compare the proxied throughput with metrics on and off).
+    #[arg(long)]
+    pub metrics_off: bool,
     /// No progress line.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -126,7 +126,7 @@ impl std::fmt::Debug for World {
 
 impl World {
     /// Start everything and create `users` users.
-    pub async fn start(users: usize) -> anyhow::Result<World> {
+    pub async fn start(users: usize, metrics: bool) -> anyhow::Result<World> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -145,7 +145,11 @@ impl World {
         let addr = rt
             .spawn(async move {
                 let upstream = start_upstream().await?;
-                let config = Config::from_toml(&config_toml(&dir_text, upstream))
+                let text = format!(
+                    "{}\n[metrics]\nenabled = {metrics}\n",
+                    config_toml(&dir_text, upstream)
+                );
+                let config = Config::from_toml(&text)
                     .map_err(|e| anyhow::anyhow!("generated config: {e}"))?;
                 let gateway = passgate::Gateway::new(config).await?;
                 let listener = TcpListener::bind("127.0.0.1:0").await?;

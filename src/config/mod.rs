@@ -9,6 +9,7 @@
 mod attack;
 pub mod jwa;
 mod mfa;
+mod ops;
 mod parse;
 mod raw;
 mod units;
@@ -65,7 +66,11 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     /// `[mfa]`
     pub mfa: MfaConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
 }
+
+pub use ops::{HealthCheckConfig, MetricsConfig, RateLimitConfig, RateLimitKey};
 
 /// `passwords.queue` when not set: this many checks may wait per worker.
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 128;
@@ -441,6 +446,10 @@ pub struct RouteConfig {
     pub claims_to_headers: Vec<(HeaderName, String)>,
     /// Step-up: which requests need a token from a login that did MFA.
     pub require_mfa: StepUp,
+    /// Per-consumer request rate (`rate_limit`).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Active health checks of the upstreams (`health_check`).
+    pub health_check: Option<HealthCheckConfig>,
 }
 
 /// Where a trusted issuer's keys come from.

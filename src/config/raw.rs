@@ -35,6 +35,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub passwords: RawPasswords,
     pub mfa: Option<RawMfa>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 /// `[mfa]`: second factors.
@@ -52,6 +54,35 @@ pub struct RawMfa {
 pub struct RawMfaEmail {
     pub smtp_url: Option<String>,
     pub from: Option<String>,
+}
+
+/// `[metrics]`: Prometheus metrics on the admin listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+}
+
+/// `[[routes]] rate_limit`: a per-consumer request rate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub key: Option<String>,
+    pub rate: Option<i64>,
+    pub per: Option<String>,
+    pub burst: Option<i64>,
+    pub methods: Option<Vec<String>>,
+}
+
+/// `[[routes]] health_check`: active probes of the route's upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub unhealthy_after: Option<i64>,
+    pub healthy_after: Option<i64>,
 }
 
 /// `[passwords]`: argon2id cost and the hashing pool.
@@ -197,6 +228,8 @@ pub struct RawRoute {
     pub forward_authorization: Option<bool>,
     pub claims_to_headers: Option<BTreeMap<String, String>>,
     pub require_mfa: Option<toml::Value>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub health_check: Option<RawHealthCheck>,
 }
 
 /// `[[trusted_issuers]]`: another token issuer whose tokens routes accept.

@@ -17,8 +17,10 @@
 //! `.await` or leaves this module.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::Lifecycle;
+use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 use super::claims::{Claims, IdentityHeaders};
@@ -64,10 +66,36 @@ impl Weighter<Box<str>, Arc<Verified>> for ByBytes {
     }
 }
 
+/// Counts the entries the cache evicts to make room.
+#[derive(Debug, Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<Box<str>, Arc<Verified>> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _key: Box<str>, _val: Arc<Verified>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Lookups and evictions so far, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheCounts {
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found none (or an expired one).
+    pub misses: u64,
+    /// Entries evicted to stay under the bounds.
+    pub evictions: u64,
+}
+
 /// The cache.
 pub struct TokenCache {
-    map: Cache<Box<str>, Arc<Verified>, ByBytes>,
+    map: Cache<Box<str>, Arc<Verified>, ByBytes, DefaultHashBuilder, CountEvictions>,
     leeway: i64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: CountEvictions,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -87,6 +115,7 @@ impl TokenCache {
         // Small shards bound what one insert can cost (a shard's rehash as it
         // grows, its CLOCK scan when it is full): about SHARD_ENTRIES each.
         let shards = (max_entries / SHARD_ENTRIES).clamp(16, MAX_SHARDS);
+        let evictions = CountEvictions::default();
         let map = OptionsBuilder::new()
             .estimated_items_capacity(max_entries)
             .weight_capacity(max_bytes)
@@ -97,22 +126,50 @@ impl TokenCache {
                     o,
                     ByBytes { min },
                     DefaultHashBuilder::default(),
-                    DefaultLifecycle::default(),
+                    evictions.clone(),
                 )
             })
             // Unreachable: both capacities are set above.
-            .unwrap_or_else(|_| Cache::with_weighter(max_entries, max_bytes, ByBytes { min }));
-        Self { map, leeway }
+            .unwrap_or_else(|_| {
+                Cache::with(
+                    max_entries,
+                    max_bytes,
+                    ByBytes { min },
+                    DefaultHashBuilder::default(),
+                    evictions.clone(),
+                )
+            });
+        Self {
+            map,
+            leeway,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
+        }
     }
 
     /// The claims of `token` if it was verified before and has not expired at `now`.
     pub fn get(&self, token: &str, now: i64) -> Option<Arc<Verified>> {
-        let hit = self.map.get(token)?;
+        let Some(hit) = self.map.get(token) else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         if now > hit.claims.exp.saturating_add(self.leeway) {
             self.map.remove(token);
+            self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        self.hits.fetch_add(1, Ordering::Relaxed);
         Some(hit)
+    }
+
+    /// Hits, misses and evictions so far.
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.0.load(Ordering::Relaxed),
+        }
     }
 
     /// Remember a verified token; when full, the cache evicts a few cold entries.
@@ -178,6 +235,21 @@ mod tests {
             cache.insert(&format!("token-{i}"), verified(10_000), 0);
             assert!(cache.len() <= 16);
         }
+    }
+
+    #[test]
+    fn hits_misses_and_evictions_are_counted() {
+        let cache = TokenCache::new(16, 1 << 30, 0);
+        assert!(cache.get("t", 0).is_none());
+        cache.insert("t", verified(10), 0);
+        assert!(cache.get("t", 0).is_some());
+        assert!(cache.get("t", 11).is_none()); // expired: a miss
+        for i in 0..100 {
+            cache.insert(&format!("token-{i}"), verified(10_000), 0);
+        }
+        let c = cache.counts();
+        assert_eq!((c.hits, c.misses), (1, 2));
+        assert_eq!(c.evictions, 100 - cache.len() as u64, "{c:?}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ struct Remote {
     client: UpstreamClient,
     last_attempt: Mutex<Option<Instant>>,
     tried: std::sync::atomic::AtomicBool,
+    /// Fetches that succeeded and failed, for `/metrics`.
+    fetched: [std::sync::atomic::AtomicU64; 2],
     fetching: tokio::sync::Mutex<()>,
     min_refresh: Duration,
     refresh: Duration,
@@ -75,6 +77,14 @@ impl IssuerKeys {
     /// The `typ` rule, for passgate's own issuer.
     pub fn access_typ(&self) -> Option<&AccessTyp> {
         self.access_typ.as_ref()
+    }
+
+    /// Key-set fetches of a remote issuer so far: (succeeded, failed);
+    /// `None` for an issuer with fixed keys.
+    pub fn fetches(&self) -> Option<(u64, u64)> {
+        let r = self.remote.as_ref()?;
+        let n = |i: usize| r.fetched[i].load(std::sync::atomic::Ordering::Relaxed);
+        Some((n(0), n(1)))
     }
 
     fn current(&self) -> Arc<KeySet> {
@@ -118,6 +128,8 @@ impl IssuerKeys {
         remote
             .tried
             .store(true, std::sync::atomic::Ordering::Release);
+        remote.fetched[usize::from(fetched.is_err())]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match fetched {
             Ok((keys, notes, max_age)) => {
                 for note in notes {
@@ -218,6 +230,11 @@ impl Issuers {
         self.by_iss.get(iss)
     }
 
+    /// Every issuer, in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
+        self.by_iss.values()
+    }
+
     /// Add an issuer (replacing one with the same `iss`).
     pub fn insert(&mut self, keys: IssuerKeys) {
         self.by_iss.insert(keys.issuer.clone(), Arc::new(keys));
@@ -239,6 +256,7 @@ impl Issuers {
                 client: client.clone(),
                 last_attempt: Mutex::new(None),
                 tried: std::sync::atomic::AtomicBool::new(false),
+                fetched: Default::default(),
                 fetching: tokio::sync::Mutex::new(()),
                 min_refresh: gate.jwks_min_refresh,
                 refresh: gate.jwks_refresh,

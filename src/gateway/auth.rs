@@ -78,6 +78,16 @@ impl AuthStack {
         })
     }
 
+    /// The store (the status page reads it).
+    pub(super) fn store(&self) -> Arc<SqliteStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The signing keys (the status page shows their age).
+    pub(super) fn keys(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.keys)
+    }
+
     /// The sessions, which the gate asks about revoked `sid`s.
     pub(super) fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin;
+use crate::admin::{self, AdminState, StatusSources};
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
 use crate::gate::issuers::Issuers;
@@ -22,7 +22,9 @@ use crate::http::hygiene::RequestHygiene;
 use crate::router::Router;
 use crate::server::workers::Workers;
 use crate::service::App;
+use crate::store::status::{StatusRules, StatusStore};
 use crate::tasks::Supervisor;
+use crate::telemetry::metrics::Metrics;
 use crate::tls;
 use crate::upstream::{UpstreamClient, client::root_store};
 use auth::AuthStack;
@@ -36,6 +38,7 @@ const STOP_BACKGROUND: Duration = Duration::from_secs(5);
 pub struct Gateway {
     config: Config,
     app: Arc<App>,
+    admin: Arc<AdminState>,
     tls: Arc<rustls::ServerConfig>,
     roots: rustls::RootCertStore,
     tasks: Supervisor,
@@ -88,16 +91,22 @@ impl Gateway {
             .await;
         gate.start_sweeper(&tasks, SWEEP_TOKEN_CACHE);
 
+        // The status page reads the store and the signing keys.
+        let status_store = stack.as_ref().map(|s| s.store());
+        let status_keys = stack.as_ref().map(|s| s.keys());
         let auth = match stack {
             Some(stack) => stack.into_server(&config, &gate, &clock, &tasks).await?,
             None => None,
         };
+        let metrics = Arc::new(Metrics::new(config.metrics.enabled));
+        let router = Router::with_metrics(&config.routes, &config.upstream, &metrics);
+        router.start_health_checks(&tasks, &client);
         let app = Arc::new(App {
-            router: Router::new(&config.routes, &config.upstream),
+            router,
             gate,
             auth,
             access_log: config.log.access,
-            metrics: Default::default(),
+            metrics,
             hygiene: RequestHygiene::new(
                 config.server.allow_underscores_in_headers,
                 &config.server.strip_request_headers,
@@ -106,9 +115,25 @@ impl Gateway {
             trusted_proxies: config.server.trusted_proxies.clone(),
             tasks: tasks.clone(),
         });
+        let ap = &config.attack_protection;
+        let rules = StatusRules {
+            block_threshold: ap.brute_force_threshold.get(),
+            block_expiry: i64::try_from(ap.brute_force_expiry.as_secs()).unwrap_or(i64::MAX),
+            ip_threshold: ap.suspicious_ip_threshold.get(),
+            ip_regain: i64::try_from(ap.suspicious_ip_regain.as_secs()).unwrap_or(i64::MAX),
+        };
+        let admin = Arc::new(AdminState::new(
+            Arc::clone(&app) as Arc<dyn admin::Observed>,
+            StatusSources {
+                store: status_store.map(|s| (s as Arc<dyn StatusStore>, rules)),
+                keys: status_keys,
+                clock: Arc::clone(&clock),
+            },
+        ));
         Ok(Gateway {
             config,
             app,
+            admin,
             tls,
             roots,
             tasks,
@@ -131,18 +156,20 @@ impl Gateway {
         &self.config
     }
 
-    /// Serve the admin endpoints (`/healthz`, `/readyz`, `/metrics`) on
+    /// Serve the admin endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// `/status` and the status page) on
     /// `listener` until `stop` turns true; run it beside [`Gateway::serve`].
     pub fn admin(
         &self,
         listener: TcpListener,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + use<> {
-        admin::serve(
-            listener,
-            Arc::clone(&self.app) as Arc<dyn admin::Observed>,
-            stop,
-        )
+        admin::serve(listener, Arc::clone(&self.admin), stop)
+    }
+
+    /// The admin listener's state (status page, reload record).
+    pub fn admin_state(&self) -> &Arc<AdminState> {
+        &self.admin
     }
 
     /// The request handler (for benches that skip the network).

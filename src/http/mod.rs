@@ -11,3 +11,4 @@ pub mod path;
 pub mod read_timeout;
 pub mod request_head;
 pub mod response;
+pub mod trace;

@@ -36,6 +36,7 @@ pub struct PoolStats {
     ran: AtomicU64,
     skipped: AtomicU64,
     refused: AtomicU64,
+    wait: crate::telemetry::metrics::LatencyHistogram,
 }
 
 impl PoolStats {
@@ -52,6 +53,11 @@ impl PoolStats {
     /// Checks refused because the queue was full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// How long admitted checks waited for a worker.
+    pub fn wait(&self) -> &crate::telemetry::metrics::LatencyHistogram {
+        &self.wait
     }
 }
 
@@ -123,11 +129,13 @@ impl Pool {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 PoolError::Full(self.queue)
             })?;
+        let queued = tokio::time::Instant::now();
         let worker = Arc::clone(&self.workers)
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Stopped)?;
         let started = tokio::time::Instant::now();
+        self.stats.wait.observe(started - queued);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let stats = Arc::clone(&self.stats);
         let job: Job = Box::new(move || {

@@ -31,6 +31,7 @@ use crate::identity::pool::PoolError;
 use crate::protect::CounterKey;
 use crate::sessions::NewSession;
 use crate::store::User;
+use crate::telemetry::metrics::TokenOutcome;
 use crate::tokens::issue::{Grant, Issued};
 
 /// `http://auth0.com/oauth/grant-type/password-realm`
@@ -86,18 +87,25 @@ impl AuthServer {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ResponseBody> {
-        match self.token_inner(req, peer).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        }
+        let mut grant = None;
+        let (mut resp, outcome) = match self.token_inner(req, peer, &mut grant).await {
+            Ok(resp) => (resp, "success".to_string()),
+            Err(e) => (e.clone().into_response(), e.to_string()),
+        };
+        // For `passgate_token_requests_total` (recorded in service.rs).
+        resp.extensions_mut()
+            .insert(TokenOutcome { grant, outcome });
+        resp
     }
 
     async fn token_inner(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        grant_seen: &mut Option<String>,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let (parts, params) = request::read(req).await?;
+        *grant_seen = params.get("grant_type").map(str::to_string);
         // Attack protection: the request rate here, blocks in the password
         // grant; both before any hashing.
         let (client, ip) = self.authenticate_client(peer, &parts.headers, &params)?;

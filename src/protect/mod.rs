@@ -16,6 +16,7 @@
 mod client_ip;
 mod denied;
 mod limiter;
+pub mod route_limit;
 mod rules;
 mod unblock;
 
@@ -30,6 +31,7 @@ pub use client_ip::{AUTH0_FORWARDED_FOR, ClientAuth, IpKey, effective_ip, networ
 pub use denied::Denied;
 use limiter::SHARDS as SWEEP_STEPS;
 pub use limiter::{KeyedLimiter, Limited, retry_after_secs};
+pub use route_limit::{Consumer, RouteLimiter, Verdict};
 pub use rules::{Refusal, ip_throttled, pair_blocked};
 pub use unblock::{CounterKey, lift_after_password_change, unblock, unblock_ip};
 

@@ -70,12 +70,32 @@ pub enum ProxyError {
     /// The client's body broke off while it was being forwarded.
     #[error("the client's request body failed")]
     ClientBody(#[source] ClientError),
+    /// Every upstream of a route with active health checks is failing them.
+    #[error("every upstream of the route is failing its health checks")]
+    NoHealthyUpstream,
     /// passgate could not build the upstream request's URI.
     #[error("could not build the upstream URI")]
     UpstreamUri(#[from] http::Error),
 }
 
 impl ProxyError {
+    /// The upstream failure this is, for `passgate_upstream_failures_total`;
+    /// `None` for the client's faults and passgate's own.
+    pub fn failure_kind(&self) -> Option<crate::telemetry::metrics::UpstreamFailure> {
+        use crate::telemetry::metrics::UpstreamFailure as K;
+        match self {
+            ProxyError::Connect { .. } => Some(K::Connect),
+            ProxyError::ConnectTimeout { .. } => Some(K::ConnectTimeout),
+            ProxyError::ResponseTimeout { .. } => Some(K::ResponseTimeout),
+            ProxyError::Upstream { .. } | ProxyError::SwitchedProtocols { .. } => Some(K::Protocol),
+            ProxyError::BodyTooLarge(_)
+            | ProxyError::ClientBodyTimeout
+            | ProxyError::ClientBody(_)
+            | ProxyError::NoHealthyUpstream
+            | ProxyError::UpstreamUri(_) => None,
+        }
+    }
+
     /// The response the client gets: generic words, no upstream address, no
     /// OS error. One arm per variant: a new variant forces a decision.
     pub fn into_response(self) -> Response<ResponseBody> {
@@ -118,6 +138,12 @@ impl ProxyError {
                 "the request body could not be read",
                 Fault::Client,
             )),
+            ProxyError::NoHealthyUpstream => gateway_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "no upstream server is available",
+                Fault::Upstream,
+            ),
             ProxyError::UpstreamUri(_) => gateway_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",

@@ -29,7 +29,9 @@ use crate::http::connection::ConnContext;
 use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
 use crate::http::read_timeout::Progress;
 use crate::telemetry::ErrorChain;
+use crate::telemetry::metrics::RouteMetrics;
 use crate::upstream::Balancer;
+use crate::upstream::health::Health;
 
 /// A request ready to go upstream, headers already cleaned.
 pub struct Outgoing {
@@ -48,6 +50,21 @@ pub struct Outgoing {
     pub request_id: String,
 }
 
+/// Where a request goes: the route as configured and what the router
+/// compiled for it (its balancer, its upstreams' active health, its metric
+/// handles).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The route's config.
+    pub config: &'a RouteConfig,
+    /// Round-robin over its upstreams, with passive health.
+    pub balancer: &'a Balancer,
+    /// Active health, with `health_check`: only passing upstreams are picked.
+    pub health: Option<&'a Health>,
+    /// The route's metric handles, with metrics on.
+    pub metrics: Option<&'a RouteMetrics>,
+}
+
 /// Which upstream answered, for the access log.
 pub type UpstreamLabel = Option<String>;
 
@@ -63,14 +80,17 @@ impl Proxy {
         Self { client }
     }
 
-    /// Forward `out` to one of the route's upstreams: `route` as configured,
-    /// `balancer` over its upstreams (the router compiles both).
+    /// Forward `out` to one of the route's upstreams ([`Target`]).
     pub async fn forward(
         &self,
-        route: &RouteConfig,
-        balancer: &Balancer,
+        target: Target<'_>,
         out: Outgoing,
     ) -> (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel) {
+        let Target {
+            config: route,
+            balancer,
+            ..
+        } = target;
         let Outgoing {
             mut parts,
             body,
@@ -79,7 +99,22 @@ impl Proxy {
             upgrade,
             request_id,
         } = out;
-        let mut index = balancer.pick();
+        // With active health checks, only upstreams passing them are picked.
+        let health = target.health;
+        let usable = |i: usize| health.is_none_or(|h| h.is_healthy(i));
+        let mut index = match health {
+            None => balancer.pick(),
+            Some(_) => match balancer.pick_where(usable) {
+                Some(i) => i,
+                None => {
+                    if let Some(m) = target.metrics {
+                        m.unavailable();
+                    }
+                    return (Err(ProxyError::NoHealthyUpstream), None);
+                }
+            },
+        };
+        let metrics = target.metrics;
 
         // A body-less request can be sent again if the first upstream refuses
         // it; keep a copy of its head only when there is another upstream to try.
@@ -126,6 +161,7 @@ impl Proxy {
                 req.headers_mut().insert(HOST, v);
             }
 
+            let sent_at = tokio::time::Instant::now();
             let sent = within_response_timeout(
                 self.client.client.request(req),
                 &progress,
@@ -133,6 +169,9 @@ impl Proxy {
             )
             .await;
             let label = Some(target.url.clone());
+            if let (Some(m), Some(Ok(_))) = (metrics, &sent) {
+                m.upstream_time(sent_at.elapsed());
+            }
             let result = match sent {
                 Some(Ok(resp)) => Ok(resp),
                 None => Err(ProxyError::ResponseTimeout {
@@ -141,12 +180,21 @@ impl Proxy {
                 }),
                 Some(Err(e)) => Err(self.classify(e, target, exceeded.as_ref(), &progress)),
             };
+            if let (Some(m), Err(e)) = (metrics, &result)
+                && let Some(kind) = e.failure_kind()
+            {
+                m.upstream_failure(kind);
+            }
             match result {
                 Ok(resp) => return (finish(resp, upgrade.take(), &target.url, request_id), label),
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
-                    match (balancer.pick_other(index), spare) {
+                    let other = match health {
+                        None => balancer.pick_other(index),
+                        Some(_) => balancer.pick_other_where(index, usable),
+                    };
+                    match (other, spare) {
                         (Some(other), Some(spare_head)) => {
                             index = other;
                             head = spare_head;

@@ -7,7 +7,7 @@ pub mod forward;
 mod upgrade;
 
 pub use error::ProxyError;
-pub use forward::Proxy;
+pub use forward::{Proxy, Target};
 
 // The client and the balancer live below the gate and the router
 // (`crate::upstream`); the old paths stay for callers outside the crate.

@@ -103,15 +103,18 @@ pub async fn serve(
     permit: OwnedSemaphorePermit,
 ) {
     let slot = ConnSlot::new(permit);
+    let _open = shared.app.metrics.connection();
     let tls =
         match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                shared.app.metrics.tls_handshake_failed(false);
                 return;
             }
             Err(_) => {
                 tracing::debug!(%peer, "TLS handshake timed out");
+                shared.app.metrics.tls_handshake_failed(true);
                 return;
             }
         };

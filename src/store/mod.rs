@@ -17,6 +17,7 @@ pub mod sessions;
 pub mod settings;
 mod sqlite;
 mod sqlite_users;
+pub mod status;
 
 use serde::Serialize;
 use serde_json::Value;

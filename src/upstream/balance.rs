@@ -79,6 +79,37 @@ impl Balancer {
             .find(|&i| self.members[i].down_until_ms.load(Ordering::Relaxed) <= now)
     }
 
+    /// The next upstream in round-robin order that `usable` accepts and
+    /// passive health does not skip (or, when passive health skips all the
+    /// usable ones, the first usable one); `None` when `usable` accepts none.
+    /// Routes with active health checks pick through this.
+    pub fn pick_where(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let now = self.now_ms();
+        let order = (0..n).map(|i| (start + i) % n);
+        let mut first_usable = None;
+        for i in order {
+            if !usable(i) {
+                continue;
+            }
+            if self.members[i].down_until_ms.load(Ordering::Relaxed) <= now {
+                return Some(i);
+            }
+            first_usable.get_or_insert(i);
+        }
+        first_usable
+    }
+
+    /// Like [`Balancer::pick_other`], among the upstreams `usable` accepts.
+    pub fn pick_other_where(&self, after: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = self.members.len();
+        let now = self.now_ms();
+        (1..n)
+            .map(|i| (after + i) % n)
+            .find(|&i| usable(i) && self.members[i].down_until_ms.load(Ordering::Relaxed) <= now)
+    }
+
     /// The upstream at `index`.
     pub fn target(&self, index: usize) -> &UpstreamTarget {
         &self.members[index.min(self.members.len().saturating_sub(1))].target

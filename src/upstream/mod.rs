@@ -6,6 +6,7 @@
 
 pub mod balance;
 pub mod client;
+pub mod health;
 
 pub use balance::Balancer;
 pub use client::UpstreamClient;

@@ -610,3 +610,24 @@ name = "{REALM}"
 "#
     )
 }
+
+/// `GET http://{addr}{path}` on the plain-HTTP admin listener: status and body.
+pub async fn admin_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client: Client<_, http_body_util::Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the series `series` (name and labels, exactly as printed) in
+/// a `/metrics` text, or 0 when it is absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -13,6 +13,7 @@ use super::*;
 mod auth;
 mod issuers;
 mod mfa;
+mod ops;
 mod routes;
 mod server;
 
@@ -96,6 +97,7 @@ pub(super) fn validate(
     let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
     let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
     let passwords = passwords(&mut p, raw.passwords);
+    let metrics = ops::metrics(raw.metrics);
     audiences_are_not_client_ids(&mut p, &apis, &clients, &routes);
 
     if let Some(issuer) = &issuer {
@@ -145,6 +147,7 @@ pub(super) fn validate(
             attack_protection,
             passwords,
             mfa,
+            metrics,
         })
     } else {
         Err(ConfigErrors(p.0))

@@ -219,6 +219,8 @@ pub(super) fn routes(
                 "a public route has no token to check for a second factor",
             );
         }
+        let rate_limit = super::ops::rate_limit(p, &path, r.rate_limit, public);
+        let health_check = super::ops::health_check(p, &path, r.health_check);
         out.push(RouteConfig {
             prefix,
             upstreams,
@@ -229,6 +231,8 @@ pub(super) fn routes(
             forward_authorization: r.forward_authorization.unwrap_or(true),
             claims_to_headers,
             require_mfa,
+            rate_limit,
+            health_check,
         });
     }
     out

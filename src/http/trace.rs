@@ -1,0 +1,163 @@
+//! W3C Trace Context (`traceparent`): a valid incoming header is kept and
+//! passed upstream unchanged; without one (or with an invalid one, whose
+//! `tracestate` then means nothing and is dropped) passgate starts a trace
+//! with random ids. The trace id goes into the access log line.
+//!
+//! Format: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lower
+//! case, ids not all zeros; a later version may append `-...` fields, which
+//! are kept; version `ff` is invalid.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// `traceparent`
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `tracestate`
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The trace a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    header: HeaderValue,
+    /// True when the client sent it.
+    pub kept: bool,
+}
+
+impl TraceContext {
+    /// The client's valid `traceparent`, or a new trace.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut sent = headers.get_all(&TRACEPARENT).iter();
+        match (sent.next(), sent.next()) {
+            (Some(v), None) if valid(v.as_bytes()) => TraceContext {
+                header: v.clone(),
+                kept: true,
+            },
+            _ => Self::start(),
+        }
+    }
+
+    /// A new trace: random trace and parent ids, sampled flag off.
+    pub fn start() -> Self {
+        let mut trace: [u8; 16] = rand::random();
+        let mut parent: [u8; 8] = rand::random();
+        trace[0] |= 1; // never all zeros
+        parent[0] |= 1;
+        let mut text = String::with_capacity(55);
+        text.push_str("00-");
+        push_hex(&mut text, &trace);
+        text.push('-');
+        push_hex(&mut text, &parent);
+        text.push_str("-00");
+        TraceContext {
+            header: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(
+                "00-00000000000000000000000000000001-0000000000000001-00",
+            )),
+            kept: false,
+        }
+    }
+
+    /// The 32-hex-digit trace id.
+    pub fn trace_id(&self) -> &str {
+        self.header
+            .to_str()
+            .ok()
+            .and_then(|s| s.get(3..35))
+            .unwrap_or("-")
+    }
+
+    /// Put this trace on an upstream request (dropping a `tracestate` that
+    /// belonged to an invalid `traceparent`).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if !self.kept {
+            headers.remove(&TRACESTATE);
+        }
+        headers.insert(&TRACEPARENT, self.header.clone());
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+}
+
+fn is_hex(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+fn valid(v: &[u8]) -> bool {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return false;
+    }
+    let (version, trace, parent, flags) = (&v[0..2], &v[3..35], &v[36..52], &v[53..55]);
+    if !is_hex(version) || version == b"ff" || !is_hex(trace) || !is_hex(parent) || !is_hex(flags) {
+        return false;
+    }
+    if trace.iter().all(|b| *b == b'0') || parent.iter().all(|b| *b == b'0') {
+        return false;
+    }
+    // Version 00 is exactly 55 characters; later versions may add `-fields`.
+    v.len() == 55 || (version != b"00" && v[55] == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                &TRACEPARENT,
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        h
+    }
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_header_is_kept() {
+        let t = TraceContext::of(&with(&[GOOD]));
+        assert!(t.kept);
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut h = HeaderMap::new();
+        h.insert(&TRACESTATE, HeaderValue::from_static("vendor=1"));
+        t.apply(&mut h);
+        assert_eq!(h[&TRACEPARENT], GOOD);
+        assert_eq!(h[&TRACESTATE], "vendor=1");
+        let future = format!("01{}-extra", &GOOD[2..]);
+        assert!(TraceContext::of(&with(&[&future])).kept);
+    }
+
+    #[test]
+    fn invalid_headers_start_a_new_trace() {
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+        ] {
+            let t = TraceContext::of(&with(&[bad]));
+            assert!(!t.kept, "{bad}");
+            assert!(valid(t.header.as_bytes()), "{:?}", t.header);
+            let mut h = HeaderMap::new();
+            h.insert(&TRACESTATE, HeaderValue::from_static("vendor=1"));
+            t.apply(&mut h);
+            assert!(h.get(&TRACESTATE).is_none());
+        }
+        // Two headers are ambiguous: start afresh.
+        assert!(!TraceContext::of(&with(&[GOOD, GOOD])).kept);
+        let a = TraceContext::start();
+        let b = TraceContext::start();
+        assert_ne!(a.trace_id(), b.trace_id());
+        assert_eq!(a.trace_id().len(), 32);
+    }
+}
