@@ -34,6 +34,42 @@ pub struct RawConfig {
     pub attack_protection: Option<RawAttackProtection>,
     #[serde(default)]
     pub passwords: RawPasswords,
+    pub extensibility: Option<RawExtensibility>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub actions: Vec<RawAction>,
+}
+
+/// `[extensibility]`: the budget of the Rules and Actions scripts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtensibility {
+    pub timeout: Option<String>,
+    pub memory_limit: Option<toml::Value>,
+    pub workers: Option<i64>,
+    pub queue: Option<i64>,
+}
+
+/// `[[rules]]`: a legacy Auth0 Rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    pub script: Option<String>,
+    pub enabled: Option<bool>,
+    pub configuration: Option<BTreeMap<String, String>>,
+}
+
+/// `[[actions]]`: an Auth0 post-login Action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub name: Option<String>,
+    pub script: Option<String>,
+    pub enabled: Option<bool>,
+    pub secrets: Option<BTreeMap<String, String>>,
+    pub secrets_env: Option<BTreeMap<String, String>>,
 }
 
 /// `[passwords]`: argon2id cost and the hashing pool.

@@ -2,7 +2,8 @@
 //!
 //! One file per part of the config: `server.rs` (`[server]`, `[log]`, `[upstream]`, `[gate]`),
 //! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
-//! `routes.rs` (`[[routes]]`) and `issuers.rs` (`[[trusted_issuers]]`).
+//! `routes.rs` (`[[routes]]`), `issuers.rs` (`[[trusted_issuers]]`) and
+//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 
 mod auth;
+mod extensibility;
 mod issuers;
 mod routes;
 mod server;
@@ -101,6 +103,8 @@ pub(super) fn validate(
     let trusted_issuers = trusted_issuers(&mut p, raw.trusted_issuers);
     let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
     let passwords = passwords(&mut p, raw.passwords);
+    let extensibility =
+        extensibility::extensibility(&mut p, raw.extensibility, raw.rules, raw.actions, env);
     audiences_are_not_client_ids(&mut p, &apis, &clients, &routes);
 
     if let Some(issuer) = &issuer {
@@ -149,6 +153,7 @@ pub(super) fn validate(
             trusted_issuers,
             attack_protection,
             passwords,
+            extensibility,
         })
     } else {
         Err(ConfigErrors(p.0))
