@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod extensibility;
 pub mod gate;
 pub mod http;
 pub mod identity;
