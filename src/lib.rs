@@ -173,6 +173,7 @@ impl Gateway {
                     clock: Arc::clone(&clock),
                     signing: tokens::pool::SignPool::for_machine()
                         .context("starting the signing threads")?,
+                    scripts: start_scripts(&config).await?,
                 })
                 .map(Arc::new)
             }
@@ -371,5 +372,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Compile the configured Rules and Actions on their own threads; a script
+/// that does not compile stops the start with every problem named.
+async fn start_scripts(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<extensibility::Scripts>>> {
+    let x = config.extensibility.clone();
+    let started = tokio::task::spawn_blocking(move || extensibility::Scripts::start(&x))
+        .await
+        .context("starting the script threads")?;
+    match started {
+        Ok(scripts) => {
+            if let Some(s) = &scripts {
+                tracing::info!(
+                    rules = config.extensibility.rules.len(),
+                    actions = config.extensibility.actions.len(),
+                    workers = s.stats().memory.len(),
+                    "rules and actions compiled"
+                );
+            }
+            Ok(scripts.map(Arc::new))
+        }
+        Err(problems) => anyhow::bail!("the scripts do not compile:\n  {}", problems.join("\n  ")),
     }
 }

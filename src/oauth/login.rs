@@ -18,8 +18,13 @@ use super::token::token_response;
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::sessions::{NewSession, Sessions};
-use crate::store::User;
+use crate::store::{MetadataUpdate, User};
 use crate::tokens::issue::Grant;
+
+/// The refusal of a login whose scripts demanded a second factor that
+/// nothing can ask for.
+pub const MFA_UNAVAILABLE: &str =
+    "Multifactor authentication is required for this login and is not available.";
 
 /// What one login grants, as decided between the password check and signing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -67,6 +72,20 @@ pub struct LoginSubject<'a> {
 }
 
 impl AuthServer {
+    /// Persist a login's session with the metadata its scripts decided, in
+    /// one transaction (durable before acknowledged).
+    async fn persist_login_session(
+        &self,
+        s: NewSession,
+        metadata: MetadataUpdate,
+    ) -> Result<Option<String>, OAuthError> {
+        let sessions = std::sync::Arc::clone(&self.sessions);
+        super::error::blocking("persisting the session", move || {
+            sessions.persist_with(s, Some(&metadata))
+        })
+        .await
+    }
+
     /// Sign the tokens `decision` describes, persist the session (durable
     /// before acknowledged) and answer 200.
     pub(super) async fn complete_login(
@@ -87,6 +106,18 @@ impl AuthServer {
         if !with_refresh {
             decision.scopes.retain(|s| s != "offline_access");
         }
+        // A second factor a script demanded is never skipped: a login that
+        // reaches here without it (no MFA gate took it) is refused.
+        if decision.mfa.is_some() && !decision.amr.iter().any(|m| m == "mfa") {
+            tracing::warn!(target: "passgate::auth", event = "mfa_unavailable", client = %client.id, user_id = %user.user_id, "a script demanded MFA and this login cannot do it: refused");
+            return Err(OAuthError::AccessDenied(MFA_UNAVAILABLE.into()));
+        }
+        let metadata = MetadataUpdate {
+            user_id: user.user_id.clone(),
+            app_metadata: decision.app_metadata.take(),
+            user_metadata: decision.user_metadata.take(),
+            now: self.clock.now(),
+        };
         let sid = Sessions::new_sid();
         let issued = self
             .issue(Grant {
@@ -102,7 +133,7 @@ impl AuthServer {
             })
             .await?;
         let refresh_token = self
-            .persist_session(NewSession {
+            .persist_login_session(NewSession {
                 sid: sid.clone(),
                 user_id: user.user_id.clone(),
                 client: client.clone(),
@@ -111,7 +142,7 @@ impl AuthServer {
                 scopes: decision.scopes.clone(),
                 access_expires_at: self.clock.now() + issued.expires_in as i64,
                 with_refresh,
-            })
+            }, metadata)
             .await?;
         tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid);
         Ok(token_response(issued, refresh_token, &decision.scopes))
