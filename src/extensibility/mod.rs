@@ -10,7 +10,8 @@
 //! - `pool.rs`: the threads that own the runtimes, behind a bounded queue;
 //! - `facts.rs`: what scripts are told about a login;
 //! - `decision.rs`: what they decided, checked (restricted claims, scopes);
-//! - `cache.rs`: `api.cache`, per process.
+//! - `cache.rs`: `api.cache`, per process;
+//! - `trial.rs`: one script run once, for `passgate actions try`.
 //!
 //! The token endpoint (`crate::oauth`) builds the facts, runs the chain here
 //! and applies the verdict to its `LoginDecision`.
@@ -21,6 +22,7 @@ pub mod facts;
 mod host;
 pub mod pool;
 pub mod source;
+pub mod trial;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
