@@ -103,6 +103,18 @@ public = true
     )
 }
 
+/// `[[actions]]` entries for `--action` files, run on every login.
+pub fn actions_toml(actions: &[std::path::PathBuf]) -> String {
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let path = a.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\n[[actions]]\nname = \"bench-{i}\"\nscript = \"{path}\"\n")
+        })
+        .collect()
+}
+
 /// A running upstream + gateway.
 pub struct World {
     /// The gateway's TLS address.
@@ -126,7 +138,8 @@ impl std::fmt::Debug for World {
 
 impl World {
     /// Start everything and create `users` users.
-    pub async fn start(users: usize) -> anyhow::Result<World> {
+    pub async fn start(users: usize, actions: &[std::path::PathBuf]) -> anyhow::Result<World> {
+        let scripts = actions_toml(actions);
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -145,7 +158,8 @@ impl World {
         let addr = rt
             .spawn(async move {
                 let upstream = start_upstream().await?;
-                let config = Config::from_toml(&config_toml(&dir_text, upstream))
+                let text = config_toml(&dir_text, upstream) + &scripts;
+                let config = Config::from_toml(&text)
                     .map_err(|e| anyhow::anyhow!("generated config: {e}"))?;
                 let gateway = passgate::Gateway::new(config).await?;
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
