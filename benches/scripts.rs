@@ -20,7 +20,8 @@ use passgate::identity::password::{HashParams, Hasher};
 use serde_json::json;
 
 fn scripts(workers: usize) -> Scripts {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/actions/trivial.js");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/actions/trivial.js");
     let config = ExtensibilityConfig {
         workers,
         actions: vec![ScriptConfig {
@@ -69,10 +70,19 @@ fn report(rt: &tokio::runtime::Runtime) {
     let mut argon = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
-        assert!(hasher.verify_blocking(Some(&hash), "correct horse battery").ok);
+        assert!(
+            hasher
+                .verify_blocking(Some(&hash), "correct horse battery")
+                .ok
+        );
         argon.push(t.elapsed());
     }
-    let memory: Vec<u64> = s.stats().memory.iter().map(|m| m.load(Ordering::Relaxed)).collect();
+    let memory: Vec<u64> = s
+        .stats()
+        .memory
+        .iter()
+        .map(|m| m.load(Ordering::Relaxed))
+        .collect();
     println!(
         "scripts: one trivial action through the pool: p50 {:?}, p99 {:?} (2000 chains)",
         percentile(chain.clone(), 0.5),
@@ -85,7 +95,11 @@ fn report(rt: &tokio::runtime::Runtime) {
     );
     println!(
         "scripts: runtime memory per worker after the runs: {} KiB",
-        memory.iter().map(|b| (b / 1024).to_string()).collect::<Vec<_>>().join(" KiB, ")
+        memory
+            .iter()
+            .map(|b| (b / 1024).to_string())
+            .collect::<Vec<_>>()
+            .join(" KiB, ")
     );
 }
 

@@ -377,9 +377,7 @@ pub async fn shutdown_signal() {
 
 /// Compile the configured Rules and Actions on their own threads; a script
 /// that does not compile stops the start with every problem named.
-async fn start_scripts(
-    config: &Config,
-) -> anyhow::Result<Option<Arc<extensibility::Scripts>>> {
+async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<extensibility::Scripts>>> {
     let x = config.extensibility.clone();
     let started = tokio::task::spawn_blocking(move || extensibility::Scripts::start(&x))
         .await

@@ -31,7 +31,9 @@ fn fixture(path: &str) -> String {
 
 /// The scripts' config: `rules` then `actions`, with the extensibility budget.
 fn scripts_toml(rules: &[&str], actions: &[&str], timeout: &str) -> String {
-    let mut t = format!("[extensibility]\ntimeout = \"{timeout}\"\nmemory_limit = \"16MiB\"\nworkers = 2\n");
+    let mut t = format!(
+        "[extensibility]\ntimeout = \"{timeout}\"\nmemory_limit = \"16MiB\"\nworkers = 2\n"
+    );
     for r in rules {
         t.push_str(&format!(
             "[[rules]]\nname = \"{r}\"\nscript = \"{}\"\n[rules.configuration]\nROLES_NAMESPACE = \"https://example.com/\"\n",
@@ -94,7 +96,11 @@ impl World {
             Arc::new(SystemClock),
         );
         for (name, email, app) in [
-            ("ann", "ann@example.com", json!({"roles": ["editor"], "plan": "gold"})),
+            (
+                "ann",
+                "ann@example.com",
+                json!({"roles": ["editor"], "plan": "gold"}),
+            ),
             ("bob", "bob@contractor.example", json!({})),
             ("root", "root@example.com", json!({"roles": ["admin"]})),
             ("mallory", "mallory@example.com", json!({})),
@@ -154,13 +160,20 @@ fn claims(jwt: &str) -> Value {
 }
 
 fn error_of(r: &Reply) -> (u16, String) {
-    (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned())
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
 }
 
 #[tokio::test]
 async fn real_world_rules_and_actions_shape_the_tokens() {
     let w = World::start(
-        &["rules/add-roles.js", "rules/login-counter.js", "rules/mfa-for-admins.js"],
+        &[
+            "rules/add-roles.js",
+            "rules/login-counter.js",
+            "rules/mfa-for-admins.js",
+        ],
         &[
             "actions/plan-claim.js",
             "actions/narrow-scopes.js",
@@ -206,7 +219,10 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
     let bj = bob.json();
     assert_eq!(bj["scope"], "openid read:items");
     assert!(bj.get("refresh_token").is_none());
-    assert_eq!(claims(bj["access_token"].as_str().unwrap())["https://example.com/plan"], "free");
+    assert_eq!(
+        claims(bj["access_token"].as_str().unwrap())["https://example.com/plan"],
+        "free"
+    );
 
     // MFA demanded for an admin, with no second factor on this login: refused,
     // and nothing the scripts decided (the counter) is stored.
@@ -222,7 +238,9 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
 
     // Refresh runs the scripts again with protocol oauth2-refresh-token.
     let rt = j["refresh_token"].as_str().unwrap();
-    let r = w.token(&[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let at = claims(r.json()["access_token"].as_str().unwrap());
     assert_eq!(at["https://example.com/roles"], json!(["editor"]));
@@ -251,7 +269,8 @@ async fn denials_use_auth0s_codes_and_texts() {
         error_of(&w.login("bob", "").await),
         (
             403,
-            r#"{"error":"access_denied","error_description":"Contractors may not use Demo App."}"#.into()
+            r#"{"error":"access_denied","error_description":"Contractors may not use Demo App."}"#
+                .into()
         )
     );
     w.gw.shutdown().await;
@@ -299,7 +318,9 @@ async fn a_refused_refresh_does_not_retire_its_token() {
         now: 0,
     };
     w.store.update_metadata(&suspend(true)).unwrap();
-    let r = w.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+        .await;
     assert_eq!(
         error_of(&r),
         (
@@ -308,7 +329,9 @@ async fn a_refused_refresh_does_not_retire_its_token() {
         )
     );
     w.store.update_metadata(&suspend(false)).unwrap();
-    let r = w.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     w.gw.shutdown().await;
 }
@@ -358,7 +381,10 @@ async fn hostile_scripts_fail_their_own_login_only() {
         assert_eq!(error_of(&r), (500, GENERIC_500.into()));
     }
     let worst = proxy.await.unwrap();
-    assert!(worst < Duration::from_secs(1), "proxied request took {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "proxied request took {worst:?}"
+    );
     for _ in 0..5 {
         let r = w.login("ann", "").await;
         assert_eq!(r.status, 200);
@@ -375,7 +401,11 @@ async fn hostile_scripts_fail_their_own_login_only() {
 async fn a_script_that_does_not_compile_stops_the_start() {
     for (rules, actions, want) in [
         (vec!["rules/syntax-error.js"], vec![], "rules[0].script: "),
-        (vec![], vec!["actions/require-top.js"], "actions[0].script: "),
+        (
+            vec![],
+            vec!["actions/require-top.js"],
+            "actions[0].script: ",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let text = TestGateway::builder()

@@ -90,8 +90,10 @@ fn check_config_names_every_script_that_does_not_compile() {
     let syntax = format!("rules[1].script: {}:2:", fixture("rules/syntax-error.js"));
     assert!(err.contains(&syntax), "{err}");
     assert!(
-        err.contains(&format!("actions[0].script: {}", fixture("actions/require-top.js")))
-            && err.contains("require('axios') is not supported"),
+        err.contains(&format!(
+            "actions[0].script: {}",
+            fixture("actions/require-top.js")
+        )) && err.contains("require('axios') is not supported"),
         "{err}"
     );
     assert!(err.contains("2 problems"), "{err}");
@@ -121,8 +123,15 @@ fn actions_try_prints_the_decision_without_writing_anything() {
     let (code, _, err) = run(
         &cfg,
         &[
-            "users", "add", "--realm", REALM, "--username", "ann", "--email",
-            "ann@contractor.example", "--password-stdin",
+            "users",
+            "add",
+            "--realm",
+            REALM,
+            "--username",
+            "ann",
+            "--email",
+            "ann@contractor.example",
+            "--password-stdin",
         ],
         Some("correct horse battery\n"),
     );
@@ -132,24 +141,42 @@ fn actions_try_prints_the_decision_without_writing_anything() {
     // A configured script: its secrets apply.
     let args = |script: &str| {
         vec![
-            "actions".to_string(), "try".into(), "--script".into(), script.to_string(),
-            "--realm".into(), REALM.into(), "--username".into(), "ann".into(),
-            "--client".into(), "app".into(),
+            "actions".to_string(),
+            "try".into(),
+            "--script".into(),
+            script.to_string(),
+            "--realm".into(),
+            REALM.into(),
+            "--username".into(),
+            "ann".into(),
+            "--client".into(),
+            "app".into(),
         ]
     };
     let a = args(&plan);
-    let (code, out, err) = run(&cfg, &a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let (code, out, err) = run(
+        &cfg,
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["decision"], "allow");
     assert_eq!(j["access_token_claims"]["https://example.com/plan"], "free");
-    assert_eq!(j["access_token_claims"]["https://example.com/key_prefix"], "sk_");
+    assert_eq!(
+        j["access_token_claims"]["https://example.com/key_prefix"],
+        "sk_"
+    );
     assert_eq!(j["scope"], "read:items write:items");
 
     // An unconfigured action that denies, told apart from a rule by its export.
     let mut a = args(&fixture("actions/deny-contractors.js"));
     a.extend(["--secret".to_string(), "X=1".to_string()]);
-    let (code, out, err) = run(&cfg, &a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let (code, out, err) = run(
+        &cfg,
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["decision"], "deny");
@@ -158,7 +185,11 @@ fn actions_try_prints_the_decision_without_writing_anything() {
 
     // A rule that writes metadata: shown, not stored.
     let a = args(&fixture("rules/login-counter.js"));
-    let (code, out, err) = run(&cfg, &a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let (code, out, err) = run(
+        &cfg,
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["app_metadata"]["password_logins"], 1);
@@ -166,7 +197,11 @@ fn actions_try_prints_the_decision_without_writing_anything() {
 
     // A runaway script is reported, with exit code 1.
     let a = args(&fixture("actions/endless-loop.js"));
-    let (code, _, err) = run(&cfg, &a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let (code, _, err) = run(
+        &cfg,
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
     assert_eq!(code, 1);
     assert!(err.contains("ran past the extensibility timeout"), "{err}");
 }

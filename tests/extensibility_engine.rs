@@ -107,14 +107,23 @@ async fn roles_configuration_and_async_action_become_claims() {
         run(
             &["rules/add-roles.js"],
             &["actions/plan-claim.js"],
-            &facts("ann@example.com", json!({"roles": ["editor"], "plan": "gold"})),
+            &facts(
+                "ann@example.com",
+                json!({"roles": ["editor"], "plan": "gold"}),
+            ),
         )
         .await,
     );
-    assert_eq!(c.access_claims["https://example.com/roles"], json!(["editor"]));
+    assert_eq!(
+        c.access_claims["https://example.com/roles"],
+        json!(["editor"])
+    );
     assert_eq!(c.id_claims["https://example.com/roles"], json!(["editor"]));
     assert_eq!(c.access_claims["https://example.com/plan"], json!("gold"));
-    assert_eq!(c.access_claims["https://example.com/key_prefix"], json!("sk_"));
+    assert_eq!(
+        c.access_claims["https://example.com/key_prefix"],
+        json!("sk_")
+    );
     assert_eq!(
         c.access_claims["https://example.com/protocol"],
         json!("oauth2-password")
@@ -167,7 +176,12 @@ async fn denials_carry_auth0s_codes() {
     }
     // A denying rule stops the chain: the action after it never runs.
     assert!(matches!(
-        run(&["rules/deny-domain.js"], &["actions/throws.js"], &contractor).await,
+        run(
+            &["rules/deny-domain.js"],
+            &["actions/throws.js"],
+            &contractor
+        )
+        .await,
         Ok(Verdict::Refused(Refusal::Unauthorized(_)))
     ));
 }
@@ -238,9 +252,7 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
         let started = Instant::now();
         let got = run(&[], &[hostile], &f).await;
         let ok = match (&got, check) {
-            (Err(ScriptError::Failed(Failure::Timeout { script })), "timeout") => {
-                script == hostile
-            }
+            (Err(ScriptError::Failed(Failure::Timeout { script })), "timeout") => script == hostile,
             (Err(ScriptError::Failed(Failure::Resources { script, .. })), "resources") => {
                 script == hostile
             }
@@ -250,7 +262,11 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
             _ => false,
         };
         assert!(ok, "{hostile}: {got:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "{hostile} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{hostile} took {:?}",
+            started.elapsed()
+        );
     }
     // One pool, twenty endless loops, then the same runtimes still answer.
     let mut c = config(&[], &["actions/loop-for-mallory.js"]);
@@ -273,13 +289,24 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
         assert_eq!(c.access_claims["https://example.com/trivial"], json!(true));
     }
     // Each runaway runtime was rebuilt (a worker may still be finishing its last rebuild).
-    let rebuilt = || scripts.stats().rebuilt.load(std::sync::atomic::Ordering::Relaxed);
+    let rebuilt = || {
+        scripts
+            .stats()
+            .rebuilt
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     let until = Instant::now() + Duration::from_secs(5);
     while rebuilt() < 20 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rebuilt(), 20);
-    assert_eq!(scripts.stats().ran.load(std::sync::atomic::Ordering::Relaxed), 24);
+    assert_eq!(
+        scripts
+            .stats()
+            .ran
+            .load(std::sync::atomic::Ordering::Relaxed),
+        24
+    );
 }
 
 #[tokio::test]

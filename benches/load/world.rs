@@ -109,7 +109,11 @@ pub fn actions_toml(actions: &[std::path::PathBuf]) -> String {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let path = a.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+            let path = a
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
             format!("\n[[actions]]\nname = \"bench-{i}\"\nscript = \"{path}\"\n")
         })
         .collect()

@@ -160,9 +160,7 @@ pub fn read(json: &str, granted: &[String], api_scopes: &[String]) -> Result<Ver
         if granted.contains(&s) || api_scopes.contains(&s) {
             scopes.push(s);
         } else {
-            warnings.push(format!(
-                "scope \"{s}\" ignored: the API does not define it"
-            ));
+            warnings.push(format!("scope \"{s}\" ignored: the API does not define it"));
         }
     }
     let access_claims = unrestricted(raw.access, "access", &mut warnings);
@@ -221,7 +219,10 @@ mod tests {
             panic!("not a continue");
         };
         assert_eq!(c.scopes, strings(&["openid", "read:items"]));
-        assert_eq!(c.access_claims.keys().collect::<Vec<_>>(), ["https://x/roles"]);
+        assert_eq!(
+            c.access_claims.keys().collect::<Vec<_>>(),
+            ["https://x/roles"]
+        );
         assert_eq!(c.id_claims.keys().collect::<Vec<_>>(), ["n"]);
         assert_eq!(c.app_metadata, Some(serde_json::json!({"c": 1})));
         assert_eq!(c.warnings.len(), 5, "{:?}", c.warnings);

@@ -73,7 +73,12 @@ pub fn user_view(u: &User) -> Value {
     let nickname = u
         .username
         .clone()
-        .or_else(|| u.email.as_deref().and_then(|e| e.split('@').next()).map(str::to_string))
+        .or_else(|| {
+            u.email
+                .as_deref()
+                .and_then(|e| e.split('@').next())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let local_id = u.user_id.strip_prefix("auth0|").unwrap_or(&u.user_id);
     json!({

@@ -16,8 +16,8 @@ use std::time::Instant;
 use rquickjs::context::EvalOptions;
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
-    Runtime, Value,
+    CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise, Runtime,
+    Value,
 };
 
 use super::cache::ScriptCache;
@@ -282,7 +282,11 @@ fn resource_or_engine(detail: String, script: &str) -> Failure {
 }
 
 /// Evaluate one script and hand it to the prelude's compiler.
-fn compile<'js>(ctx: &Ctx<'js>, pg: &Object<'js>, s: &Source) -> Result<Object<'js>, SyntaxProblem> {
+fn compile<'js>(
+    ctx: &Ctx<'js>,
+    pg: &Object<'js>,
+    s: &Source,
+) -> Result<Object<'js>, SyntaxProblem> {
     let mut options = EvalOptions::default();
     options.global = true;
     options.strict = false;
@@ -312,9 +316,12 @@ fn compile<'js>(ctx: &Ctx<'js>, pg: &Object<'js>, s: &Source) -> Result<Object<'
 fn install_cache(ctx: &Ctx<'_>, cache: Arc<ScriptCache>) -> rquickjs::Result<()> {
     let reader = Arc::clone(&cache);
     let get = Function::new(ctx.clone(), move |key: String| reader.get(&key))?;
-    let set = Function::new(ctx.clone(), move |key: String, value: String, ttl_ms: f64| {
-        cache.set(key, value, ttl_ms);
-    })?;
+    let set = Function::new(
+        ctx.clone(),
+        move |key: String, value: String, ttl_ms: f64| {
+            cache.set(key, value, ttl_ms);
+        },
+    )?;
     ctx.globals().set("__passgate_cache_get", get)?;
     ctx.globals().set("__passgate_cache_set", set)?;
     Ok(())

@@ -82,9 +82,13 @@ impl Scripts {
 
     /// Run every rule, then every action, on one login. `granted` are the
     /// scopes before any script; `api_scopes` those the API defines.
-    pub async fn run(&self, facts: &LoginFacts, api_scopes: &[String]) -> Result<Verdict, ScriptError> {
-        let input = serde_json::to_string(facts)
-            .map_err(|e| Failure::Engine(format!("facts: {e}")))?;
+    pub async fn run(
+        &self,
+        facts: &LoginFacts,
+        api_scopes: &[String],
+    ) -> Result<Verdict, ScriptError> {
+        let input =
+            serde_json::to_string(facts).map_err(|e| Failure::Engine(format!("facts: {e}")))?;
         let deadline = Instant::now() + self.timeout;
         let json = match self.pool.run(input, deadline).await {
             Ok(answer) => answer?,

@@ -1,4 +1,4 @@
-//! The script pool: threads that each own one JavaScript runtime with every
+//! The script pool: low-priority threads that each own one JavaScript runtime with every
 //! script compiled in, behind a bounded queue (like the hashing pool,
 //! `identity/pool.rs`). Scripts never run on the async workers.
 //!
@@ -172,6 +172,9 @@ fn worker(
     setup: &WorkerSetup,
     ready: mpsc::Sender<Result<(), Vec<String>>>,
 ) {
+    // Scripts yield the CPU to the proxy, as password hashing does. Best
+    // effort: where the OS refuses, the thread runs at normal priority.
+    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
     let mut host = match setup.host() {
         Ok(h) => {
             let _ = ready.send(Ok(()));

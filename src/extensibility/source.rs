@@ -230,7 +230,10 @@ mod tests {
             position("    at rules/a.js:3:14\n", "rules/a.js"),
             Some((3, 14))
         );
-        assert_eq!(position("    at rules/a.js:7\n", "rules/a.js"), Some((7, 1)));
+        assert_eq!(
+            position("    at rules/a.js:7\n", "rules/a.js"),
+            Some((7, 1))
+        );
         assert_eq!(position("    at other.js:7\n", "rules/a.js"), None);
     }
 
@@ -240,6 +243,9 @@ mod tests {
             Kind::of("exports.onExecutePostLogin = async () => {}"),
             Kind::Action
         );
-        assert_eq!(Kind::of("function (user, context, callback) {}"), Kind::Rule);
+        assert_eq!(
+            Kind::of("function (user, context, callback) {}"),
+            Kind::Rule
+        );
     }
 }

@@ -132,11 +132,9 @@ impl OAuthError {
             OAuthError::InvalidScope(d) => (StatusCode::BAD_REQUEST, d, false),
             OAuthError::AccessDenied(d) => (StatusCode::FORBIDDEN, d, false),
             OAuthError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d, false),
-            OAuthError::InteractionRequired => (
-                StatusCode::BAD_REQUEST,
-                REDIRECT_REFUSED.to_string(),
-                false,
-            ),
+            OAuthError::InteractionRequired => {
+                (StatusCode::BAD_REQUEST, REDIRECT_REFUSED.to_string(), false)
+            }
             OAuthError::ServerError(d) => (StatusCode::INTERNAL_SERVER_ERROR, d.to_string(), false),
             OAuthError::TooManyRequests {
                 limit,

@@ -133,16 +133,19 @@ impl AuthServer {
             })
             .await?;
         let refresh_token = self
-            .persist_login_session(NewSession {
-                sid: sid.clone(),
-                user_id: user.user_id.clone(),
-                client: client.clone(),
-                realm: realm.to_string(),
-                audience: api.audience.clone(),
-                scopes: decision.scopes.clone(),
-                access_expires_at: self.clock.now() + issued.expires_in as i64,
-                with_refresh,
-            }, metadata)
+            .persist_login_session(
+                NewSession {
+                    sid: sid.clone(),
+                    user_id: user.user_id.clone(),
+                    client: client.clone(),
+                    realm: realm.to_string(),
+                    audience: api.audience.clone(),
+                    scopes: decision.scopes.clone(),
+                    access_expires_at: self.clock.now() + issued.expires_in as i64,
+                    with_refresh,
+                },
+                metadata,
+            )
             .await?;
         tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid);
         Ok(token_response(issued, refresh_token, &decision.scopes))

@@ -14,9 +14,9 @@ use super::request::Params;
 use super::token::token_response;
 use crate::config::ClientConfig;
 use crate::extensibility::{Protocol, RequestFacts};
-use crate::store::MetadataUpdate;
 use crate::http::body::ResponseBody;
 use crate::sessions::{ExchangeError, hash_token};
+use crate::store::MetadataUpdate;
 use crate::tokens::issue::Grant;
 
 /// `Unknown or invalid refresh token.`

@@ -25,9 +25,8 @@ pub(super) fn request_facts(
     ip: IpAddr,
     params: &Params,
 ) -> RequestFacts {
-    let text = |v: Option<&http::HeaderValue>| {
-        v.and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-    };
+    let text =
+        |v: Option<&http::HeaderValue>| v.and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let host = match headers.get(HOST) {
         Some(h) => text(Some(h)),
         None => uri.authority().map(|a| a.to_string()).unwrap_or_default(),
@@ -72,7 +71,12 @@ impl AuthServer {
             requested_scopes: request
                 .body
                 .get("scope")
-                .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .map(|s| {
+                    s.split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             scopes: decision.scopes.clone(),
             audience: who.api.audience.clone(),

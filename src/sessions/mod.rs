@@ -141,9 +141,10 @@ impl Sessions {
                 now,
                 m,
             )?,
-            None => self
-                .store
-                .create_session(&session, record.as_ref(), policy.max_families, now)?,
+            None => {
+                self.store
+                    .create_session(&session, record.as_ref(), policy.max_families, now)?
+            }
         };
         for (sid, expires_at) in dropped {
             tracing::info!(target: "passgate::auth", event = "session_dropped", sid = %sid, reason = "too many refresh families");

@@ -9,8 +9,8 @@
 
 use rusqlite::{Row, params};
 
-use super::{MetadataUpdate, StoreError};
 use super::sqlite::SqliteStore;
+use super::{MetadataUpdate, StoreError};
 
 /// Schema of sessions and refresh tokens (migration 2).
 pub const SCHEMA: &str = "CREATE TABLE sessions (
@@ -239,7 +239,10 @@ fn insert_session(
         .query_map(params![s.user_id, s.client_id, now, max_families as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (sid, expires_at) in &dropped {
-        tx.execute("UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1", params![sid, now])?;
+        tx.execute(
+            "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1",
+            params![sid, now],
+        )?;
         record_revocation(tx, sid, *expires_at)?;
     }
     Ok(dropped)

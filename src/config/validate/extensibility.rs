@@ -151,6 +151,7 @@ fn entry(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::config::Config;
 
