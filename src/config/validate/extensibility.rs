@@ -68,28 +68,11 @@ pub(super) fn extensibility(
     let mut out_actions = Vec::new();
     for (i, a) in actions.into_iter().enumerate() {
         let key = format!("actions[{i}]");
+        // Secrets are checked even when the entry has other problems.
+        let secrets = secrets(p, &key, a.secrets, a.secrets_env, env);
         let Some(entry) = entry(p, &key, a.name, a.script, &mut names) else {
             continue;
         };
-        let mut secrets = a.secrets.unwrap_or_default();
-        for (name, var) in a.secrets_env.unwrap_or_default() {
-            if secrets.contains_key(&name) {
-                p.add(
-                    format!("{key}.secrets_env.{name}"),
-                    "is also in `secrets`; give it once",
-                );
-                continue;
-            }
-            match env(&var) {
-                Some(v) => {
-                    secrets.insert(name, v);
-                }
-                None => p.add(
-                    format!("{key}.secrets_env.{name}"),
-                    format!("the environment variable {var} is not set"),
-                ),
-            }
-        }
         if a.enabled.unwrap_or(true) {
             out_actions.push(ScriptConfig {
                 values: secrets,
@@ -105,6 +88,36 @@ pub(super) fn extensibility(
         rules: out_rules,
         actions: out_actions,
     }
+}
+
+/// An action's `secrets`, with `secrets_env` read from the environment.
+fn secrets(
+    p: &mut Problems,
+    key: &str,
+    given: Option<BTreeMap<String, String>>,
+    from_env: Option<BTreeMap<String, String>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut secrets = given.unwrap_or_default();
+    for (name, var) in from_env.unwrap_or_default() {
+        if secrets.contains_key(&name) {
+            p.add(
+                format!("{key}.secrets_env.{name}"),
+                "is also in `secrets`; give it once",
+            );
+            continue;
+        }
+        match env(&var) {
+            Some(v) => {
+                secrets.insert(name, v);
+            }
+            None => p.add(
+                format!("{key}.secrets_env.{name}"),
+                format!("the environment variable {var} is not set"),
+            ),
+        }
+    }
+    secrets
 }
 
 /// The name and script of one entry, checked; names are unique across rules and actions.
