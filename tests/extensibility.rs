@@ -345,7 +345,14 @@ async fn hostile_scripts_fail_their_own_login_only() {
         "actions/allocation-bomb.js",
         "actions/never-settles.js",
     ] {
-        let w = World::start(&[], &[action], "300ms").await;
+        // Only the endless loop needs the clock; the others end on their own
+        // (memory limit, empty job queue).
+        let budget = if action.contains("loop") {
+            "300ms"
+        } else {
+            "5s"
+        };
+        let w = World::start(&[], &[action], budget).await;
         let started = Instant::now();
         assert_eq!(
             error_of(&w.login("ann", "").await),
@@ -426,4 +433,53 @@ async fn a_script_that_does_not_compile_stops_the_start() {
             assert!(err.contains(&format!("{file}:2:")), "{err}");
         }
     }
+}
+
+#[tokio::test]
+async fn scripts_see_the_request_without_secrets_and_rules_may_replace_scopes() {
+    let w = World::start(
+        &["rules/replace-scope.js"],
+        &["actions/echo-request.js"],
+        "2s",
+    )
+    .await;
+    let r = w
+        .token(&[
+            (
+                "grant_type",
+                "http://auth0.com/oauth/grant-type/password-realm",
+            ),
+            ("username", "ann"),
+            ("password", PASSWORD),
+            ("realm", REALM),
+            ("scope", "openid read:items write:items"),
+        ])
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let j = r.json();
+    assert_eq!(j["scope"], "openid read:items");
+    let seen = &claims(j["access_token"].as_str().unwrap())["https://example.com/seen"];
+    assert_eq!(seen["ip"], "127.0.0.1");
+    assert_eq!(seen["user_agent"], "extensibility-test/1");
+    // The test client sends Host: 127.0.0.1:<port>; the port is not part of hostname.
+    assert_eq!(seen["hostname"], "127.0.0.1");
+    assert_eq!(
+        seen["body_keys"],
+        json!(["client_id", "grant_type", "realm", "scope", "username"])
+    );
+    assert_eq!(seen["protocol"], "oauth2-password");
+    assert_eq!(
+        seen["requested_scopes"],
+        json!(["openid", "read:items", "write:items"])
+    );
+    assert_eq!(seen["audience"], "https://api.example.com");
+    assert_eq!(
+        seen["connection"],
+        json!({"name": REALM, "strategy": "auth0"})
+    );
+    assert_eq!(seen["client_id"], "app");
+    assert_eq!(seen["methods"], json!(["pwd"]));
+    assert_eq!(seen["user_id_prefix"], "auth0");
+    assert_eq!(seen["email"], "ann@example.com");
+    w.gw.shutdown().await;
 }

@@ -32,7 +32,7 @@ fn script(key: &str, path: &str, values: &[(&str, &str)]) -> ScriptConfig {
 
 fn config(rules: &[&str], actions: &[&str]) -> ExtensibilityConfig {
     ExtensibilityConfig {
-        timeout: Duration::from_millis(300),
+        timeout: Duration::from_secs(2),
         memory_limit: 16 << 20,
         workers: 1,
         queue: 8,
@@ -244,13 +244,26 @@ async fn the_sandbox_has_no_process_timers_or_network() {
 #[tokio::test]
 async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
     let f = facts("a@example.com", json!({}));
+    // Only the endless loop needs the clock; the others end on their own
+    // (memory limit, empty job queue), so a loaded machine cannot fake a pass.
+    let budget = |hostile: &str| {
+        let mut c = config(&[], &[hostile]);
+        if hostile.contains("loop") {
+            c.timeout = Duration::from_millis(300);
+        }
+        c
+    };
     for (hostile, check) in [
         ("actions/endless-loop.js", "timeout"),
         ("actions/allocation-bomb.js", "resources"),
         ("actions/never-settles.js", "never"),
     ] {
+        let scripts = Scripts::start(&budget(hostile))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no scripts"));
         let started = Instant::now();
-        let got = run(&[], &[hostile], &f).await;
+        let got = scripts.run(&f, &api_scopes()).await;
         let ok = match (&got, check) {
             (Err(ScriptError::Failed(Failure::Timeout { script })), "timeout") => script == hostile,
             (Err(ScriptError::Failed(Failure::Resources { script, .. })), "resources") => {
@@ -300,6 +313,11 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rebuilt(), 20);
+    // Each worker's runtime stays small: the runaways' memory went with them.
+    for m in &scripts.stats().memory {
+        let bytes = m.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(bytes > 0 && bytes < 4 << 20, "runtime holds {bytes} bytes");
+    }
     assert_eq!(
         scripts
             .stats()

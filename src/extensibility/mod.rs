@@ -119,7 +119,7 @@ pub fn check(config: &ExtensibilityConfig) -> Vec<String> {
         &sources,
         config.memory_limit,
         Arc::new(cache::ScriptCache::default()),
-        Instant::now() + config.timeout,
+        host::compile_deadline(config.timeout),
     ) {
         Ok(_) => Vec::new(),
         Err(problems) => strings(problems),

@@ -68,7 +68,7 @@ impl WorkerSetup {
             &self.sources,
             self.memory_limit,
             Arc::clone(&self.cache),
-            Instant::now() + self.timeout,
+            super::host::compile_deadline(self.timeout),
         )
     }
 }

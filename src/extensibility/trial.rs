@@ -54,7 +54,7 @@ pub fn run_once(
         &[source],
         config.memory_limit,
         Arc::new(ScriptCache::default()),
-        Instant::now() + config.timeout,
+        super::host::compile_deadline(config.timeout),
     )
     .map_err(|p| ScriptError::Failed(super::Failure::Engine(strings(p).join("; "))))?;
     let input = serde_json::to_string(facts)
