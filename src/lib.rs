@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod extensibility;
 pub mod gate;
 pub mod gateway;
 pub mod http;

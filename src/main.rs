@@ -13,6 +13,7 @@ use passgate::config::{CONFIG_ENV, Config, DEFAULT_CONFIG_PATH};
 use passgate::telemetry::ErrorChain;
 
 mod cli;
+use cli::actions::{ActionsAction, actions};
 use cli::sessions::{SessionsAction, sessions};
 use cli::users::{UsersAction, users};
 
@@ -67,6 +68,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Rules and Actions: try one against a user without issuing anything.
+    Actions {
+        #[command(subcommand)]
+        action: ActionsAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Signing keys.
     Keys {
         #[command(subcommand)]
@@ -87,12 +95,30 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(arg) => serve(arg),
         Command::CheckConfig(arg) => match Config::load(&arg.config) {
-            Ok(_) => {
-                println!("{}: ok", arg.config.display());
-                ExitCode::SUCCESS
-            }
+            // The config is valid; now every script must compile.
+            Ok(config) => match passgate::extensibility::check(&config.extensibility) {
+                problems if problems.is_empty() => {
+                    println!("{}: ok", arg.config.display());
+                    ExitCode::SUCCESS
+                }
+                problems => {
+                    eprint!(
+                        "{}: {}",
+                        arg.config.display(),
+                        passgate::config::ConfigErrors(problems)
+                    );
+                    ExitCode::from(1)
+                }
+            },
             Err(e) => {
                 eprint!("{}: {e}", arg.config.display());
+                ExitCode::from(1)
+            }
+        },
+        Command::Actions { action, config } => match actions(action, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
                 ExitCode::from(1)
             }
         },

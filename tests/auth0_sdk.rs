@@ -40,28 +40,57 @@ secret = "sdk-secret"
 grant_types = ["password", "http://auth0.com/oauth/grant-type/password-realm"]
 [[realms]]
 name = "Username-Password-Authentication"
+[[rules]]
+name = "add-roles"
+script = "{fixtures}/rules/add-roles.js"
+[rules.configuration]
+ROLES_NAMESPACE = "https://example.com/"
+[[actions]]
+name = "deny-contractors"
+script = "{fixtures}/actions/deny-contractors.js"
 [[routes]]
 prefix = "/api/"
 upstream = "{}"
 audience = "https://api.example.com"
 "#,
-            upstream.url
+            upstream.url,
+            fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
         ))
         .start()
         .await;
     let store = Arc::new(SqliteStore::open(&gw.dir.path().join("passgate.db")).unwrap());
-    Admin::new(
-        store,
+    let admin = Admin::new(
+        store.clone(),
         Hasher::new(Default::default(), 1).unwrap(),
         passgate::clock::system(),
-    )
-    .add(
-        "Username-Password-Authentication",
-        "sdk-user",
-        Some("sdk@example.com"),
-        "sdk password 1",
+    );
+    let user = admin
+        .add(
+            "Username-Password-Authentication",
+            "sdk-user",
+            Some("sdk@example.com"),
+            "sdk password 1",
+        )
+        .unwrap();
+    // The rule copies these roles into the tokens; the action refuses contractors.
+    passgate::store::Store::update_metadata(
+        store.as_ref(),
+        &passgate::store::MetadataUpdate {
+            user_id: user.user_id,
+            app_metadata: Some(serde_json::json!({"roles": ["reader"]})),
+            user_metadata: None,
+            now: 0,
+        },
     )
     .unwrap();
+    admin
+        .add(
+            "Username-Password-Authentication",
+            "contractor",
+            Some("c@contractor.example"),
+            "sdk password 1",
+        )
+        .unwrap();
 
     let out = Command::new(&python)
         .arg(concat!(
@@ -77,6 +106,7 @@ audience = "https://api.example.com"
         .env("PASSGATE_USERNAME", "sdk-user")
         .env("PASSGATE_PASSWORD", "sdk password 1")
         .env("PASSGATE_REALM", "Username-Password-Authentication")
+        .env("PASSGATE_DENIED_USERNAME", "contractor")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

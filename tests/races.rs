@@ -64,6 +64,17 @@ impl SessionStore for Hooked {
         self.inner
             .create_session(session, refresh, max_families, now)
     }
+    fn create_login_session(
+        &self,
+        session: &Session,
+        refresh: Option<&RefreshRecord>,
+        max_families: usize,
+        now: i64,
+        metadata: &passgate::store::MetadataUpdate,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner
+            .create_login_session(session, refresh, max_families, now, metadata)
+    }
     fn find_refresh(&self, hash: &str) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
         self.inner.find_refresh(hash)
     }

@@ -127,6 +127,10 @@ pub struct Args {
     /// throughput run into a 429 run).
     #[arg(long, default_value_t = 4)]
     pub users: usize,
+    /// In-process mode: a post-login action (file with `exports.onExecutePostLogin`)
+    /// the gateway runs on every login; repeatable, run in order.
+    #[arg(long = "action")]
+    pub actions: Vec<std::path::PathBuf>,
     /// Drive an already-running passgate at https://host:port (loopback or this machine only).
     #[arg(long)]
     pub target: Option<String>,

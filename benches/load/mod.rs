@@ -48,7 +48,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
     let mut world = None;
     let (setup, target, trust) = match &args.target {
         None => {
-            let w = world::World::start(args.users, !args.metrics_off)
+            let w = world::World::start(args.users, !args.metrics_off, &args.actions)
                 .await
                 .context("starting the in-process gateway")?;
             let trust = Trust::Pem(w.cert_pem.clone());

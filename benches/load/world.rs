@@ -103,6 +103,22 @@ public = true
     )
 }
 
+/// `[[actions]]` entries for `--action` files, run on every login.
+pub fn actions_toml(actions: &[std::path::PathBuf]) -> String {
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let path = a
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            format!("\n[[actions]]\nname = \"bench-{i}\"\nscript = \"{path}\"\n")
+        })
+        .collect()
+}
+
 /// A running upstream + gateway.
 pub struct World {
     /// The gateway's TLS address.
@@ -126,7 +142,12 @@ impl std::fmt::Debug for World {
 
 impl World {
     /// Start everything and create `users` users.
-    pub async fn start(users: usize, metrics: bool) -> anyhow::Result<World> {
+    pub async fn start(
+        users: usize,
+        metrics: bool,
+        actions: &[std::path::PathBuf],
+    ) -> anyhow::Result<World> {
+        let scripts = actions_toml(actions);
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -146,7 +167,7 @@ impl World {
             .spawn(async move {
                 let upstream = start_upstream().await?;
                 let text = format!(
-                    "{}\n[metrics]\nenabled = {metrics}\n",
+                    "{}\n[metrics]\nenabled = {metrics}\n{scripts}",
                     config_toml(&dir_text, upstream)
                 );
                 let config = Config::from_toml(&text)

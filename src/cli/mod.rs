@@ -1,6 +1,7 @@
-//! The `users` and `sessions` commands of the `passgate` binary; `src/main.rs`
+//! The `users`, `sessions` and `actions` commands of the `passgate` binary; `src/main.rs`
 //! holds the command tree and the other commands.
 
+pub mod actions;
 pub mod mfa;
 pub mod sessions;
 pub mod users;

@@ -37,6 +37,11 @@ pub struct RawConfig {
     pub mfa: Option<RawMfa>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    pub extensibility: Option<RawExtensibility>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub actions: Vec<RawAction>,
 }
 
 /// `[mfa]`: second factors.
@@ -83,6 +88,37 @@ pub struct RawHealthCheck {
     pub timeout: Option<String>,
     pub unhealthy_after: Option<i64>,
     pub healthy_after: Option<i64>,
+}
+
+/// `[extensibility]`: the budget of the Rules and Actions scripts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtensibility {
+    pub timeout: Option<String>,
+    pub memory_limit: Option<toml::Value>,
+    pub workers: Option<i64>,
+    pub queue: Option<i64>,
+}
+
+/// `[[rules]]`: a legacy Auth0 Rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    pub script: Option<String>,
+    pub enabled: Option<bool>,
+    pub configuration: Option<BTreeMap<String, String>>,
+}
+
+/// `[[actions]]`: an Auth0 post-login Action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub name: Option<String>,
+    pub script: Option<String>,
+    pub enabled: Option<bool>,
+    pub secrets: Option<BTreeMap<String, String>>,
+    pub secrets_env: Option<BTreeMap<String, String>>,
 }
 
 /// `[passwords]`: argon2id cost and the hashing pool.

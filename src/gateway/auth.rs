@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, IssuerConfig};
+use crate::extensibility::Scripts;
 use crate::gate::Gate;
 use crate::gate::issuers::IssuerKeys;
 use crate::gate::keys::{KeySet, VerifyKey};
@@ -163,12 +164,36 @@ impl AuthStack {
             protect,
             hasher,
             mfa,
+            scripts: start_scripts(&config).await?,
             gate: Arc::clone(&gate),
             clock: Arc::clone(&clock),
             signing: tokens::pool::SignPool::for_machine()
                 .context("starting the signing threads")?,
         })
         .map(Arc::new))
+    }
+}
+
+/// Compile the configured Rules and Actions on their own threads; a script
+/// that does not compile stops the start with every problem named.
+async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<Scripts>>> {
+    let x = config.extensibility.clone();
+    let started = run_blocking(move || Scripts::start(&x))
+        .await
+        .context("starting the script threads")?;
+    match started {
+        Ok(scripts) => {
+            if let Some(s) = &scripts {
+                tracing::info!(
+                    rules = config.extensibility.rules.len(),
+                    actions = config.extensibility.actions.len(),
+                    workers = s.stats().memory.len(),
+                    "rules and actions compiled"
+                );
+            }
+            Ok(scripts.map(Arc::new))
+        }
+        Err(problems) => anyhow::bail!("the scripts do not compile:\n  {}", problems.join("\n  ")),
     }
 }
 

@@ -24,6 +24,9 @@ pub const TEMPORARILY_UNAVAILABLE: &str =
 pub const TOO_MANY_REQUESTS: &str =
     "Too many requests. Retry after the number of seconds in Retry-After.";
 
+/// A rule's or action's redirect, refused.
+pub const REDIRECT_REFUSED: &str = "Redirects are not supported in the password exchange.";
+
 /// `Retry-After` of a 503 from a full signing queue, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -65,6 +68,10 @@ pub enum OAuthError {
     /// 401 `unauthorized` with a description (e.g. `user is blocked`).
     #[error("unauthorized")]
     Unauthorized(String),
+    /// 400 `interaction_required`: a rule or action tried to redirect, which
+    /// the password exchange cannot do.
+    #[error("interaction_required")]
+    InteractionRequired,
     /// 500 `server_error` with a description safe to show.
     #[error("server_error")]
     ServerError(&'static str),
@@ -139,6 +146,9 @@ impl OAuthError {
             OAuthError::InvalidScope(d) => (StatusCode::BAD_REQUEST, d, false),
             OAuthError::AccessDenied(d) => (StatusCode::FORBIDDEN, d, false),
             OAuthError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d, false),
+            OAuthError::InteractionRequired => {
+                (StatusCode::BAD_REQUEST, REDIRECT_REFUSED.to_string(), false)
+            }
             OAuthError::ServerError(d) => (StatusCode::INTERNAL_SERVER_ERROR, d.to_string(), false),
             OAuthError::TooManyRequests {
                 limit,
@@ -342,6 +352,14 @@ mod tests {
             let (s, b, _) = render(err).await;
             assert_eq!((s, b.as_str()), (status, body));
         }
+        let (s, b, _) = render(OAuthError::InteractionRequired).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                400,
+                r#"{"error":"interaction_required","error_description":"Redirects are not supported in the password exchange."}"#
+            )
+        );
         let (s, b, _) = render(OAuthError::TooManyAttempts(BRUTE_FORCE_BLOCKED)).await;
         assert_eq!(
             (s, b.as_str()),

@@ -18,11 +18,16 @@ use super::token::token_response;
 use crate::config::{ApiConfig, ClientConfig};
 use crate::http::body::ResponseBody;
 use crate::sessions::{NewSession, Sessions};
-use crate::store::User;
+use crate::store::{MetadataUpdate, User};
 use crate::tokens::issue::{Grant, Issued};
 
 /// The `amr` value of a login that did a second factor.
 pub const AMR_MFA: &str = "mfa";
+
+/// The refusal of a login whose scripts demanded a second factor that
+/// nothing can ask for.
+pub const MFA_UNAVAILABLE: &str =
+    "Multifactor authentication is required for this login and is not available.";
 
 /// What one login grants, as decided between the password check and signing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +75,20 @@ pub struct LoginSubject<'a> {
 }
 
 impl AuthServer {
+    /// Persist a login's session with the metadata its scripts decided, in
+    /// one transaction (durable before acknowledged).
+    async fn persist_login_session(
+        &self,
+        s: NewSession,
+        metadata: MetadataUpdate,
+    ) -> Result<Option<String>, OAuthError> {
+        let sessions = std::sync::Arc::clone(&self.sessions);
+        super::error::blocking("persisting the session", move || {
+            sessions.persist_with(s, Some(&metadata))
+        })
+        .await
+    }
+
     /// Sign the tokens `decision` describes, persist the session (durable
     /// before acknowledged) and answer 200.
     pub(super) async fn complete_login(
@@ -101,6 +120,19 @@ impl AuthServer {
         if !with_refresh {
             decision.scopes.retain(|s| s != "offline_access");
         }
+        // A second factor a script demanded is never skipped: a login that
+        // reaches here without it is refused (the MFA gate asks for it first;
+        // this is the last line).
+        if decision.mfa.is_some() && !decision.amr.iter().any(|m| m == AMR_MFA) {
+            tracing::warn!(target: "passgate::auth", event = "mfa_unavailable", client = %client.id, user_id = %user.user_id, "a script demanded MFA and this login cannot do it: refused");
+            return Err(OAuthError::AccessDenied(MFA_UNAVAILABLE.into()));
+        }
+        let metadata = MetadataUpdate {
+            user_id: user.user_id.clone(),
+            app_metadata: decision.app_metadata.take(),
+            user_metadata: decision.user_metadata.take(),
+            now: self.clock.now(),
+        };
         // After a second factor the access token says so (the gateway's
         // step-up check reads it); the session keeps it for refreshes.
         if decision.amr.iter().any(|m| m == AMR_MFA) {
@@ -123,17 +155,20 @@ impl AuthServer {
             })
             .await?;
         let refresh_token = self
-            .persist_session(NewSession {
-                sid: sid.clone(),
-                user_id: user.user_id.clone(),
-                client: client.clone(),
-                realm: realm.to_string(),
-                audience: api.audience.clone(),
-                scopes: decision.scopes.clone(),
-                access_expires_at: self.clock.now() + issued.expires_in as i64,
-                with_refresh,
-                amr: decision.amr.clone(),
-            })
+            .persist_login_session(
+                NewSession {
+                    sid: sid.clone(),
+                    user_id: user.user_id.clone(),
+                    client: client.clone(),
+                    realm: realm.to_string(),
+                    audience: api.audience.clone(),
+                    scopes: decision.scopes.clone(),
+                    access_expires_at: self.clock.now() + issued.expires_in as i64,
+                    with_refresh,
+                    amr: decision.amr.clone(),
+                },
+                metadata,
+            )
             .await?;
         tracing::info!(target: "passgate::auth", event = "login", client = %client.id, realm, user_id = %user.user_id, sid = %sid, amr = %decision.amr.join(" "));
         Ok((issued, refresh_token, decision.scopes))

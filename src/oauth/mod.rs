@@ -5,6 +5,8 @@
 //!   and `error.rs` (wire codes);
 //! - `login.rs`: the end of a password login (`LoginDecision`, the seam
 //!   scripts and the MFA gate share): sign, persist, answer;
+//! - `scripts.rs`: the Rules and Actions stage (`crate::extensibility`) on
+//!   the password grants and the refresh exchange;
 //! - `refresh.rs`: the refresh-token grant, joining the pipeline at signing;
 //! - `revoke.rs`: `POST /oauth/revoke` (refresh tokens, and access tokens'
 //!   login sessions);
@@ -25,6 +27,7 @@ mod refresh;
 pub mod request;
 mod revoke;
 pub mod scopes;
+mod scripts;
 mod token;
 mod userinfo;
 
@@ -38,6 +41,7 @@ pub use token::PASSWORD_REALM;
 
 use crate::clock::SharedClock;
 use crate::config::{ClientConfig, Config, IssuerConfig};
+use crate::extensibility::Scripts;
 use crate::gate::Gate;
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, gateway_error};
@@ -63,6 +67,7 @@ pub struct AuthServer {
     tokens: TokenIssuer,
     gate: Arc<Gate>,
     clock: SharedClock,
+    scripts: Option<Arc<Scripts>>,
     discovery: bytes::Bytes,
     jwks: bytes::Bytes,
 }
@@ -97,6 +102,8 @@ pub struct AuthParts {
     pub clock: SharedClock,
     /// The bounded pool RS256 signatures run on.
     pub signing: SignPool,
+    /// The compiled Rules and Actions (`None`: none configured).
+    pub scripts: Option<Arc<Scripts>>,
 }
 
 impl AuthServer {
@@ -113,6 +120,7 @@ impl AuthServer {
             gate,
             clock,
             signing,
+            scripts,
         } = parts;
         let issuer = config.issuer.clone()?;
         Some(Self {
@@ -133,6 +141,7 @@ impl AuthServer {
             mfa,
             gate,
             clock,
+            scripts,
         })
     }
 

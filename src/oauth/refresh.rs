@@ -9,11 +9,14 @@ use http::Response;
 
 use super::AuthServer;
 use super::error::{OAuthError, blocking};
+use super::login::{LoginDecision, LoginSubject};
 use super::request::Params;
 use super::token::token_response;
 use crate::config::ClientConfig;
+use crate::extensibility::{Protocol, RequestFacts};
 use crate::http::body::ResponseBody;
 use crate::sessions::{ExchangeError, hash_token};
+use crate::store::MetadataUpdate;
 use crate::tokens::issue::Grant;
 
 /// `Unknown or invalid refresh token.`
@@ -24,6 +27,7 @@ impl AuthServer {
         &self,
         client: &ClientConfig,
         params: &Params,
+        request: &RequestFacts,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let token = params.require("refresh_token")?.to_string();
         let invalid = OAuthError::InvalidGrant(INVALID_REFRESH);
@@ -84,6 +88,19 @@ impl AuthServer {
             }
         };
 
+        // Rules and Actions run again (protocol oauth2-refresh-token), before
+        // the rotation: a refused refresh does not retire the token.
+        let mut decision = LoginDecision::new(granted);
+        let who = LoginSubject {
+            user: &user,
+            client,
+            realm: &session.realm,
+            api,
+        };
+        self.run_scripts(who, Protocol::RefreshToken, request, &mut decision)
+            .await?;
+        let granted = std::mem::take(&mut decision.scopes);
+
         let access_expires_at = self.clock.now() + api.token_lifetime.as_secs() as i64;
         let sessions = Arc::clone(&self.sessions);
         let owned_client = client.clone();
@@ -102,13 +119,14 @@ impl AuthServer {
             }
         };
         let session = &exchanged.session;
+        self.store_metadata(&user.user_id, &mut decision).await?;
         // A session that did MFA keeps saying so; one made without it stays
         // without it (docs/mfa.md: a tightened policy does not end sessions).
-        let mut access_claims = serde_json::Map::new();
         if session.amr.split(' ').any(|m| m == super::login::AMR_MFA) {
-            access_claims.insert("amr".into(), vec![super::login::AMR_MFA].into());
+            decision
+                .access_claims
+                .insert("amr".into(), vec![super::login::AMR_MFA].into());
         }
-        // [rules: protocol oauth2-refresh-token]
         let issued = self
             .issue(Grant {
                 user: &user,
@@ -118,11 +136,37 @@ impl AuthServer {
                 scopes: &granted,
                 gty: "refresh_token",
                 sid: &session.sid,
-                access_claims,
-                id_claims: Default::default(),
+                access_claims: decision.access_claims,
+                id_claims: decision.id_claims,
             })
             .await?;
         tracing::info!(target: "passgate::auth", event = "refresh", client = %client.id, sid = %session.sid, rotated = exchanged.refresh_token.is_some());
         Ok(token_response(issued, exchanged.refresh_token, &granted))
+    }
+}
+
+impl AuthServer {
+    /// Store the metadata a refresh's scripts decided, once the exchange
+    /// succeeded (before the answer leaves).
+    async fn store_metadata(
+        &self,
+        user_id: &str,
+        decision: &mut LoginDecision,
+    ) -> Result<(), OAuthError> {
+        let update = MetadataUpdate {
+            user_id: user_id.to_string(),
+            app_metadata: decision.app_metadata.take(),
+            user_metadata: decision.user_metadata.take(),
+            now: self.clock.now(),
+        };
+        if update.is_empty() {
+            return Ok(());
+        }
+        let store = Arc::clone(&self.store);
+        blocking("storing the scripts' metadata", move || {
+            store.update_metadata(&update)
+        })
+        .await
+        .map(|_| ())
     }
 }

@@ -35,6 +35,11 @@ impl Params {
             .ok_or_else(|| OAuthError::InvalidRequest(format!("missing {name} parameter")))
     }
 
+    /// Every parameter, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Build from pairs (tests).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Params(

@@ -6,12 +6,11 @@
 //! look up the user by its lookup key → identifier+IP rate, brute-force
 //! block, suspicious-IP throttle (keyed by the account, or the name's lookup
 //! key) → verify password (bounded pool; dummy hash for unknown users; a time
-//! floor) → record success or failure → [scripts] → MFA gate
-//! (`mfa_grant.rs`) → sign tokens → persist the session and refresh token
-//! (`sessions`) → respond with `no-store`. The bracketed stage arrives with
-//! its own issue and plugs in where marked; the refresh grant (`refresh.rs`)
-//! and the `mfa-*` grants (`mfa_grant.rs`) join at signing rather than
-//! copying the pipeline.
+//! floor) → record success or failure → Rules then Actions (`scripts.rs`)
+//! → MFA gate (`mfa_grant.rs`) → sign tokens → persist the session and
+//! refresh token (`sessions`) → respond with `no-store`. The refresh grant
+//! (`refresh.rs`) and the `mfa-*` grants (`mfa_grant.rs`) join at signing
+//! rather than copying the pipeline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,13 +22,13 @@ use serde::Serialize;
 use super::error::{OAuthError, WRONG_CREDENTIALS, blocking, no_store};
 use super::login::{LoginDecision, LoginSubject};
 use super::request::{self, Params};
-use super::{AuthServer, scopes};
+use super::{AuthServer, scopes, scripts};
 use crate::config::{ApiConfig, ClientConfig};
+use crate::extensibility::{Protocol, RequestFacts};
 use crate::http::body::ResponseBody;
 use crate::http::response::json;
 use crate::identity::pool::PoolError;
 use crate::protect::CounterKey;
-use crate::sessions::NewSession;
 use crate::store::User;
 use crate::telemetry::metrics::TokenOutcome;
 use crate::tokens::issue::{Grant, Issued};
@@ -115,11 +114,13 @@ impl AuthServer {
         if !client.grant_types.iter().any(|g| g == grant) {
             return Err(OAuthError::UnauthorizedClient(grant.to_string()));
         }
+        let request = scripts::request_facts(&parts.headers, &parts.uri, ip, &params);
         match kind {
             GrantKind::Password | GrantKind::PasswordRealm => {
-                self.password_grant(kind, client, &params, ip).await
+                self.password_grant(kind, client, &params, ip, &request)
+                    .await
             }
-            GrantKind::Refresh => self.refresh_grant(client, &params).await,
+            GrantKind::Refresh => self.refresh_grant(client, &params, &request).await,
             GrantKind::Mfa(factor) => self.mfa_grant(factor, client, &params).await,
         }
     }
@@ -174,6 +175,7 @@ impl AuthServer {
         client: &ClientConfig,
         params: &Params,
         ip: IpAddr,
+        request: &RequestFacts,
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let username = params.require("username")?;
         let password = params.require("password")?;
@@ -208,25 +210,19 @@ impl AuthServer {
             return Err(OAuthError::Unauthorized("user is blocked".into()));
         }
         self.record_login(&user, checked.rehash).await?;
-        let decision = LoginDecision::new(granted);
-        // [scripts: Rules then Actions may change the decision, or deny]
+        let mut decision = LoginDecision::new(granted);
         let who = LoginSubject {
             user: &user,
             client,
             realm,
             api,
         };
+        // Rules then Actions may change the decision, or deny (oauth/scripts.rs).
+        self.run_scripts(who, Protocol::Password, request, &mut decision)
+            .await?;
         // MFA gate: may keep the decision and answer mfa_required.
         self.mfa_gate(&who, &decision).await?;
         self.complete_login(who, decision).await
-    }
-
-    pub(super) async fn persist_session(
-        &self,
-        s: NewSession,
-    ) -> Result<Option<String>, OAuthError> {
-        let sessions = Arc::clone(&self.sessions);
-        blocking("persisting the session", move || sessions.persist(s)).await
     }
 
     async fn find_login(&self, realm: &str, username: &str) -> Result<Option<User>, OAuthError> {

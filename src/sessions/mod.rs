@@ -97,6 +97,16 @@ impl Sessions {
     /// Persist a login's session, and its first refresh token when asked.
     /// Returns the refresh token (the only time it exists in clear).
     pub fn persist(&self, s: NewSession) -> Result<Option<String>, StoreError> {
+        self.persist_with(s, None)
+    }
+
+    /// [`Sessions::persist`], with the metadata a login's scripts decided
+    /// written in the same transaction.
+    pub fn persist_with(
+        &self,
+        s: NewSession,
+        metadata: Option<&crate::store::MetadataUpdate>,
+    ) -> Result<Option<String>, StoreError> {
         let now = self.clock.now();
         let policy = &s.client.refresh;
         let absolute = now + policy.absolute_lifetime.as_secs() as i64;
@@ -128,9 +138,19 @@ impl Sessions {
             absolute_expires_at: absolute,
             retired_at_ms: None,
         });
-        let dropped =
-            self.store
-                .create_session(&session, record.as_ref(), policy.max_families, now)?;
+        let dropped = match metadata.filter(|m| !m.is_empty()) {
+            Some(m) => self.store.create_login_session(
+                &session,
+                record.as_ref(),
+                policy.max_families,
+                now,
+                m,
+            )?,
+            None => {
+                self.store
+                    .create_session(&session, record.as_ref(), policy.max_families, now)?
+            }
+        };
         for (sid, expires_at) in dropped {
             tracing::info!(target: "passgate::auth", event = "session_dropped", sid = %sid, reason = "too many refresh families");
             self.revoked.insert(sid, expires_at);

@@ -73,6 +73,27 @@ impl User {
     }
 }
 
+/// New metadata for a user, decided by the login's Rules and Actions and
+/// written when the login succeeds (`None`: that one is left as it is).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataUpdate {
+    /// The user.
+    pub user_id: String,
+    /// The whole new `app_metadata`.
+    pub app_metadata: Option<Value>,
+    /// The whole new `user_metadata`.
+    pub user_metadata: Option<Value>,
+    /// Seconds since the epoch (`updated_at`).
+    pub now: i64,
+}
+
+impl MetadataUpdate {
+    /// Whether there is anything to write.
+    pub fn is_empty(&self) -> bool {
+        self.app_metadata.is_none() && self.user_metadata.is_none()
+    }
+}
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -152,6 +173,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         new_hash: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Replace a user's metadata as a login's scripts decided; false when
+    /// there was no such user.
+    fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError>;
 }
 
 /// A fresh Auth0-style user id: `auth0|` and 24 hex digits.

@@ -9,8 +9,8 @@
 
 use rusqlite::{Row, params};
 
-use super::StoreError;
 use super::sqlite::SqliteStore;
+use super::{MetadataUpdate, StoreError};
 
 /// Schema of sessions and refresh tokens (migration 2).
 pub const SCHEMA: &str = "CREATE TABLE sessions (
@@ -133,6 +133,17 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         max_families: usize,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// [`SessionStore::create_session`], with the metadata the login's
+    /// scripts decided written to the user in the same transaction: both
+    /// land, or neither.
+    fn create_login_session(
+        &self,
+        session: &Session,
+        refresh: Option<&RefreshRecord>,
+        max_families: usize,
+        now: i64,
+        metadata: &MetadataUpdate,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// A refresh token and its session.
     fn find_refresh(
         &self,
@@ -206,6 +217,41 @@ pub(super) fn insert_refresh(
     )
 }
 
+/// Insert a session (and its first refresh token) inside the caller's
+/// transaction; returns the families beyond `max_families` it ended.
+fn insert_session(
+    tx: &rusqlite::Transaction<'_>,
+    s: &Session,
+    refresh: Option<&RefreshRecord>,
+    max_families: usize,
+    now: i64,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    tx.execute(
+        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh, s.amr],
+    )?;
+    let Some(r) = refresh else {
+        return Ok(Vec::new());
+    };
+    insert_refresh(tx, r)?;
+    // Families beyond the newest `max_families` of this user and client end here.
+    let dropped: Vec<(String, i64)> = tx
+        .prepare(
+            "SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND client_id = ?2 AND has_refresh = 1 \
+             AND revoked_at IS NULL AND expires_at >= ?3 ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?4",
+        )?
+        .query_map(params![s.user_id, s.client_id, now, max_families as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (sid, expires_at) in &dropped {
+        tx.execute(
+            "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1",
+            params![sid, now],
+        )?;
+        record_revocation(tx, sid, *expires_at)?;
+    }
+    Ok(dropped)
+}
+
 impl SessionStore for SqliteStore {
     fn create_session(
         &self,
@@ -214,28 +260,22 @@ impl SessionStore for SqliteStore {
         max_families: usize,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.in_tx(|tx| insert_session(tx, s, refresh, max_families, now))
+    }
+
+    fn create_login_session(
+        &self,
+        s: &Session,
+        refresh: Option<&RefreshRecord>,
+        max_families: usize,
+        now: i64,
+        metadata: &MetadataUpdate,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         self.in_tx(|tx| {
-            tx.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params![s.sid, s.user_id, s.client_id, s.realm, s.audience, s.scope, s.created_at, s.expires_at, s.revoked_at, s.has_refresh, s.amr],
-            )?;
-            let Some(r) = refresh else {
-                return Ok(Vec::new());
-            };
-            insert_refresh(tx, r)?;
-            // Families beyond the newest `max_families` of this user and client end here.
-            let dropped: Vec<(String, i64)> = tx
-                .prepare(
-                    "SELECT sid, expires_at FROM sessions WHERE user_id = ?1 AND client_id = ?2 AND has_refresh = 1 \
-                     AND revoked_at IS NULL AND expires_at >= ?3 ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?4",
-                )?
-                .query_map(params![s.user_id, s.client_id, now, max_families as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (sid, expires_at) in &dropped {
-                tx.execute("UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1", params![sid, now])?;
-                record_revocation(tx, sid, *expires_at)?;
+            if !metadata.is_empty() {
+                super::sqlite_users::write_metadata(tx, metadata)?;
             }
-            Ok(dropped)
+            insert_session(tx, s, refresh, max_families, now)
         })
     }
 

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::login_key::{describe_clash, login_key, resolve, resolve_per_realm};
 use super::sqlite::SqliteStore;
-use super::{Store, StoreError, User};
+use super::{MetadataUpdate, Store, StoreError, User};
 
 pub(super) const COLUMNS: &str = "user_id, realm, username, email, email_verified, name, password_hash, blocked, \
                        app_metadata, user_metadata, created_at, updated_at, last_login, logins_count";
@@ -225,6 +225,28 @@ impl Store for SqliteStore {
             .map(|_| ())
         })
     }
+
+    fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError> {
+        self.in_tx(|tx| write_metadata(tx, update))
+    }
+}
+
+/// Write `update` inside the caller's transaction; false when no such user.
+pub(super) fn write_metadata(
+    c: &rusqlite::Connection,
+    update: &MetadataUpdate,
+) -> rusqlite::Result<bool> {
+    let changed = c.execute(
+        "UPDATE users SET app_metadata = COALESCE(?2, app_metadata), \
+         user_metadata = COALESCE(?3, user_metadata), updated_at = ?4 WHERE user_id = ?1",
+        params![
+            update.user_id,
+            update.app_metadata.as_ref().map(|v| v.to_string()),
+            update.user_metadata.as_ref().map(|v| v.to_string()),
+            update.now
+        ],
+    )?;
+    Ok(changed > 0)
 }
 
 #[cfg(test)]

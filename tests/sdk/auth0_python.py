@@ -5,7 +5,9 @@ SDK's own ID-token verifier and, independently, with PyJWT against the JWKS.
 Run by tests/auth0_sdk.rs, which starts the gateway and passes:
 PASSGATE_DOMAIN (host:port), REQUESTS_CA_BUNDLE (the gateway's certificate),
 PASSGATE_ISSUER, PASSGATE_AUDIENCE, PASSGATE_CLIENT_ID, PASSGATE_CLIENT_SECRET,
-PASSGATE_USERNAME, PASSGATE_PASSWORD, PASSGATE_REALM.
+PASSGATE_USERNAME, PASSGATE_PASSWORD, PASSGATE_REALM, and PASSGATE_DENIED_USERNAME
+(a user the configured post-login action refuses; a configured rule copies
+`app_metadata.roles` into the `https://example.com/roles` claim).
 """
 
 import os
@@ -62,6 +64,9 @@ claims = jwt.decode(
     issuer=issuer,
 )
 check(claims["azp"] == client_id, "access token verified by PyJWT; azp is the client")
+check(claims.get("https://example.com/roles") == ["reader"], "a rule's roles claim is in the access token")
+id_claims = jwt.decode(got["id_token"], options={"verify_signature": False})
+check(id_claims.get("https://example.com/roles") == ["reader"], "a rule's roles claim is in the ID token")
 
 # userinfo through the SDK.
 profile = Users(domain).userinfo(got["access_token"])
@@ -83,5 +88,17 @@ try:
 except Auth0Error as e:
     check(e.status_code == 403 and e.error_code == "invalid_grant", "wrong password is 403 invalid_grant")
     check(e.message == "Wrong email or password.", "wrong password message")
+
+# A post-login action's api.access.deny surfaces as Auth0Error, as from Auth0.
+try:
+    token.login(
+        username=env["PASSGATE_DENIED_USERNAME"],
+        password=env["PASSGATE_PASSWORD"],
+        realm=env["PASSGATE_REALM"],
+    )
+    check(False, "the action refused the contractor")
+except Auth0Error as e:
+    check(e.status_code == 403 and e.error_code == "access_denied", "action denial is 403 access_denied")
+    check(e.message == "Contractors may not use sdk-app.", "action denial message")
 
 print("auth0-python drove passgate successfully")

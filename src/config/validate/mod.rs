@@ -2,7 +2,8 @@
 //!
 //! One file per part of the config: `server.rs` (`[server]`, `[log]`, `[upstream]`, `[gate]`),
 //! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
-//! `routes.rs` (`[[routes]]`) and `issuers.rs` (`[[trusted_issuers]]`).
+//! `routes.rs` (`[[routes]]`), `issuers.rs` (`[[trusted_issuers]]`) and
+//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 
 mod auth;
+mod extensibility;
 mod issuers;
 mod mfa;
 mod ops;
@@ -98,6 +100,8 @@ pub(super) fn validate(
     let attack_protection = super::attack::validate(raw.attack_protection, &mut p.0);
     let passwords = passwords(&mut p, raw.passwords);
     let metrics = ops::metrics(raw.metrics);
+    let extensibility =
+        extensibility::extensibility(&mut p, raw.extensibility, raw.rules, raw.actions, env);
     audiences_are_not_client_ids(&mut p, &apis, &clients, &routes);
 
     if let Some(issuer) = &issuer {
@@ -148,6 +152,7 @@ pub(super) fn validate(
             passwords,
             mfa,
             metrics,
+            extensibility,
         })
     } else {
         Err(ConfigErrors(p.0))
