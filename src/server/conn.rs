@@ -18,7 +18,9 @@
 //! tunnel settings, the connection's slot under `max_connections`).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,10 +135,15 @@ pub async fn serve(
         let guard = conn_activity.begin();
         req.extensions_mut().insert(context.clone());
         let shared = Arc::clone(&for_requests);
-        async move {
+        // Boxed: hyper keeps a slot the size of the service's future for the
+        // connection's whole life; a box there is 16 bytes on an idle
+        // connection instead of the whole request path's state
+        // (docs/benchmarks.md, memory per idle connection).
+        let handle: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
             let resp = shared.app.handle(req, peer, &shared.proxy).await;
             Ok::<_, Infallible>(resp.map(|body| body.with_guard(guard)))
-        }
+        });
+        handle
     });
 
     let conn = shared
