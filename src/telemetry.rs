@@ -17,11 +17,11 @@ pub use escape::EscapedFields;
 
 use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
@@ -45,9 +45,8 @@ pub fn init(config: &LogConfig) -> Option<LogGuard> {
 /// Like [`init`], also returning the access log's count of dropped lines (for
 /// `passgate_access_log_dropped_total`; see `Metrics::set_log_drops`).
 pub fn init_counted(config: &LogConfig) -> (Option<LogGuard>, DropCounter) {
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let (writer, general) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());

@@ -132,7 +132,12 @@ impl Drop for AccessGuard {
     }
 }
 
-fn write_lines<W: Write>(lines: Receiver<Msg>, out: W, dropped: &DropCounter, warn_every: Duration) {
+fn write_lines<W: Write>(
+    lines: Receiver<Msg>,
+    out: W,
+    dropped: &DropCounter,
+    warn_every: Duration,
+) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let mut reported = 0;
     let mut last_warning = Instant::now();
@@ -219,10 +224,16 @@ mod tests {
         for n in 0..1000 {
             line(&w, n);
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "a full queue blocked");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a full queue blocked"
+        );
         // At most the queue plus the line the thread holds got through.
         let dropped = w.dropped().get();
-        assert!((1000 - 5..=1000 - 4).contains(&dropped), "dropped {dropped}");
+        assert!(
+            (1000 - 5..=1000 - 4).contains(&dropped),
+            "dropped {dropped}"
+        );
         open.send(()).unwrap();
         drop(guard);
         let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();

@@ -187,7 +187,9 @@ impl Metrics {
 
     /// Access-log lines dropped so far.
     pub fn log_lines_dropped(&self) -> u64 {
-        self.log_drops.get().map_or(0, crate::telemetry::DropCounter::get)
+        self.log_drops
+            .get()
+            .map_or(0, crate::telemetry::DropCounter::get)
     }
 
     /// Client connections open now.
