@@ -179,6 +179,7 @@ fn write_lines<W: Write>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use std::sync::Mutex;
     use std::sync::mpsc::{Receiver, channel};
