@@ -1,5 +1,6 @@
 //! One client connection, from TCP socket to closed: TLS handshake under a
-//! deadline, HTTP/1.1 or HTTP/2 (hyper-util's auto builder, upgrades allowed),
+//! deadline, HTTP/1.1 or HTTP/2 as ALPN chose (hyper-util's auto builder when
+//! the client negotiated nothing; upgrades allowed),
 //! a deadline for the first request's headers, an idle timeout, and a
 //! graceful close when the gateway shuts down.
 //!
