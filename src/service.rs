@@ -111,11 +111,8 @@ impl App {
         };
         let method = req.method().clone();
         let trace = TraceContext::of(req.headers());
-        let log_path = if self.access_log {
-            Some(req.uri().path().to_string())
-        } else {
-            None
-        };
+        // A clone of the URI shares its bytes: no copy of the path.
+        let log_uri = self.access_log.then(|| req.uri().clone());
 
         let Outcome {
             mut resp,
@@ -139,12 +136,12 @@ impl App {
             None => {}
         }
 
-        if let Some(path) = log_path {
+        if let Some(uri) = log_uri {
             tracing::info!(
                 target: "passgate::access",
                 request_id = request_id.to_str().unwrap_or("-"),
                 method = %method,
-                path = %path,
+                path = %uri.path(),
                 route = route_prefix.as_deref().unwrap_or(route),
                 status = resp.status().as_u16(),
                 upstream = upstream.as_deref().unwrap_or("-"),

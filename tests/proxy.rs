@@ -760,3 +760,58 @@ async fn idle_timeout_spares_a_busy_connection() {
     assert_eq!(h2.status, 200);
     gw.shutdown().await;
 }
+
+/// The protocol comes from ALPN when the client negotiated one (hyper's own
+/// HTTP/1.1 or HTTP/2 connection), and from the first bytes when it did not
+/// (prior-knowledge HTTP/2 and plain HTTP/1.1 both still work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alpn_choice_is_served() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::builder()
+        .toml(&route("/public/", &upstream.url, ""))
+        .start()
+        .await;
+    let request = || {
+        let body: ClientBody = Empty::new().map_err(|e| match e {}).boxed();
+        http::Request::get(format!("https://localhost:{}/public/alpn", gw.addr.port()))
+            .header("host", "localhost")
+            .body(body)
+            .unwrap()
+    };
+    for (alpn, h2) in [
+        (&[&b"h2"[..]][..], true),
+        (&[&b"http/1.1"[..]][..], false),
+        (&[][..], true),
+        (&[][..], false),
+    ] {
+        let tls = gw.tls_connect(alpn).await;
+        let io = TokioIo::new(tls);
+        let resp = if h2 {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut req = request();
+            req.headers_mut().remove("host");
+            send.send_request(req).await.unwrap()
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            send.send_request(request()).await.unwrap()
+        };
+        assert_eq!(resp.status(), StatusCode::OK, "alpn {alpn:?}, h2 {h2}");
+        assert_eq!(
+            resp.version(),
+            if h2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            }
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["path"], "/public/alpn", "alpn {alpn:?}, h2 {h2}");
+    }
+}

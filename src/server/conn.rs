@@ -1,5 +1,6 @@
 //! One client connection, from TCP socket to closed: TLS handshake under a
-//! deadline, HTTP/1.1 or HTTP/2 (hyper-util's auto builder, upgrades allowed),
+//! deadline, HTTP/1.1 or HTTP/2 as ALPN chose (hyper-util's auto builder when
+//! the client negotiated nothing; upgrades allowed),
 //! a deadline for the first request's headers, an idle timeout, and a
 //! graceful close when the gateway shuts down.
 //!
@@ -18,11 +19,14 @@
 //! tunnel settings, the connection's slot under `max_connections`).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -40,7 +44,14 @@ use crate::service::App;
 /// What every connection of a listener shares.
 pub struct ConnShared {
     pub(crate) acceptor: TlsAcceptor,
+    /// For a client that negotiated no protocol by ALPN: tells HTTP/1.1 from
+    /// HTTP/2 by the first bytes.
     pub(crate) builder: auto::Builder<TokioExecutor>,
+    /// ALPN `http/1.1` and `h2`: the same settings, without the 24-byte
+    /// look-ahead `auto` hands back to hyper, which doubles hyper's HTTP/1.1
+    /// read buffer to 16 KiB on every connection (docs/benchmarks.md).
+    pub(crate) h1: http1::Builder,
+    pub(crate) h2: http2::Builder<TokioExecutor>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -62,24 +73,37 @@ impl ConnShared {
     /// The HTTP settings from `[server]`.
     pub fn new(acceptor: TlsAcceptor, server: &ServerConfig, app: Arc<App>, proxy: Proxy) -> Self {
         let backstop = server.max_header_size.saturating_add(HEADER_BACKSTOP);
+        // One list of settings for `auto`'s builders and hyper's own.
+        macro_rules! h1_settings {
+            ($b:expr) => {
+                $b.timer(TokioTimer::new())
+                    .header_read_timeout(server.header_read_timeout)
+                    .max_buf_size(backstop.max(MIN_H1_BUFFER))
+                    .keep_alive(true)
+            };
+        }
+        macro_rules! h2_settings {
+            ($b:expr) => {
+                $b.timer(TokioTimer::new())
+                    .max_concurrent_streams(server.max_concurrent_streams)
+                    .keep_alive_interval(Some(Duration::from_secs(20)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .max_pending_accept_reset_streams(Some(64))
+                    .max_header_list_size(u32::try_from(backstop).unwrap_or(u32::MAX))
+            };
+        }
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(server.header_read_timeout)
-            .max_buf_size(backstop.max(MIN_H1_BUFFER))
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(server.max_concurrent_streams)
-            .keep_alive_interval(Some(Duration::from_secs(20)))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .max_pending_accept_reset_streams(Some(64))
-            .max_header_list_size(u32::try_from(backstop).unwrap_or(u32::MAX));
+        h1_settings!(builder.http1());
+        h2_settings!(builder.http2());
+        let mut h1 = http1::Builder::new();
+        h1_settings!(h1);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2_settings!(h2);
         Self {
             acceptor,
             builder,
+            h1,
+            h2,
             handshake_timeout: server.tls_handshake_timeout,
             header_read_timeout: server.header_read_timeout,
             idle_timeout: server.idle_timeout,
@@ -99,7 +123,7 @@ pub async fn serve(
     shared: Arc<ConnShared>,
     tcp: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
     let slot = ConnSlot::new(permit);
@@ -133,54 +157,96 @@ pub async fn serve(
         let guard = conn_activity.begin();
         req.extensions_mut().insert(context.clone());
         let shared = Arc::clone(&for_requests);
-        async move {
+        // Boxed: hyper keeps a slot the size of the service's future for the
+        // connection's whole life; a box there is 16 bytes on an idle
+        // connection instead of the whole request path's state
+        // (docs/benchmarks.md, memory per idle connection).
+        let handle: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
             let resp = shared.app.handle(req, peer, &shared.proxy).await;
             Ok::<_, Infallible>(resp.map(|body| body.with_guard(guard)))
-        }
+        });
+        handle
     });
 
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-
-    let idle_timeout = shared.idle_timeout;
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let io = TokioIo::new(tls);
+    let watcher = Watch {
+        shared: &shared,
+        peer,
+        shutdown,
+        activity: &activity,
+    };
+    match alpn.as_deref() {
+        Some(b"h2") => {
+            let conn = shared.h2.serve_connection(io, service);
+            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
+        }
+        Some(b"http/1.1") => {
+            let conn = shared.h1.serve_connection(io, service).with_upgrades();
+            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
+        }
+        _ => {
+            let conn = shared.builder.serve_connection_with_upgrades(io, service);
+            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
+        }
     }
-    let mut check_at = Instant::now() + idle_timeout;
-    let mut first_request_by = activity.first_request_deadline(shared.header_read_timeout);
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            changed = shutdown.changed(), if !closing => {
-                if changed.is_err() || *shutdown.borrow() {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            _ = sleep_until_some(first_request_by) => {
-                first_request_by = None;
-                if activity.first_request_deadline(shared.header_read_timeout).is_some() {
-                    tracing::debug!(%peer, "no request headers within header_read_timeout");
+}
+
+/// What watches a connection while hyper serves it: shutdown, the first
+/// request's deadline, the idle timeout.
+struct Watch<'a> {
+    shared: &'a ConnShared,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    activity: &'a ConnActivity,
+}
+
+impl Watch<'_> {
+    /// Drive `conn` until it ends; `graceful` starts its graceful close.
+    async fn run<C, E>(mut self, mut conn: Pin<&mut C>, graceful: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (shared, peer, activity) = (self.shared, self.peer, self.activity);
+        let idle_timeout = shared.idle_timeout;
+        let mut closing = *self.shutdown.borrow();
+        if closing {
+            graceful(conn.as_mut());
+        }
+        let mut check_at = Instant::now() + idle_timeout;
+        let mut first_request_by = activity.first_request_deadline(shared.header_read_timeout);
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
                     return;
                 }
-            }
-            _ = tokio::time::sleep_until(check_at), if !closing => {
-                match activity.idle_deadline(idle_timeout) {
-                    Some(deadline) if deadline <= Instant::now() => {
-                        tracing::debug!(%peer, "closing idle connection");
+                changed = self.shutdown.changed(), if !closing => {
+                    if changed.is_err() || *self.shutdown.borrow() {
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        graceful(conn.as_mut());
                     }
-                    Some(deadline) => check_at = deadline,
-                    None => check_at = Instant::now() + idle_timeout,
+                }
+                _ = sleep_until_some(first_request_by) => {
+                    first_request_by = None;
+                    if activity.first_request_deadline(shared.header_read_timeout).is_some() {
+                        tracing::debug!(%peer, "no request headers within header_read_timeout");
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(check_at), if !closing => {
+                    match activity.idle_deadline(idle_timeout) {
+                        Some(deadline) if deadline <= Instant::now() => {
+                            tracing::debug!(%peer, "closing idle connection");
+                            closing = true;
+                            graceful(conn.as_mut());
+                        }
+                        Some(deadline) => check_at = deadline,
+                        None => check_at = Instant::now() + idle_timeout,
+                    }
                 }
             }
         }

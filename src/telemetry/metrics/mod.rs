@@ -43,7 +43,7 @@ pub struct Metrics {
     f: Families,
     /// Token answers by grant and outcome, mirrored for the status page.
     token_counts: Box<[AtomicU64]>,
-    log_drops: OnceLock<tracing_appender::non_blocking::ErrorCounter>,
+    log_drops: OnceLock<crate::telemetry::DropCounter>,
 }
 
 impl Default for Metrics {
@@ -181,7 +181,7 @@ impl Metrics {
     }
 
     /// Count access-log lines the log writer dropped (from `telemetry::init`).
-    pub fn set_log_drops(&self, counter: tracing_appender::non_blocking::ErrorCounter) {
+    pub fn set_log_drops(&self, counter: crate::telemetry::DropCounter) {
         let _ = self.log_drops.set(counter);
     }
 
@@ -189,7 +189,7 @@ impl Metrics {
     pub fn log_lines_dropped(&self) -> u64 {
         self.log_drops
             .get()
-            .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+            .map_or(0, crate::telemetry::DropCounter::get)
     }
 
     /// Client connections open now.
