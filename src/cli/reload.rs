@@ -38,6 +38,8 @@ impl Drop for PidFile {
 }
 
 /// Signal the `passgate serve` named in the config's `[server] pid_file`.
+/// The config is validated first: with problems, they are printed and no
+/// signal is sent (the serve would refuse that config anyway).
 pub fn reload(arg: ConfigArg) -> Result<(), String> {
     let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
     let path = config.server.pid_file.ok_or_else(|| {
