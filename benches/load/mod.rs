@@ -135,8 +135,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
             use std::sync::atomic::Ordering::Relaxed;
             let counts = (w.reloads.taken.load(Relaxed), w.reloads.refused.load(Relaxed));
             eprintln!(
-                "reloads during the run: {} taken, {} refused",
-                counts.0, counts.1
+                "reloads during the run: {} taken, {} refused, the longest took {} ms",
+                counts.0,
+                counts.1,
+                w.reloads.max_us.load(Relaxed) / 1000
             );
             counts
         });

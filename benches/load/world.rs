@@ -142,6 +142,8 @@ pub struct Reloads {
     pub taken: AtomicU64,
     /// Reloads refused (none expected: every config written is valid).
     pub refused: AtomicU64,
+    /// The longest a reload took, in microseconds.
+    pub max_us: AtomicU64,
 }
 
 /// Reload every `every`, alternating `base` and `base` with one more route,
@@ -161,11 +163,14 @@ async fn keep_reloading(
     for i in 0u64.. {
         tick.tick().await;
         let text = if i % 2 == 0 { &extra } else { &base };
+        let started = Instant::now();
         let counter = match std::fs::write(&file, text) {
             Ok(()) if reloader.reload().await.is_ok() => &reloads.taken,
             _ => &reloads.refused,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        reloads.max_us.fetch_max(took, Ordering::Relaxed);
     }
 }
 
