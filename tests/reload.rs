@@ -328,10 +328,7 @@ fn der(pem: &[u8]) -> Vec<u8> {
 async fn reload_swaps_every_item_on_connections_that_stay_open() {
     let one = Upstream::start_named("one").await;
     let two = Upstream::start_named("two").await;
-    let gw = TestGateway::builder()
-        .toml(&before(&one.url))
-        .start()
-        .await;
+    let gw = TestGateway::builder().toml(&before(&one.url)).start().await;
     let tenant = prepare(gw.dir.path());
     let token = tenant_token(&tenant);
     let mut conns = [
@@ -383,7 +380,10 @@ async fn reload_swaps_every_item_on_connections_that_stay_open() {
             .token(
                 "app2",
                 &[
-                    ("grant_type", "http://auth0.com/oauth/grant-type/password-realm"),
+                    (
+                        "grant_type",
+                        "http://auth0.com/oauth/grant-type/password-realm",
+                    ),
                     ("realm", PARTNERS),
                     ("audience", AUD2),
                 ],
@@ -426,11 +426,9 @@ async fn a_broken_config_changes_nothing_and_names_every_problem() {
         Conn::open(&gw, Proto::H1).await,
         Conn::open(&gw, Proto::H2).await,
     ];
-    let broken = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{{dir}}/cert.pem\"\ntls_key = \"{{dir}}/key.pem\"\nbogus = 1\n\
-         [[routes]]\nprefix = \"/b/\"\nupstream = \"not a url\"\npublic = true\n"
-    );
-    let err = gw.reload_with(&broken).await.unwrap_err();
+    let broken = "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{dir}/cert.pem\"\ntls_key = \"{dir}/key.pem\"\nbogus = 1\n\
+         [[routes]]\nprefix = \"/b/\"\nupstream = \"not a url\"\npublic = true\n";
+    let err = gw.reload_with(broken).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("bogus"), "{text}");
     assert!(text.contains("routes[0].upstream"), "{text}");
@@ -557,11 +555,19 @@ async fn passgate_reload_signals_the_running_serve() {
     let both = format!("{}{}", route("/a/"), route("/b/"));
     std::fs::write(&config, serve_config(dir.path(), &both)).unwrap();
     let out = passgate(&["reload"], &config);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("the reload", logged("config reloaded")).await;
     // ... a broken one: `passgate reload` names the problem and signals
     // nothing; a SIGHUP sent by hand is refused by the serve, which goes on.
-    std::fs::write(&config, format!("{}bogus = 1\n", serve_config(dir.path(), &both))).unwrap();
+    std::fs::write(
+        &config,
+        format!("{}bogus = 1\n", serve_config(dir.path(), &both)),
+    )
+    .unwrap();
     let out = passgate(&["reload"], &config);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("routes[1].bogus"));
@@ -572,7 +578,11 @@ async fn passgate_reload_signals_the_running_serve() {
         .unwrap();
     assert!(hup.success());
     wait_for("the refusal", logged("reload refused")).await;
-    assert!(log.lock().unwrap().contains("bogus"), "{}", log.lock().unwrap());
+    assert!(
+        log.lock().unwrap().contains("bogus"),
+        "{}",
+        log.lock().unwrap()
+    );
     assert!(child.try_wait().unwrap().is_none(), "passgate serve exited");
 
     // SIGTERM: the serve drains, exits, and removes its pid file.

@@ -57,7 +57,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
                 args.reload_every,
             )
             .await
-                .context("starting the in-process gateway")?;
+            .context("starting the in-process gateway")?;
             let trust = Trust::Pem(w.cert_pem.clone());
             let ep = Endpoint::new(w.addr, "localhost", w.addr.port(), args.http, &trust)?;
             let setup = Setup {
@@ -133,7 +133,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
         .filter(|_| args.reload_every.is_some())
         .map(|w| {
             use std::sync::atomic::Ordering::Relaxed;
-            let counts = (w.reloads.taken.load(Relaxed), w.reloads.refused.load(Relaxed));
+            let counts = (
+                w.reloads.taken.load(Relaxed),
+                w.reloads.refused.load(Relaxed),
+            );
             eprintln!(
                 "reloads during the run: {} taken, {} refused, the longest took {} ms",
                 counts.0,

@@ -232,13 +232,38 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static str> {
         &old.max_header_size,
         &mut new.max_header_size,
     );
-    keep(&mut names, "server.pid_file", &old.pid_file, &mut new.pid_file);
-    keep(&mut names, "log.level", &running.log.level, &mut next.log.level);
-    keep(&mut names, "log.format", &running.log.format, &mut next.log.format);
-    keep(&mut names, "[upstream]", &running.upstream, &mut next.upstream);
+    keep(
+        &mut names,
+        "server.pid_file",
+        &old.pid_file,
+        &mut new.pid_file,
+    );
+    keep(
+        &mut names,
+        "log.level",
+        &running.log.level,
+        &mut next.log.level,
+    );
+    keep(
+        &mut names,
+        "log.format",
+        &running.log.format,
+        &mut next.log.format,
+    );
+    keep(
+        &mut names,
+        "[upstream]",
+        &running.upstream,
+        &mut next.upstream,
+    );
     keep(&mut names, "[store]", &running.store, &mut next.store);
     keep(&mut names, "[issuer]", &running.issuer, &mut next.issuer);
-    keep(&mut names, "[passwords]", &running.passwords, &mut next.passwords);
+    keep(
+        &mut names,
+        "[passwords]",
+        &running.passwords,
+        &mut next.passwords,
+    );
     keep(
         &mut names,
         "[attack_protection]",
