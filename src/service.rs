@@ -1,13 +1,12 @@
 //! One request, top to bottom: request id → head checks (header size, Host)
 //! → normalised path → passgate's own
 //! endpoints or the route table → gate → header hygiene → proxy → access log.
-//! This is the file to read first to follow a request through passgate.
+//! This is the file to read first to follow a request through passgate;
+//! `service/live.rs` holds the [`App`] connections share, which a reload repoints.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 
 use http::header::{CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -35,52 +34,8 @@ use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::{MethodClass, Metrics, TokenOutcome};
 
-/// The request handler every connection shares. What a request reads from
-/// the config sits in one [`Handler`], which a reload replaces in one step
-/// (`gateway/reload.rs`): a request takes the current one when it starts and
-/// keeps it to the end, so requests in flight finish on the config they began on.
-#[derive(Debug)]
-pub struct App {
-    live: ArcSwap<Handler>,
-    /// Metrics for `/metrics` and the status page, and readiness (kept across reloads).
-    pub metrics: Arc<Metrics>,
-}
-
-impl App {
-    /// A handler to start with.
-    pub fn new(handler: Handler) -> Self {
-        Self {
-            metrics: Arc::clone(&handler.metrics),
-            live: ArcSwap::from_pointee(handler),
-        }
-    }
-
-    /// The handler new requests use.
-    pub fn current(&self) -> Arc<Handler> {
-        self.live.load_full()
-    }
-
-    /// New requests use `handler` from now on; requests in flight keep theirs.
-    pub fn replace(&self, handler: Handler) {
-        self.live.store(Arc::new(handler));
-    }
-
-    /// Answer one request from `peer` with the current handler.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        proxy: &Proxy,
-    ) -> Response<ResponseBody> {
-        self.current().handle(req, peer, proxy).await
-    }
-}
-
-impl crate::admin::Live for App {
-    fn current(&self) -> Arc<dyn crate::admin::Observed> {
-        self.current()
-    }
-}
+mod live;
+pub use live::App;
 
 /// Everything a request needs from one config generation.
 #[derive(Debug)]
