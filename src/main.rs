@@ -243,6 +243,11 @@ fn serve(arg: ConfigArg) -> ExitCode {
             }
         };
         gateway.app().metrics.set_log_drops(log_drops);
+        // SIGHUP is ours before the pid file tells anyone where to send it.
+        let (stop_reload, reload_stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.reloader(arg.config.clone()).on_sighup(async move {
+            let _ = reload_stop.await;
+        }));
         let _pid_file = match &gateway.config().server.pid_file {
             Some(path) => match cli::reload::PidFile::write(path) {
                 Ok(f) => Some(f),
@@ -253,10 +258,6 @@ fn serve(arg: ConfigArg) -> ExitCode {
             },
             None => None,
         };
-        let (stop_reload, reload_stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.reloader(arg.config.clone()).on_sighup(async move {
-            let _ = reload_stop.await;
-        }));
         let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
         if let Some((addr, l)) = admin {
             tracing::info!(%addr, "admin endpoints on http://{addr} (/, /status, /healthz, /readyz, /metrics)");

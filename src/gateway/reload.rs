@@ -125,37 +125,46 @@ impl Reloader {
         Ok((next, key, handler))
     }
 
-    /// Reload on every `SIGHUP` until `stop` completes. Without signals
-    /// (not unix) this only waits for `stop`.
-    pub async fn on_sighup(self, stop: impl Future<Output = ()>) {
+    /// Reload on every `SIGHUP` until `stop` completes. The signal is taken
+    /// over when this is called (within a runtime), before the returned
+    /// future first runs, so a `SIGHUP` right after start-up never falls to
+    /// its default action (ending the process). Without signals (not unix)
+    /// the future only waits for `stop`.
+    pub fn on_sighup(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hup = match signal(SignalKind::hangup()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP; reload is unavailable");
-                    stop.await;
-                    return;
-                }
-            };
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    got = hup.recv() => {
-                        if got.is_none() {
-                            return;
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        async move {
+            #[cfg(unix)]
+            {
+                let mut hup = match hup {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGHUP; reload is unavailable");
+                        stop.await;
+                        return;
+                    }
+                };
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                return;
+                            }
+                            tracing::info!("SIGHUP: reloading the config");
+                            // Refusals are logged and recorded by `reload`.
+                            let _ = self.reload().await;
                         }
-                        tracing::info!("SIGHUP: reloading the config");
-                        // Refusals are logged and recorded by `reload`.
-                        let _ = self.reload().await;
                     }
                 }
             }
+            #[cfg(not(unix))]
+            stop.await;
         }
-        #[cfg(not(unix))]
-        stop.await;
     }
 }
 
