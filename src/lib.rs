@@ -31,4 +31,4 @@ pub mod tls;
 pub mod tokens;
 pub mod upstream;
 
-pub use gateway::{Gateway, shutdown_signal};
+pub use gateway::{Gateway, Reloader, shutdown_signal};

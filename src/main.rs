@@ -39,6 +39,9 @@ struct ConfigArg {
 enum Command {
     /// Run the gateway.
     Serve(ConfigArg),
+    /// Make the running `passgate serve` (the pid in `[server] pid_file`)
+    /// re-read its config and TLS certificate, like `SIGHUP`.
+    Reload(ConfigArg),
     /// Validate the config and print every problem with its key path.
     CheckConfig(ConfigArg),
     /// Manage the users of a realm.
@@ -94,6 +97,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(arg) => serve(arg),
+        Command::Reload(arg) => match cli::reload::reload(arg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
         Command::CheckConfig(arg) => match Config::load(&arg.config) {
             // The config is valid; now every script must compile.
             Ok(config) => match passgate::extensibility::check(&config.extensibility) {
@@ -233,6 +243,21 @@ fn serve(arg: ConfigArg) -> ExitCode {
             }
         };
         gateway.app().metrics.set_log_drops(log_drops);
+        // SIGHUP is ours before the pid file tells anyone where to send it.
+        let (stop_reload, reload_stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.reloader(arg.config.clone()).on_sighup(async move {
+            let _ = reload_stop.await;
+        }));
+        let _pid_file = match &gateway.config().server.pid_file {
+            Some(path) => match cli::reload::PidFile::write(path) {
+                Ok(f) => Some(f),
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return ExitCode::from(1);
+                }
+            },
+            None => None,
+        };
         let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
         if let Some((addr, l)) = admin {
             tracing::info!(%addr, "admin endpoints on http://{addr} (/, /status, /healthz, /readyz, /metrics)");
@@ -241,6 +266,7 @@ fn serve(arg: ConfigArg) -> ExitCode {
         tracing::info!(%listen, "passgate listening on https://{listen}");
         let served = gateway.serve(listener, passgate::shutdown_signal()).await;
         let _ = stop_admin.send(true);
+        let _ = stop_reload.send(());
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,7 +1,8 @@
 //! One request, top to bottom: request id → head checks (header size, Host)
 //! → normalised path → passgate's own
 //! endpoints or the route table → gate → header hygiene → proxy → access log.
-//! This is the file to read first to follow a request through passgate.
+//! This is the file to read first to follow a request through passgate;
+//! `service/live.rs` holds the [`App`] connections share, which a reload repoints.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -33,9 +34,12 @@ use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::{MethodClass, Metrics, TokenOutcome};
 
-/// Everything a request needs, shared by all connections.
+mod live;
+pub use live::App;
+
+/// Everything a request needs from one config generation.
 #[derive(Debug)]
-pub struct App {
+pub struct Handler {
     /// The route table.
     pub router: Router,
     /// Token checks.
@@ -56,7 +60,7 @@ pub struct App {
     pub tasks: crate::tasks::Supervisor,
 }
 
-impl crate::admin::Observed for App {
+impl crate::admin::Observed for Handler {
     fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -96,7 +100,7 @@ impl Outcome {
     }
 }
 
-impl App {
+impl Handler {
     /// Answer one request from `peer`.
     pub async fn handle(
         &self,

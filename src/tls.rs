@@ -8,10 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// The one crypto provider passgate uses for TLS, both directions.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -27,6 +30,23 @@ pub fn install_crypto_providers() {
 
 /// Build the listener's TLS config from PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    server_config_with(Arc::new(CertSlot::new(certified_key(cert, key)?)))
+}
+
+/// The listener's TLS config (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`),
+/// presenting whatever certificate `slot` holds at each handshake.
+pub fn server_config_with(slot: Arc<CertSlot>) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(slot);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The server certificate and key from PEM files, checked to fit together.
+pub fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     let certs = load_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
         format!(
@@ -34,14 +54,32 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
             key.display()
         )
     })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("server.tls_cert / server.tls_key: the certificate and key do not fit together")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(certs, key, &provider())
+        .context("server.tls_cert / server.tls_key: the certificate and key do not fit together")
+}
+
+/// The certificate every worker's acceptor presents. A reload replaces it
+/// in one step: handshakes after that present the new one, connections
+/// already open keep the session they have.
+#[derive(Debug)]
+pub struct CertSlot(ArcSwap<CertifiedKey>);
+
+impl CertSlot {
+    /// A slot holding `key`.
+    pub fn new(key: CertifiedKey) -> Self {
+        Self(ArcSwap::from_pointee(key))
+    }
+
+    /// Present `key` from the next handshake on.
+    pub fn replace(&self, key: CertifiedKey) {
+        self.0.store(Arc::new(key));
+    }
+}
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
 }
 
 /// Every certificate in a PEM file.

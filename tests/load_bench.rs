@@ -87,6 +87,20 @@ async fn smoke_proxy_http1_and_http2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_proxy_while_reloading() {
+    // A reload every 100 ms under load: every one taken, no request lost.
+    let (w, json) = smoke(
+        "proxy-reload",
+        &["--scenario", "proxy", "--reload-every", "100ms"],
+    )
+    .await;
+    clean(&json, "proxy");
+    let (taken, refused) = w.reloads.unwrap();
+    assert!(taken >= 5, "{taken} reloads");
+    assert_eq!(refused, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_proxy_open_loop() {
     let (w, json) = smoke("proxy-open", &["--scenario", "proxy", "--rate", "200"]).await;
     clean(&json, "proxy");

@@ -169,6 +169,11 @@ pub struct Args {
     /// (to compare the proxied throughput with metrics on and off).
     #[arg(long)]
     pub metrics_off: bool,
+    /// In-process gateway only: reload its config at this interval while the
+    /// load runs (each reload adds or removes a route); the count of reloads
+    /// is printed at the end.
+    #[arg(long, value_parser = parse_duration)]
+    pub reload_every: Option<Duration>,
     /// No progress line.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -40,6 +40,8 @@ pub struct Written {
     pub json: std::path::PathBuf,
     /// The SVG plot.
     pub svg: std::path::PathBuf,
+    /// With `--reload-every`: reloads taken and refused during the run.
+    pub reloads: Option<(u64, u64)>,
 }
 
 /// Run the bench `args` describes and write its results.
@@ -48,9 +50,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
     let mut world = None;
     let (setup, target, trust) = match &args.target {
         None => {
-            let w = world::World::start(args.users, !args.metrics_off, &args.actions)
-                .await
-                .context("starting the in-process gateway")?;
+            let w = world::World::start(
+                args.users,
+                !args.metrics_off,
+                &args.actions,
+                args.reload_every,
+            )
+            .await
+            .context("starting the in-process gateway")?;
             let trust = Trust::Pem(w.cert_pem.clone());
             let ep = Endpoint::new(w.addr, "localhost", w.addr.port(), args.http, &trust)?;
             let setup = Setup {
@@ -69,6 +76,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
             };
             world = Some(w);
             (setup, "in-process".to_string(), trust)
+        }
+        Some(_) if args.reload_every.is_some() => {
+            bail!("--reload-every reloads the in-process gateway; it cannot reload a --target")
         }
         Some(url) => {
             let t = target::parse(url)?;
@@ -118,6 +128,23 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
         None
     };
     let run = scenarios::drive(Arc::new(setup), args).await;
+    let reloads = world
+        .as_ref()
+        .filter(|_| args.reload_every.is_some())
+        .map(|w| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counts = (
+                w.reloads.taken.load(Relaxed),
+                w.reloads.refused.load(Relaxed),
+            );
+            eprintln!(
+                "reloads during the run: {} taken, {} refused, the longest took {} ms",
+                counts.0,
+                counts.1,
+                w.reloads.max_us.load(Relaxed) / 1000
+            );
+            counts
+        });
     drop(world);
     let report = Report::new(args, target, &run, argon2_limit);
     let json = args.out_path();
@@ -130,7 +157,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
     }
     std::fs::write(&svg, svg::render(&report))
         .with_context(|| format!("writing {}", svg.display()))?;
-    Ok(Written { report, json, svg })
+    Ok(Written {
+        report,
+        json,
+        svg,
+        reloads,
+    })
 }
 
 /// What a target run needs before it starts.

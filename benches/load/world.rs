@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -127,9 +128,50 @@ pub struct World {
     pub cert_pem: Vec<u8>,
     /// Users created (name, password).
     pub users: Vec<(String, String)>,
+    /// Reloads taken and refused while the load ran (`--reload-every`).
+    pub reloads: Arc<Reloads>,
     rt: Option<Runtime>,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
+}
+
+/// How the reloads of `--reload-every` went.
+#[derive(Debug, Default)]
+pub struct Reloads {
+    /// Reloads that swapped the config in.
+    pub taken: AtomicU64,
+    /// Reloads refused (none expected: every config written is valid).
+    pub refused: AtomicU64,
+    /// The longest a reload took, in microseconds.
+    pub max_us: AtomicU64,
+}
+
+/// Reload every `every`, alternating `base` and `base` with one more route,
+/// so each reload really swaps the route table.
+async fn keep_reloading(
+    reloader: passgate::Reloader,
+    file: std::path::PathBuf,
+    base: String,
+    every: Duration,
+    reloads: Arc<Reloads>,
+) {
+    let extra = format!(
+        "{base}\n[[routes]]\nprefix = \"/reloaded/\"\nupstream = \"http://127.0.0.1:9\"\npublic = true\n"
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    for i in 0u64.. {
+        tick.tick().await;
+        let text = if i % 2 == 0 { &extra } else { &base };
+        let started = Instant::now();
+        let counter = match std::fs::write(&file, text) {
+            Ok(()) if reloader.reload().await.is_ok() => &reloads.taken,
+            _ => &reloads.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        reloads.max_us.fetch_max(took, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for World {
@@ -146,6 +188,7 @@ impl World {
         users: usize,
         metrics: bool,
         actions: &[std::path::PathBuf],
+        reload_every: Option<Duration>,
     ) -> anyhow::Result<World> {
         let scripts = actions_toml(actions);
         let threads = std::thread::available_parallelism()
@@ -163,6 +206,8 @@ impl World {
             .context("temp dir path is not UTF-8")?
             .to_string();
         let (stop, stopped) = oneshot::channel::<()>();
+        let reloads = Arc::new(Reloads::default());
+        let counts = Arc::clone(&reloads);
         let addr = rt
             .spawn(async move {
                 let upstream = start_upstream().await?;
@@ -173,6 +218,12 @@ impl World {
                 let config = Config::from_toml(&text)
                     .map_err(|e| anyhow::anyhow!("generated config: {e}"))?;
                 let gateway = passgate::Gateway::new(config).await?;
+                if let Some(every) = reload_every {
+                    let file = std::path::Path::new(&dir_text).join("passgate.toml");
+                    std::fs::write(&file, &text)?;
+                    let reloader = gateway.reloader(file.clone());
+                    tokio::spawn(keep_reloading(reloader, file, text, every, counts));
+                }
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
                 let addr = listener.local_addr()?;
                 tokio::spawn(gateway.serve(listener, async move {
@@ -188,6 +239,7 @@ impl World {
             addr,
             cert_pem,
             users,
+            reloads,
             rt: Some(rt),
             stop: Some(stop),
             _dir: dir,

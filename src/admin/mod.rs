@@ -46,6 +46,13 @@ pub trait Observed: std::fmt::Debug + Send + Sync + 'static {
     fn tasks(&self) -> &Supervisor;
 }
 
+/// The request handler as it is now: a reload replaces what [`Observed`]
+/// sees, so the admin endpoints ask for the current one on every request.
+pub trait Live: std::fmt::Debug + Send + Sync + 'static {
+    /// What requests are served with at this moment.
+    fn current(&self) -> Arc<dyn Observed>;
+}
+
 /// The status page: no external fetches, no build step.
 const PAGE: &str = include_str!("page.html");
 
@@ -63,7 +70,8 @@ async fn answer(
     req: Request<Incoming>,
     admin: Arc<AdminState>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let m = admin.app.metrics();
+    let app = admin.app.current();
+    let m = app.metrics();
     Ok(match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         ("GET", "/readyz") if m.draining() => text(
@@ -74,7 +82,7 @@ async fn answer(
         ("GET", "/readyz") => text(StatusCode::OK, "ready\n".into(), "text/plain"),
         ("GET", "/metrics") if m.enabled() => text(
             StatusCode::OK,
-            m.render(&scrape::registry(admin.app.as_ref())),
+            m.render(&scrape::registry(app.as_ref())),
             metrics::CONTENT_TYPE,
         ),
         ("GET", "/status") => {

@@ -14,7 +14,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::Observed;
+use super::Live;
 use crate::clock::SharedClock;
 use crate::store::status::{StatusRules, StatusStore};
 use crate::telemetry::metrics::Snapshot;
@@ -66,7 +66,7 @@ pub struct ConfigRecord {
 #[derive(Debug)]
 pub struct AdminState {
     /// The request handler (routes, gate, auth server, metrics).
-    pub app: Arc<dyn Observed>,
+    pub app: Arc<dyn Live>,
     sources: StatusSources,
     started: Instant,
     started_at: i64,
@@ -76,7 +76,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// State for `app`, loaded now.
-    pub fn new(app: Arc<dyn Observed>, sources: StatusSources) -> Self {
+    pub fn new(app: Arc<dyn Live>, sources: StatusSources) -> Self {
         let now = sources.clock.now();
         Self {
             app,
@@ -117,7 +117,7 @@ impl AdminState {
 
     fn sample(&self) -> Sample {
         let mut routes = HashMap::new();
-        for route in self.app.router().routes() {
+        for route in self.app.current().router().routes() {
             if let Some(m) = &route.ops.metrics {
                 let (requests, errors) = m.totals();
                 routes.insert(
@@ -169,9 +169,9 @@ impl AdminState {
         let now_sample = self.sample();
         let (span, base) = self.baseline(&now_sample);
         let secs = span.as_secs_f64().max(1.0);
-        let metrics = self.app.metrics();
-        let routes: Vec<Value> = self
-            .app
+        let app = self.app.current();
+        let metrics = app.metrics();
+        let routes: Vec<Value> = app
             .router()
             .routes()
             .iter()

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod mfa;
+pub mod reload;
 pub mod sessions;
 pub mod users;
 

@@ -267,6 +267,9 @@ pub struct ServerConfig {
     pub tunnel_idle_timeout: Duration,
     /// The largest request header section, HTTP/1.1 and HTTP/2 (431 past it).
     pub max_header_size: usize,
+    /// Where `passgate serve` writes its process id at start (removed at
+    /// exit); `passgate reload` signals that process.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// `[log]`

@@ -155,6 +155,7 @@ pub struct RawServer {
     pub body_read_timeout: Option<String>,
     pub tunnel_idle_timeout: Option<String>,
     pub max_header_size: Option<toml::Value>,
+    pub pid_file: Option<String>,
 }
 
 /// `[log]`: what is logged and how.

@@ -32,21 +32,30 @@ const SWEEP_SESSIONS: Duration = Duration::from_secs(600);
 /// How often expired MFA transactions are dropped.
 const SWEEP_MFA: Duration = Duration::from_secs(600);
 
-/// passgate as its own issuer: keys, store and sessions, ready to become the
-/// authorization server once the gate exists.
+/// passgate as its own issuer: what lives as long as the process (keys,
+/// store, sessions, password hasher, attack protection, second factors,
+/// signing pool), ready to become the authorization server of each config
+/// generation ([`AuthStack::server`]). A reload keeps all of it.
 pub(super) struct AuthStack {
     keys: Arc<KeyRing>,
     store: Arc<SqliteStore>,
     sessions: Arc<Sessions>,
     access_typ: AccessTyp,
     issuer_url: String,
+    hasher: Hasher,
+    protect: Arc<Protect>,
+    mfa: Arc<Mfa>,
+    signing: tokens::pool::SignPool,
+    clock: SharedClock,
 }
 
 impl AuthStack {
     /// Load (or generate) the keys and check they sign, open the store,
     /// record the token-type cut-over, load the revoked sessions and start
-    /// following the revocation log under `tasks`.
-    pub(super) fn open(
+    /// following the revocation log under `tasks`; start the password
+    /// hasher (with its time floor), attack protection and second factors
+    /// (their sweepers under `tasks`) and the signing pool.
+    pub(super) async fn open(
         config: &Config,
         issuer: &IssuerConfig,
         clock: &SharedClock,
@@ -70,12 +79,31 @@ impl AuthStack {
                 .context("loading revoked sessions")?,
         );
         sessions.start_background(tasks, FOLLOW_REVOCATIONS, SWEEP_SESSIONS);
+        let hasher = start_hasher(config, &store).await?;
+        let protect = Arc::new(Protect::new(config, store.clone(), Arc::clone(clock)));
+        protect.start_sweeper(tasks);
+        let store_key = StoreKey::load(&config.store.encryption_key)
+            .context("store.encryption_key_file / encryption_key_env")?;
+        let mfa = Arc::new(Mfa::new(
+            store.clone(),
+            Arc::new(store_key),
+            Arc::clone(clock),
+            config.mfa.clone(),
+            mfa_label(config),
+        ));
+        mfa.start_sweeper(tasks, SWEEP_MFA);
         Ok(Self {
             keys: Arc::new(keys),
             store,
             sessions,
             access_typ,
             issuer_url: issuer.url.clone(),
+            hasher,
+            protect,
+            mfa,
+            signing: tokens::pool::SignPool::for_machine()
+                .context("starting the signing threads")?,
+            clock: Arc::clone(clock),
         })
     }
 
@@ -105,78 +133,62 @@ impl AuthStack {
             .with_access_typ(self.access_typ)
     }
 
-    /// The authorization server: the password hasher (with its time floor),
-    /// attack protection (its sweeper under `tasks`) and the signing pool.
-    pub(super) async fn into_server(
-        self,
+    /// The authorization server of one config generation: `config`'s
+    /// clients, APIs, realms and discovery, its compiled `scripts`, `gate`,
+    /// on the parts this stack keeps.
+    pub(super) fn server(
+        &self,
         config: &Config,
         gate: &Arc<Gate>,
-        clock: &SharedClock,
-        tasks: &Supervisor,
-    ) -> anyhow::Result<Option<Arc<AuthServer>>> {
-        let AuthStack {
-            keys,
-            store,
-            sessions,
-            ..
-        } = self;
-        let clock = Arc::clone(clock);
-        let gate = Arc::clone(gate);
-        let config = config.clone();
-        let pw = &config.passwords;
-        let params = HashParams {
-            memory_kib: pw.memory_kib,
-            iterations: pw.iterations,
-            parallelism: pw.parallelism,
-        };
-        let hasher = Hasher::bounded(params, pw.workers, pw.queue)?;
-        let hasher = match pw.verify_floor {
-            config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
-            config::VerifyFloor::Auto => {
-                let costs =
-                    store::Store::bcrypt_costs(store.as_ref()).context("reading bcrypt costs")?;
-                run_blocking(move || hasher.with_measured_floor(&costs))
-                    .await
-                    .context("measuring password checks")?
-            }
-        };
-        tracing::info!(
-            floor_ms = hasher.floor().as_millis() as u64,
-            "password checks are answered no sooner than this"
-        );
-        let protect = Arc::new(Protect::new(&config, store.clone(), Arc::clone(&clock)));
-        protect.start_sweeper(tasks);
-        let store_key = StoreKey::load(&config.store.encryption_key)
-            .context("store.encryption_key_file / encryption_key_env")?;
-        let mfa = Arc::new(Mfa::new(
-            store.clone(),
-            Arc::new(store_key),
-            Arc::clone(&clock),
-            config.mfa.clone(),
-            mfa_label(&config),
-        ));
-        mfa.start_sweeper(tasks, SWEEP_MFA);
-        Ok(AuthServer::new(AuthParts {
+        scripts: Option<Arc<Scripts>>,
+    ) -> Option<Arc<AuthServer>> {
+        AuthServer::new(AuthParts {
             config: config.clone(),
-            keys,
-            store,
-            sessions,
-            protect,
-            hasher,
-            mfa,
-            scripts: start_scripts(&config).await?,
-            gate: Arc::clone(&gate),
-            clock: Arc::clone(&clock),
-            signing: tokens::pool::SignPool::for_machine()
-                .context("starting the signing threads")?,
+            keys: Arc::clone(&self.keys),
+            store: self.store.clone(),
+            sessions: Arc::clone(&self.sessions),
+            protect: Arc::clone(&self.protect),
+            hasher: self.hasher.clone(),
+            mfa: Arc::clone(&self.mfa),
+            scripts,
+            gate: Arc::clone(gate),
+            clock: Arc::clone(&self.clock),
+            signing: self.signing.clone(),
         })
-        .map(Arc::new))
+        .map(Arc::new)
     }
+}
+
+/// The password hasher with its time floor (fixed, or measured from the
+/// store's bcrypt costs).
+async fn start_hasher(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Hasher> {
+    let pw = &config.passwords;
+    let params = HashParams {
+        memory_kib: pw.memory_kib,
+        iterations: pw.iterations,
+        parallelism: pw.parallelism,
+    };
+    let hasher = Hasher::bounded(params, pw.workers, pw.queue)?;
+    let hasher = match pw.verify_floor {
+        config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
+        config::VerifyFloor::Auto => {
+            let costs =
+                store::Store::bcrypt_costs(store.as_ref()).context("reading bcrypt costs")?;
+            run_blocking(move || hasher.with_measured_floor(&costs))
+                .await
+                .context("measuring password checks")?
+        }
+    };
+    tracing::info!(
+        floor_ms = hasher.floor().as_millis() as u64,
+        "password checks are answered no sooner than this"
+    );
+    Ok(hasher)
 }
 
 /// Compile the configured Rules and Actions on their own threads; a script
 /// that does not compile stops the start with every problem named.
-async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<Scripts>>> {
+pub(super) async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<Scripts>>> {
     let x = config.extensibility.clone();
     let started = run_blocking(move || Scripts::start(&x))
         .await

@@ -4,8 +4,11 @@
 //! under, and serves on a bound listener until shutdown.
 
 mod auth;
+mod generation;
+mod reload;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,21 +19,18 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, AdminState, StatusSources};
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
-use crate::gate::issuers::Issuers;
-use crate::gate::{self, Gate, NoRevocations, Revocations};
-use crate::http::hygiene::RequestHygiene;
-use crate::router::Router;
+use crate::gate::{NoRevocations, Revocations};
 use crate::server::workers::Workers;
 use crate::service::App;
 use crate::store::status::{StatusRules, StatusStore};
 use crate::tasks::Supervisor;
 use crate::telemetry::metrics::Metrics;
-use crate::tls;
+use crate::tls::{self, CertSlot};
 use crate::upstream::{UpstreamClient, client::root_store};
 use auth::AuthStack;
+use generation::Lasting;
+pub use reload::Reloader;
 
-/// How often the verified-token cache drops expired entries.
-const SWEEP_TOKEN_CACHE: Duration = Duration::from_secs(60);
 /// How long the background loops get to stop once the workers have drained.
 const STOP_BACKGROUND: Duration = Duration::from_secs(5);
 
@@ -40,8 +40,10 @@ pub struct Gateway {
     app: Arc<App>,
     admin: Arc<AdminState>,
     tls: Arc<rustls::ServerConfig>,
+    cert: Arc<CertSlot>,
     roots: rustls::RootCertStore,
     tasks: Supervisor,
+    lasting: Arc<Lasting>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -61,60 +63,33 @@ impl Gateway {
     /// Build a gateway whose expiry checks read `clock`.
     pub async fn with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Gateway> {
         tls::install_crypto_providers();
-        let tls = Self::tls(&config)?;
+        let cert = Arc::new(CertSlot::new(Self::certificate(&config)?));
+        let tls = tls::server_config_with(Arc::clone(&cert))?;
         let roots = root_store(config.upstream.ca_file.as_deref())?;
         // The gate's own client fetches remote key sets.
         let client = UpstreamClient::with_roots(&config.upstream, roots.clone());
         let tasks = Supervisor::new();
 
         let stack = match &config.issuer {
-            Some(issuer) => Some(AuthStack::open(&config, issuer, &clock, &tasks)?),
+            Some(issuer) => Some(AuthStack::open(&config, issuer, &clock, &tasks).await?),
             None => None,
         };
-        let mut issuers = Issuers::default();
-        if let Some(stack) = &stack {
-            issuers.insert(stack.own_issuer());
-        }
-        issuers.load(&config.trusted_issuers, &config.gate, &client)?;
         let revocations: Arc<dyn Revocations> = match &stack {
             Some(stack) => stack.sessions().clone(),
             None => Arc::new(NoRevocations),
         };
-        let gate = Arc::new(Gate::new(
-            &config.gate,
-            issuers,
-            Arc::clone(&clock),
-            revocations,
-        ));
-        gate.issuers()
-            .start(&tasks, config.gate.jwks_fetch_timeout)
-            .await;
-        gate.start_sweeper(&tasks, SWEEP_TOKEN_CACHE);
-
         // The status page reads the store and the signing keys.
         let status_store = stack.as_ref().map(|s| s.store());
         let status_keys = stack.as_ref().map(|s| s.keys());
-        let auth = match stack {
-            Some(stack) => stack.into_server(&config, &gate, &clock, &tasks).await?,
-            None => None,
-        };
-        let metrics = Arc::new(Metrics::new(config.metrics.enabled));
-        let router = Router::with_metrics(&config.routes, &config.upstream, &metrics);
-        router.start_health_checks(&tasks, &client);
-        let app = Arc::new(App {
-            router,
-            gate,
-            auth,
-            access_log: config.log.access,
-            metrics,
-            hygiene: RequestHygiene::new(
-                config.server.allow_underscores_in_headers,
-                &config.server.strip_request_headers,
-            ),
-            claim_headers: gate::claim_headers(&config.routes),
-            trusted_proxies: config.server.trusted_proxies.clone(),
+        let lasting = Arc::new(Lasting {
+            clock: Arc::clone(&clock),
             tasks: tasks.clone(),
+            client,
+            metrics: Arc::new(Metrics::new(config.metrics.enabled)),
+            auth: stack,
+            revocations,
         });
+        let app = Arc::new(App::new(lasting.handler(&config).await?));
         let ap = &config.attack_protection;
         let rules = StatusRules {
             block_threshold: ap.brute_force_threshold.get(),
@@ -123,7 +98,7 @@ impl Gateway {
             ip_regain: i64::try_from(ap.suspicious_ip_regain.as_secs()).unwrap_or(i64::MAX),
         };
         let admin = Arc::new(AdminState::new(
-            Arc::clone(&app) as Arc<dyn admin::Observed>,
+            Arc::clone(&app) as Arc<dyn admin::Live>,
             StatusSources {
                 store: status_store.map(|s| (s as Arc<dyn StatusStore>, rules)),
                 keys: status_keys,
@@ -135,12 +110,14 @@ impl Gateway {
             app,
             admin,
             tls,
+            cert,
             roots,
             tasks,
+            lasting,
         })
     }
 
-    fn tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    fn certificate(config: &Config) -> anyhow::Result<rustls::sign::CertifiedKey> {
         let s = &config.server;
         if s.dev_certificate && tls::ensure_dev_certificate(&s.tls_cert, &s.tls_key)? {
             tracing::warn!(
@@ -148,7 +125,20 @@ impl Gateway {
                 "generated a self-signed development certificate for localhost; do not use it in production"
             );
         }
-        tls::server_config(&s.tls_cert, &s.tls_key)
+        tls::certified_key(&s.tls_cert, &s.tls_key)
+    }
+
+    /// A handle that reloads this gateway from the config file at `path`
+    /// (`SIGHUP`, `passgate reload`): see `gateway/reload.rs`.
+    pub fn reloader(&self, path: PathBuf) -> Reloader {
+        Reloader::new(
+            path,
+            self.config.clone(),
+            Arc::clone(&self.app),
+            Arc::clone(&self.admin),
+            Arc::clone(&self.cert),
+            Arc::clone(&self.lasting),
+        )
     }
 
     /// The validated config.

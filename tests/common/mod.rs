@@ -271,6 +271,8 @@ pub struct TestGateway {
     pub admin_addr: SocketAddr,
     pub dir: Arc<tempfile::TempDir>,
     pub config: Config,
+    /// Reloads from `{dir}/passgate.toml`, which holds the start config.
+    pub reloader: passgate::Reloader,
     cert_pem: Vec<u8>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -324,6 +326,13 @@ impl TestGateway {
             .connect(name, tcp)
             .await
             .unwrap()
+    }
+
+    /// Write `text` (`{dir}` replaced) as the config file and reload from it.
+    pub async fn reload_with(&self, text: &str) -> anyhow::Result<()> {
+        let text = text.replace("{dir}", self.dir.path().to_str().unwrap());
+        std::fs::write(self.dir.path().join("passgate.toml"), text).unwrap();
+        self.reloader.reload().await
     }
 
     /// Signal shutdown without waiting; returns the serve task.
@@ -398,6 +407,9 @@ impl Builder {
             None => passgate::Gateway::new(config.clone()).await,
         }
         .unwrap_or_else(|e| panic!("gateway start: {e:#}"));
+        let config_file = dir.path().join("passgate.toml");
+        std::fs::write(&config_file, &text).unwrap();
+        let reloader = gateway.reloader(config_file);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -420,6 +432,7 @@ impl Builder {
             admin_addr,
             dir,
             config,
+            reloader,
             cert_pem,
             stop: Some(tx),
             task: Some(task),

@@ -119,7 +119,19 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         body_read_timeout,
         tunnel_idle_timeout,
         max_header_size: max_header_size(p, raw.max_header_size.as_ref()),
+        pid_file: pid_file(p, raw.pid_file),
     }
+}
+
+/// `server.pid_file`: where `passgate serve` writes its process id (for
+/// `passgate reload`); a path, not empty.
+fn pid_file(p: &mut Problems, raw: Option<String>) -> Option<std::path::PathBuf> {
+    let text = raw?;
+    if text.trim().is_empty() {
+        p.add("server.pid_file", "must be a file path, not empty");
+        return None;
+    }
+    Some(text.into())
 }
 
 /// The smallest and largest `server.max_header_size` accepted.
