@@ -161,9 +161,12 @@ impl Proxy {
                 req.headers_mut().insert(HOST, v);
             }
 
+            let client =
+                self.client
+                    .for_protocol(route.upstream_protocol, target, upgrade.is_some());
             let sent_at = tokio::time::Instant::now();
             let sent = within_response_timeout(
-                self.client.client.request(req),
+                client.request(req),
                 &progress,
                 self.client.response_timeout,
             )
