@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST, HeaderName};
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, TE};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -16,7 +16,7 @@ use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{
-    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
+    X_REAL_IP, X_REQUEST_ID, accepts_trailers, acceptable_request_id, add_forwarded, new_request_id,
     strip_hop_by_hop, wants_websocket,
 };
 use crate::http::host::{HostError, check_host};
@@ -234,7 +234,12 @@ impl App {
         let (mut parts, body) = req.into_parts();
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
+        let trailers = accepts_trailers(&parts.headers);
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        if trailers {
+            // The one `TE` value that goes on (gRPC needs it, RFC 9113 allows it).
+            parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
         self.hygiene.apply(&mut parts.headers);
         gate::strip_identity(&mut parts.headers, &self.claim_headers);
         let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
@@ -244,7 +249,11 @@ impl App {
             }
             Ok(None) => None,
             Err(e) => {
-                let resp = refuse_unread(e.into_response(self.gate.realm()), parts.version, body);
+                let resp = match gate::is_grpc(&parts.headers) {
+                    true => e.into_grpc_response(self.gate.realm()),
+                    false => e.into_response(self.gate.realm()),
+                };
+                let resp = refuse_unread(resp, parts.version, body);
                 return Outcome {
                     resp,
                     route: "-",

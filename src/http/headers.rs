@@ -43,6 +43,21 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// True when a `TE` header names `trailers` (gRPC sends `te: trailers`): the
+/// caller writes that one value back after [`strip_hop_by_hop`].
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// True for the fixed hop-by-hop header names.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -186,6 +201,16 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn tells_te_trailers() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5"));
+        assert!(!accepts_trailers(&h));
     }
 
     #[test]
