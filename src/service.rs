@@ -28,6 +28,7 @@ use crate::http::trace::TraceContext;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
+use crate::proxy::websocket_h2::{Connect, extended_connect, into_http1_handshake};
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
@@ -228,10 +229,25 @@ impl App {
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
 
-        // Only a WebSocket upgrade is forwarded; any other is a plain request.
-        let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
-            .then(|| hyper::upgrade::on(&mut req));
+        // Only a WebSocket upgrade is forwarded (HTTP/1.1, or HTTP/2's
+        // extended CONNECT); any other is a plain request.
+        let connect = extended_connect(&req);
+        if connect == Connect::Other {
+            let resp = gateway_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "extended CONNECT carries only the websocket protocol",
+                Fault::Client,
+            );
+            return Outcome::local(resp, "-");
+        }
+        let websocket = connect == Connect::WebSocket
+            || (req.version() == Version::HTTP_11 && wants_websocket(req.headers()));
+        let upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        if connect == Connect::WebSocket {
+            into_http1_handshake(&mut parts);
+        }
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
         let trailers = accepts_trailers(&parts.headers);
