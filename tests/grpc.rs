@@ -152,7 +152,7 @@ type Channel = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::c
 
 /// A tonic client speaking HTTP/2 over TLS to the gateway.
 fn client(gw: &TestGateway) -> tonic::client::Grpc<Channel> {
-    let tls = tls_client_config(gw.cert_pem(), &[b"h2"]);
+    let tls = tls_client_config(gw.cert_pem(), &[]);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
@@ -189,9 +189,9 @@ async fn say(
 fn routes(upstream: &str) -> String {
     format!(
         "[[routes]]\nprefix = \"/test.Greeter/\"\nupstream = \"{upstream}\"\npublic = true\n\n\
-         [[routes]]\nprefix = \"/locked/test.Greeter/\"\nupstream = \"{upstream}\"\nstrip_prefix = true\n\
+         [[routes]]\nprefix = \"/locked/\"\nupstream = \"{upstream}\"\nstrip_prefix = true\n\
          audience = \"{AUD}\"\nscopes = [\"greet\"]\n\n\
-         [[routes]]\nprefix = \"/mfa/test.Greeter/\"\nupstream = \"{upstream}\"\nstrip_prefix = true\n\
+         [[routes]]\nprefix = \"/stepup/\"\nupstream = \"{upstream}\"\nstrip_prefix = true\n\
          audience = \"{AUD}\"\nrequire_mfa = true\n\n\
          [[trusted_issuers]]\nissuer = \"{ISS}\"\njwks_file = \"{{dir}}/jwks.json\"\n"
     )
@@ -284,7 +284,7 @@ async fn grpc_calls_pass_through_and_refusals_are_grpc_statuses() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "the token needs the scope \"greet\"");
-    let status = say(&mut grpc, "/mfa/test.Greeter/", "ada", Some(&wrong))
+    let status = say(&mut grpc, "/stepup/test.Greeter/", "ada", Some(&wrong))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
