@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST, HeaderName, TE};
+use http::header::{CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -16,8 +16,8 @@ use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{
-    X_REAL_IP, X_REQUEST_ID, accepts_trailers, acceptable_request_id, add_forwarded, new_request_id,
-    strip_hop_by_hop, wants_websocket,
+    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
+    strip_request_hop_by_hop,
 };
 use crate::http::host::{HostError, check_host};
 use crate::http::hygiene::RequestHygiene;
@@ -28,7 +28,7 @@ use crate::http::trace::TraceContext;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
-use crate::proxy::websocket_h2::{Connect, extended_connect, into_http1_handshake};
+use crate::proxy::websocket_h2::client_websocket;
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
@@ -229,33 +229,16 @@ impl App {
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
 
-        // Only a WebSocket upgrade is forwarded (HTTP/1.1, or HTTP/2's
-        // extended CONNECT); any other is a plain request.
-        let connect = extended_connect(&req);
-        if connect == Connect::Other {
-            let resp = gateway_error(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "extended CONNECT carries only the websocket protocol",
-                Fault::Client,
-            );
-            return Outcome::local(resp, "-");
-        }
-        let websocket = connect == Connect::WebSocket
-            || (req.version() == Version::HTTP_11 && wants_websocket(req.headers()));
-        let upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // Only a WebSocket is forwarded (an HTTP/1.1 upgrade, or HTTP/2's
+        // extended CONNECT); any other upgrade is a plain request.
+        let upgrade = match client_websocket(&mut req) {
+            Ok(upgrade) => upgrade,
+            Err(refusal) => return Outcome::local(refusal, "-"),
+        };
         let (mut parts, body) = req.into_parts();
-        if connect == Connect::WebSocket {
-            into_http1_handshake(&mut parts);
-        }
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
-        let trailers = accepts_trailers(&parts.headers);
-        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        if trailers {
-            // The one `TE` value that goes on (gRPC needs it, RFC 9113 allows it).
-            parts.headers.insert(TE, HeaderValue::from_static("trailers"));
-        }
+        strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
         self.hygiene.apply(&mut parts.headers);
         gate::strip_identity(&mut parts.headers, &self.claim_headers);
         let verified = match self.gate.check(config, &parts.method, &parts.headers).await {

@@ -148,7 +148,8 @@ async fn start_server() -> String {
 
 // === the client ===
 
-type Channel = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Body>;
+type Channel =
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Body>;
 
 /// A tonic client speaking HTTP/2 over TLS to the gateway.
 fn client(gw: &TestGateway) -> tonic::client::Grpc<Channel> {
@@ -253,7 +254,10 @@ async fn grpc_calls_pass_through_and_refusals_are_grpc_statuses() {
     while let Some(g) = stream.message().await.unwrap() {
         got.push(g.message);
     }
-    assert_eq!(got, (0..5).map(|i| format!("tick #{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("tick #{i}")).collect::<Vec<_>>()
+    );
 
     // Client streaming.
     grpc.ready().await.unwrap();

@@ -60,8 +60,14 @@ impl VersionUpstream {
 
 async fn answer(
     req: Request<Incoming>,
-) -> Result<Response<StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>>, Infallible>
-{
+) -> Result<
+    Response<
+        StreamBody<
+            futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+        >,
+    >,
+    Infallible,
+> {
     let te = req
         .headers()
         .get("te")
@@ -71,7 +77,10 @@ async fn answer(
     let body = format!("{:?} te={te}", req.version());
     let mut trailers = HeaderMap::new();
     trailers.insert("x-upstream-trailer", "done".parse().unwrap());
-    let frames = vec![Ok(Frame::data(Bytes::from(body))), Ok(Frame::trailers(trailers))];
+    let frames = vec![
+        Ok(Frame::data(Bytes::from(body))),
+        Ok(Frame::trailers(trailers)),
+    ];
     Ok(Response::new(StreamBody::new(futures_util::stream::iter(
         frames,
     ))))
@@ -87,7 +96,9 @@ fn upstream_tls(dir: &Path) -> TlsAcceptor {
 }
 
 fn route(prefix: &str, upstream: &str, extra: &str) -> String {
-    format!("[[routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\npublic = true\n{extra}\n")
+    format!(
+        "[[routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\npublic = true\n{extra}\n"
+    )
 }
 
 /// Send `GET path` over HTTP/2 to the gateway; the status, body and trailers.
@@ -104,7 +115,10 @@ async fn get_h2(gw: &TestGateway, path: &str, te: bool) -> (StatusCode, String, 
     if te {
         req = req.header("te", "trailers");
     }
-    let resp = send.send_request(req.body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    let resp = send
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let collected = resp.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned();
@@ -117,7 +131,11 @@ async fn h2c_upstream_speaks_http2_and_trailers_come_back() {
     let up = VersionUpstream::start(None).await;
     let gw = TestGateway::builder()
         .toml(&route("/h2c/", &format!("h2c://127.0.0.1:{}", up.port), ""))
-        .toml(&route("/plain/", &format!("http://127.0.0.1:{}", up.port), ""))
+        .toml(&route(
+            "/plain/",
+            &format!("http://127.0.0.1:{}", up.port),
+            "",
+        ))
         .start()
         .await;
     let (status, body, trailers) = get_h2(&gw, "/h2c/x", true).await;
@@ -264,4 +282,3 @@ async fn websocket_over_h2_extended_connect_reaches_an_http1_upstream() {
     assert_eq!(resp.status(), StatusCode::NOT_IMPLEMENTED);
     gw.shutdown().await;
 }
-

@@ -144,7 +144,10 @@ impl GateError {
     /// `grpc-message`, no body; `WWW-Authenticate` as for any request.
     pub fn into_grpc_response(self, realm: &str) -> Response<ResponseBody> {
         let (code, message) = self.grpc_status();
-        let challenge = self.into_response(realm).headers_mut().remove(WWW_AUTHENTICATE);
+        let challenge = self
+            .into_response(realm)
+            .headers_mut()
+            .remove(WWW_AUTHENTICATE);
         let mut resp = Response::new(ResponseBody::empty());
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));

@@ -43,8 +43,17 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// True when a `TE` header names `trailers` (gRPC sends `te: trailers`): the
-/// caller writes that one value back after [`strip_hop_by_hop`].
+/// [`strip_hop_by_hop`] for a request going upstream: of `TE`, only
+/// `trailers` goes on (gRPC needs it; RFC 9113 allows it on HTTP/2).
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+    let trailers = accepts_trailers(headers);
+    strip_hop_by_hop(headers, websocket);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// True when a `TE` header names `trailers` (gRPC sends `te: trailers`).
 pub fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TE)

@@ -193,7 +193,10 @@ impl Proxy {
             match result {
                 Ok(resp) => {
                     let upgrade = upgrade.take();
-                    return (finish(resp, upgrade, &target.url, request_id, over_h2), label);
+                    return (
+                        finish(resp, upgrade, &target.url, request_id, over_h2),
+                        label,
+                    );
                 }
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);

@@ -13,7 +13,39 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY};
 use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
 use hyper::ext::Protocol;
+use hyper::upgrade::OnUpgrade;
+
+use crate::http::body::ResponseBody;
+use crate::http::headers::wants_websocket;
+use crate::http::response::{Fault, gateway_error};
+
+/// The client side of a WebSocket when `req` opens one: an HTTP/1.1
+/// upgrade, or an extended CONNECT (whose head becomes the HTTP/1.1
+/// handshake here). `Err`: the `501` for an extended CONNECT of another
+/// protocol. Any other request is not a WebSocket (`Ok(None)`).
+pub fn client_websocket(
+    req: &mut Request<Incoming>,
+) -> Result<Option<OnUpgrade>, Response<ResponseBody>> {
+    match extended_connect(req) {
+        Connect::Other => Err(gateway_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "extended CONNECT carries only the websocket protocol",
+            Fault::Client,
+        )),
+        Connect::WebSocket => {
+            let upgrade = hyper::upgrade::on(&mut *req);
+            into_http1_handshake(req);
+            Ok(Some(upgrade))
+        }
+        Connect::No if req.version() == Version::HTTP_11 && wants_websocket(req.headers()) => {
+            Ok(Some(hyper::upgrade::on(req)))
+        }
+        Connect::No => Ok(None),
+    }
+}
 
 /// Marks a request that came as an extended CONNECT, so that `forward.rs`
 /// answers the upstream's `101` with the `200` HTTP/2 expects.
@@ -46,13 +78,13 @@ pub fn extended_connect<B>(req: &Request<B>) -> Connect {
 /// Turn the extended CONNECT's head into an HTTP/1.1 WebSocket handshake
 /// (`Connection` and `Upgrade` are written by `strip_hop_by_hop`).
 /// `Sec-WebSocket-Version`, `-Protocol` and `-Extensions` pass as sent.
-pub fn into_http1_handshake(parts: &mut http::request::Parts) {
-    parts.method = Method::GET;
-    parts.extensions.remove::<Protocol>();
-    parts.extensions.insert(ExtendedConnect);
+pub fn into_http1_handshake<B>(req: &mut Request<B>) {
+    *req.method_mut() = Method::GET;
+    req.extensions_mut().remove::<Protocol>();
+    req.extensions_mut().insert(ExtendedConnect);
     let key: [u8; 16] = rand::random();
     if let Ok(v) = HeaderValue::from_str(&STANDARD.encode(key)) {
-        parts.headers.insert(SEC_WEBSOCKET_KEY, v);
+        req.headers_mut().insert(SEC_WEBSOCKET_KEY, v);
     }
 }
 
@@ -86,8 +118,14 @@ mod tests {
 
     #[test]
     fn tells_websocket_from_other_connects() {
-        assert_eq!(extended_connect(&connect(Some("websocket"))), Connect::WebSocket);
-        assert_eq!(extended_connect(&connect(Some("connect-udp"))), Connect::Other);
+        assert_eq!(
+            extended_connect(&connect(Some("websocket"))),
+            Connect::WebSocket
+        );
+        assert_eq!(
+            extended_connect(&connect(Some("connect-udp"))),
+            Connect::Other
+        );
         assert_eq!(extended_connect(&connect(None)), Connect::No);
         let mut get = connect(Some("websocket"));
         *get.method_mut() = Method::GET;
@@ -96,8 +134,9 @@ mod tests {
 
     #[test]
     fn becomes_a_get_with_a_fresh_key_and_back() {
-        let (mut parts, ()) = connect(Some("websocket")).into_parts();
-        into_http1_handshake(&mut parts);
+        let mut req = connect(Some("websocket"));
+        into_http1_handshake(&mut req);
+        let (parts, ()) = req.into_parts();
         assert_eq!(parts.method, Method::GET);
         assert!(parts.extensions.get::<Protocol>().is_none());
         assert!(parts.extensions.get::<ExtendedConnect>().is_some());

@@ -194,12 +194,8 @@ pub(super) fn routes(
                 HostHeader::Upstream
             }
         };
-        let upstream_protocol = upstream_protocol(
-            p,
-            &path,
-            r.upstream_protocol.as_deref(),
-            &upstreams,
-        );
+        let upstream_protocol =
+            upstream_protocol(p, &path, r.upstream_protocol.as_deref(), &upstreams);
         let max_body = p.parsed(
             format!("{path}.max_body"),
             r.max_body.as_ref().map(parse_size),
