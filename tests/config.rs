@@ -100,9 +100,9 @@ const PUBLIC_ROUTE: &str =
 fn each_bad_config_names_its_key_and_what_to_fix() {
     let cases: &[(&str, &str, &str)] = &[
         (
-            "upstream URL without http(s)",
+            "upstream URL without http(s) or h2c",
             "[[routes]]\nprefix = \"/p/\"\nupstream = \"ftp://files.example\"\npublic = true\n",
-            "routes[0].upstream: \"ftp://files.example\" must start with http:// or https://",
+            "routes[0].upstream: \"ftp://files.example\" must start with http://, https:// or h2c://",
         ),
         (
             "upstream URL with a query",
