@@ -233,7 +233,7 @@ impl App {
         // extended CONNECT); any other upgrade is a plain request.
         let upgrade = match client_websocket(&mut req) {
             Ok(upgrade) => upgrade,
-            Err(refusal) => return Outcome::local(refusal, "-"),
+            Err(other) => return Outcome::local(other.into_response(), "-"),
         };
         let (mut parts, body) = req.into_parts();
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);

@@ -23,18 +23,11 @@ use crate::http::response::{Fault, gateway_error};
 
 /// The client side of a WebSocket when `req` opens one: an HTTP/1.1
 /// upgrade, or an extended CONNECT (whose head becomes the HTTP/1.1
-/// handshake here). `Err`: the `501` for an extended CONNECT of another
-/// protocol. Any other request is not a WebSocket (`Ok(None)`).
-pub fn client_websocket(
-    req: &mut Request<Incoming>,
-) -> Result<Option<OnUpgrade>, Response<ResponseBody>> {
+/// handshake here). `Err`: an extended CONNECT of another protocol. Any
+/// other request is not a WebSocket (`Ok(None)`).
+pub fn client_websocket(req: &mut Request<Incoming>) -> Result<Option<OnUpgrade>, OtherProtocol> {
     match extended_connect(req) {
-        Connect::Other => Err(gateway_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "extended CONNECT carries only the websocket protocol",
-            Fault::Client,
-        )),
+        Connect::Other => Err(OtherProtocol),
         Connect::WebSocket => {
             let upgrade = hyper::upgrade::on(&mut *req);
             into_http1_handshake(req);
@@ -61,6 +54,22 @@ pub enum Connect {
     WebSocket,
     /// Another `:protocol`, which passgate does not carry.
     Other,
+}
+
+/// An extended CONNECT of a protocol other than `websocket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherProtocol;
+
+impl OtherProtocol {
+    /// `501 not_implemented`.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        gateway_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "extended CONNECT carries only the websocket protocol",
+            Fault::Client,
+        )
+    }
 }
 
 /// Tell an HTTP/2 extended CONNECT from other requests.
