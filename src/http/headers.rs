@@ -44,7 +44,8 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// [`strip_hop_by_hop`] for a request going upstream: of `TE`, only
-/// `trailers` goes on (gRPC needs it; RFC 9113 allows it on HTTP/2).
+/// `trailers` stays (gRPC needs it; RFC 9113 allows it on HTTP/2), and the
+/// proxy drops even that towards an HTTP/1.1-only upstream.
 pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     let trailers = accepts_trailers(headers);
     strip_hop_by_hop(headers, websocket);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderValue, TE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -166,6 +166,9 @@ impl Proxy {
             let client =
                 self.client
                     .for_protocol(route.upstream_protocol, target, upgrade.is_some());
+            if self.client.is_http1_only(client) {
+                req.headers_mut().remove(TE);
+            }
             let sent_at = tokio::time::Instant::now();
             let sent = within_response_timeout(
                 client.request(req),

@@ -143,6 +143,14 @@ impl UpstreamClient {
     }
 }
 
+impl UpstreamClient {
+    /// True when `pool` is the HTTP/1.1-only one, where `TE` has no business
+    /// (it is hop-by-hop there; HTTP/2 allows `TE: trailers`).
+    pub fn is_http1_only(&self, pool: &HttpsClient) -> bool {
+        std::ptr::eq(pool, &self.client)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +184,7 @@ mod tests {
         assert!(same(c.for_protocol(Http2, &http, false), &c.http2));
         assert!(same(c.for_protocol(Http2, &https, false), &c.http2));
         assert!(same(c.for_protocol(Auto, &https, true), &c.client));
+        assert!(c.is_http1_only(c.for_protocol(Auto, &http, false)));
+        assert!(!c.is_http1_only(c.for_protocol(Auto, &https, false)));
     }
 }
