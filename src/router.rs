@@ -105,7 +105,14 @@ impl Router {
     pub fn start_health_checks(&self, tasks: &Supervisor, client: &UpstreamClient) {
         for route in &self.routes {
             if let Some(health) = &route.ops.health {
-                health.start(tasks, &route.config.prefix, &route.config.upstreams, client);
+                let config = &route.config;
+                health.start(
+                    tasks,
+                    &config.prefix,
+                    &config.upstreams,
+                    config.upstream_protocol,
+                    client,
+                );
             }
         }
     }

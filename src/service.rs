@@ -18,7 +18,7 @@ use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{
     X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
-    strip_hop_by_hop, wants_websocket,
+    strip_request_hop_by_hop,
 };
 use crate::http::host::{HostError, check_host};
 use crate::http::hygiene::RequestHygiene;
@@ -29,6 +29,7 @@ use crate::http::trace::TraceContext;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::Outgoing;
+use crate::proxy::websocket_h2::client_websocket;
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
 use crate::telemetry::ErrorChain;
@@ -229,13 +230,16 @@ impl Handler {
         let config = &route.config;
         let prefix: Arc<str> = Arc::clone(&route.prefix_label);
 
-        // Only a WebSocket upgrade is forwarded; any other is a plain request.
-        let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
-            .then(|| hyper::upgrade::on(&mut req));
+        // Only a WebSocket is forwarded (an HTTP/1.1 upgrade, or HTTP/2's
+        // extended CONNECT); any other upgrade is a plain request.
+        let upgrade = match client_websocket(&mut req) {
+            Ok(upgrade) => upgrade,
+            Err(other) => return Outcome::local(other.into_response(), "-"),
+        };
         let (mut parts, body) = req.into_parts();
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
-        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
         self.hygiene.apply(&mut parts.headers);
         gate::strip_identity(&mut parts.headers, &self.claim_headers);
         let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
@@ -245,7 +249,11 @@ impl Handler {
             }
             Ok(None) => None,
             Err(e) => {
-                let resp = refuse_unread(e.into_response(self.gate.realm()), parts.version, body);
+                let resp = match gate::is_grpc(&parts.headers) {
+                    true => e.into_grpc_response(self.gate.realm()),
+                    false => e.into_response(self.gate.realm()),
+                };
+                let resp = refuse_unread(resp, parts.version, body);
                 return Outcome {
                     resp,
                     route: "-",

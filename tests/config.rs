@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use passgate::config::{Config, HostHeader, KeySource, RoutePolicy};
+use passgate::config::{Config, HostHeader, KeySource, RoutePolicy, UpstreamProtocol};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -25,7 +25,7 @@ fn problems(text: &str) -> Vec<String> {
 #[test]
 fn example_config_parses() {
     let config = Config::load(&repo("config/example.toml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.routes.len(), 3);
+    assert_eq!(config.routes.len(), 4);
     assert_eq!(config.trusted_issuers.len(), 4);
     let reports = &config.routes[1];
     assert_eq!(reports.upstreams.len(), 2);
@@ -33,7 +33,10 @@ fn example_config_parses() {
     assert!(reports.strip_prefix);
     assert!(!reports.forward_authorization);
     assert_eq!(config.routes[0].max_body, Some(10 << 20));
-    assert!(matches!(config.routes[2].policy, RoutePolicy::Public));
+    let grpc = &config.routes[2];
+    assert!(grpc.upstreams[0].h2c, "h2c:// upstream");
+    assert_eq!(grpc.upstream_protocol, UpstreamProtocol::Auto);
+    assert!(matches!(config.routes[3].policy, RoutePolicy::Public));
     assert_eq!(config.gate.cache_bytes, 64 << 20);
     assert!(matches!(
         config.trusted_issuers[3].source,
@@ -100,9 +103,9 @@ const PUBLIC_ROUTE: &str =
 fn each_bad_config_names_its_key_and_what_to_fix() {
     let cases: &[(&str, &str, &str)] = &[
         (
-            "upstream URL without http(s)",
+            "upstream URL without http(s) or h2c",
             "[[routes]]\nprefix = \"/p/\"\nupstream = \"ftp://files.example\"\npublic = true\n",
-            "routes[0].upstream: \"ftp://files.example\" must start with http:// or https://",
+            "routes[0].upstream: \"ftp://files.example\" must start with http://, https:// or h2c://",
         ),
         (
             "upstream URL with a query",

@@ -457,14 +457,28 @@ pub struct RealmConfig {
 /// One upstream base URL of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
-    /// `http` or `https`.
+    /// `http` or `https` (`http` for an `h2c://` upstream).
     pub scheme: Scheme,
+    /// Written `h2c://`: HTTP/2 with prior knowledge, in cleartext.
+    pub h2c: bool,
     /// `host:port`.
     pub authority: Authority,
     /// Path prefix to put before the forwarded path, without a trailing slash ("" for none).
     pub base_path: String,
     /// The URL as written, for logs.
     pub url: String,
+}
+
+/// `upstream_protocol`: which HTTP version a route speaks to its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/2 where ALPN picks it (`https`), HTTP/1.1 over `http`, HTTP/2 over `h2c`.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (ALPN offers only `http/1.1`).
+    Http1,
+    /// HTTP/2 only: ALPN `h2` for `https`, prior knowledge for `http`.
+    Http2,
 }
 
 /// Which `Host` header the upstream sees.
@@ -507,6 +521,8 @@ pub struct RouteConfig {
     pub max_body: Option<u64>,
     /// `Host` header behaviour.
     pub host_header: HostHeader,
+    /// HTTP version towards the upstreams (`upstream_protocol`).
+    pub upstream_protocol: UpstreamProtocol,
     /// Pass the client's `Authorization` header upstream.
     pub forward_authorization: bool,
     /// Claims copied into request headers (`header <- claim path`).

@@ -262,6 +262,7 @@ pub struct RawRoute {
     pub strip_prefix: Option<bool>,
     pub max_body: Option<toml::Value>,
     pub host_header: Option<String>,
+    pub upstream_protocol: Option<String>,
     pub forward_authorization: Option<bool>,
     pub claims_to_headers: Option<BTreeMap<String, String>>,
     pub require_mfa: Option<toml::Value>,

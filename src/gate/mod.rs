@@ -32,7 +32,7 @@ use crate::tasks::{Supervisor, run_blocking};
 use bearer::Credential;
 use cache::{TokenCache, Verified};
 use claims::Claims;
-pub use error::GateError;
+pub use error::{GateError, is_grpc};
 use issuers::Issuers;
 use verify::TokenProblem;
 

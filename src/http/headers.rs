@@ -43,6 +43,31 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// [`strip_hop_by_hop`] for a request going upstream: of `TE`, only
+/// `trailers` stays (gRPC needs it; RFC 9113 allows it on HTTP/2), and the
+/// proxy drops even that towards an HTTP/1.1-only upstream.
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+    let trailers = accepts_trailers(headers);
+    strip_hop_by_hop(headers, websocket);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// True when a `TE` header names `trailers` (gRPC sends `te: trailers`).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// True for the fixed hop-by-hop header names.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -186,6 +211,16 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn tells_te_trailers() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5"));
+        assert!(!accepts_trailers(&h));
     }
 
     #[test]

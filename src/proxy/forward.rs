@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderValue, TE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -23,6 +23,7 @@ use hyper::upgrade::OnUpgrade;
 use super::UpstreamClient;
 use super::error::ProxyError;
 use super::upgrade;
+use super::websocket_h2::{self, ExtendedConnect};
 use crate::config::{HostHeader, RouteConfig, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::connection::ConnContext;
@@ -125,6 +126,7 @@ impl Proxy {
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
         let context = parts.extensions.remove::<ConnContext>();
+        let over_h2 = parts.extensions.remove::<ExtendedConnect>().is_some();
         let progress = Progress::new();
         let read_timeout = context.as_ref().map(|c| c.body_read_timeout);
         let mut body = Some(RequestBody::streaming(
@@ -161,9 +163,15 @@ impl Proxy {
                 req.headers_mut().insert(HOST, v);
             }
 
+            let client =
+                self.client
+                    .for_protocol(route.upstream_protocol, target, upgrade.is_some());
+            if self.client.is_http1_only(client) {
+                req.headers_mut().remove(TE);
+            }
             let sent_at = tokio::time::Instant::now();
             let sent = within_response_timeout(
-                self.client.client.request(req),
+                client.request(req),
                 &progress,
                 self.client.response_timeout,
             )
@@ -186,7 +194,13 @@ impl Proxy {
                 m.upstream_failure(kind);
             }
             match result {
-                Ok(resp) => return (finish(resp, upgrade.take(), &target.url, request_id), label),
+                Ok(resp) => {
+                    let upgrade = upgrade.take();
+                    return (
+                        finish(resp, upgrade, &target.url, request_id, over_h2),
+                        label,
+                    );
+                }
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
                     tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
@@ -308,12 +322,14 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, Pr
 /// as the answer to a WebSocket request, switching to a WebSocket: then the
 /// two upgraded connections are joined. Any other `101` is a 502, and the
 /// upstream connection, which hyper never reuses after a `101`, is dropped
-/// with the response.
+/// with the response. A WebSocket that came as an HTTP/2 extended CONNECT
+/// (`over_h2`) is answered `200`.
 fn finish(
     mut resp: Response<Incoming>,
     upgrade: Option<(OnUpgrade, Option<ConnContext>)>,
     upstream: &str,
     request_id: String,
+    over_h2: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         strip_hop_by_hop(resp.headers_mut(), false);
@@ -323,7 +339,10 @@ fn finish(
         Some((client, context)) if switches_to_websocket(resp.headers()) => {
             let upstream = hyper::upgrade::on(&mut resp);
             upgrade::splice(client, upstream, context, request_id);
-            strip_hop_by_hop(resp.headers_mut(), true);
+            strip_hop_by_hop(resp.headers_mut(), !over_h2);
+            if over_h2 {
+                websocket_h2::into_h2_answer(&mut resp);
+            }
             return Ok(resp.map(ResponseBody::upstream));
         }
         Some(_) => "answered a WebSocket request by switching to another protocol",

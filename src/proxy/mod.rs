@@ -1,10 +1,12 @@
 //! Forwarding to upstreams: one pooled client for every route (hyper-util's
 //! legacy client, rustls for `https` upstreams), round-robin balancing with
-//! passive health, deadlines mapped to 502/504, and WebSocket pass-through.
+//! passive health, deadlines mapped to 502/504, and WebSocket pass-through
+//! (HTTP/1.1 upgrades, and HTTP/2 extended CONNECT in `websocket_h2.rs`).
 
 pub mod error;
 pub mod forward;
 mod upgrade;
+pub mod websocket_h2;
 
 pub use error::ProxyError;
 pub use forward::{Proxy, Target};

@@ -89,6 +89,8 @@ impl ConnShared {
                     .keep_alive_interval(Some(Duration::from_secs(20)))
                     .keep_alive_timeout(Duration::from_secs(20))
                     .max_pending_accept_reset_streams(Some(64))
+                    // RFC 8441: WebSockets over HTTP/2 (`proxy/websocket_h2.rs`).
+                    .enable_connect_protocol()
                     .max_header_list_size(u32::try_from(backstop).unwrap_or(u32::MAX))
             };
         }

@@ -3,6 +3,11 @@
 //! `https` upstreams (rustls with the system roots plus an optional CA file),
 //! and a connect deadline. The response deadline is applied per request in
 //! `forward.rs`, since the client has none of its own.
+//!
+//! Three pools share the settings, one per way of choosing the HTTP version
+//! ([`UpstreamClient::for_protocol`]): HTTP/1.1 only, HTTP/2 where `https`'s
+//! ALPN picks it (`upstream_protocol = "auto"`), and HTTP/2 only (`h2c://`
+//! upstreams with prior knowledge, `upstream_protocol = "http2"`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTarget};
 use crate::http::body::RequestBody;
 
 /// The pooled client type.
@@ -23,8 +28,12 @@ pub type HttpsClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 /// The upstream client and its deadlines.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    /// The pooled client.
+    /// The pooled HTTP/1.1 client (also for key fetches and health checks).
     pub client: HttpsClient,
+    /// HTTP/2 when an `https` upstream's ALPN picks it, else HTTP/1.1.
+    pub alpn: HttpsClient,
+    /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge in cleartext.
+    pub http2: HttpsClient,
     /// Deadline for connecting.
     pub connect_timeout: Duration,
     /// Deadline for the response headers.
@@ -70,26 +79,112 @@ impl UpstreamClient {
                 .with_root_certificates(RootCertStore::empty())
                 .with_no_client_auth(),
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(https);
+        let pool = |versions: Versions| {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(config.connect_timeout));
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http();
+            let https = match versions {
+                Versions::Http1 => https.enable_http1().wrap_connector(http),
+                Versions::Alpn => https.enable_http1().enable_http2().wrap_connector(http),
+                Versions::Http2 => https.enable_http2().wrap_connector(http),
+            };
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .http2_only(versions == Versions::Http2);
+            builder.build(https)
+        };
         Self {
-            client,
+            client: pool(Versions::Http1),
+            alpn: pool(Versions::Alpn),
+            http2: pool(Versions::Http2),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
         }
+    }
+}
+
+/// Which HTTP versions a pool offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Versions {
+    Http1,
+    Alpn,
+    Http2,
+}
+
+impl UpstreamClient {
+    /// The pool for a request to `target` on a route with `protocol`. A
+    /// WebSocket (`tunnel`) always goes over HTTP/1.1, the only version
+    /// whose upgrade passgate forwards upstream.
+    pub fn for_protocol(
+        &self,
+        protocol: UpstreamProtocol,
+        target: &UpstreamTarget,
+        tunnel: bool,
+    ) -> &HttpsClient {
+        if tunnel {
+            return &self.client;
+        }
+        match protocol {
+            _ if target.h2c => &self.http2,
+            UpstreamProtocol::Http2 => &self.http2,
+            UpstreamProtocol::Http1 => &self.client,
+            UpstreamProtocol::Auto if target.scheme == http::uri::Scheme::HTTPS => &self.alpn,
+            UpstreamProtocol::Auto => &self.client,
+        }
+    }
+}
+
+impl UpstreamClient {
+    /// True when `pool` is the HTTP/1.1-only one, where `TE` has no business
+    /// (it is hop-by-hop there; HTTP/2 allows `TE: trailers`).
+    pub fn is_http1_only(&self, pool: &HttpsClient) -> bool {
+        std::ptr::eq(pool, &self.client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate_upstream_for_tests as upstream;
+
+    fn same(a: &HttpsClient, b: &HttpsClient) -> bool {
+        std::ptr::eq(a, b)
+    }
+
+    #[test]
+    fn picks_the_pool_by_protocol_scheme_and_tunnel() {
+        let config = UpstreamConfig {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(1),
+            pool_max_idle_per_host: 1,
+            ca_file: None,
+            unhealthy_cooldown: Duration::from_secs(1),
+        };
+        let c = UpstreamClient::with_roots(&config, RootCertStore::empty());
+        let (http, https, h2c) = (
+            upstream("http://127.0.0.1:1"),
+            upstream("https://127.0.0.1:1"),
+            upstream("h2c://127.0.0.1:1"),
+        );
+        use UpstreamProtocol::*;
+        assert!(same(c.for_protocol(Auto, &http, false), &c.client));
+        assert!(same(c.for_protocol(Auto, &https, false), &c.alpn));
+        assert!(same(c.for_protocol(Auto, &h2c, false), &c.http2));
+        assert!(same(c.for_protocol(Http1, &https, false), &c.client));
+        assert!(same(c.for_protocol(Http2, &http, false), &c.http2));
+        assert!(same(c.for_protocol(Http2, &https, false), &c.http2));
+        assert!(same(c.for_protocol(Auto, &https, true), &c.client));
+        assert!(c.is_http1_only(c.for_protocol(Auto, &http, false)));
+        assert!(!c.is_http1_only(c.for_protocol(Auto, &https, false)));
     }
 }

@@ -15,7 +15,8 @@ use std::sync::{Arc, Weak};
 use http::{Method, Request, Uri};
 
 use super::UpstreamClient;
-use crate::config::{HealthCheckConfig, UpstreamTarget};
+use super::client::HttpsClient;
+use crate::config::{HealthCheckConfig, UpstreamProtocol, UpstreamTarget};
 use crate::http::body::RequestBody;
 use crate::tasks::Supervisor;
 
@@ -90,6 +91,7 @@ impl Health {
         tasks: &Supervisor,
         route: &str,
         targets: &[UpstreamTarget],
+        protocol: UpstreamProtocol,
         client: &UpstreamClient,
     ) {
         for (index, target) in targets.iter().enumerate() {
@@ -98,7 +100,8 @@ impl Health {
                 continue;
             };
             let weak = Arc::downgrade(self);
-            let client = client.clone();
+            // Probed in the HTTP version the route's requests use.
+            let client = client.for_protocol(protocol, target, false).clone();
             let (interval, timeout) = (self.config.interval, self.config.timeout);
             let (route, url) = (route.to_string(), target.url.clone());
             tasks.spawn("upstream health check", async move {
@@ -134,7 +137,7 @@ fn probe_uri(target: &UpstreamTarget, path: &str) -> Option<Uri> {
         .ok()
 }
 
-async fn probe(client: &UpstreamClient, uri: Uri, timeout: std::time::Duration) -> bool {
+async fn probe(client: &HttpsClient, uri: Uri, timeout: std::time::Duration) -> bool {
     let authority = uri.authority().map(|a| a.as_str().to_string());
     let mut req = Request::new(RequestBody::empty());
     *req.method_mut() = Method::GET;
@@ -146,7 +149,7 @@ async fn probe(client: &UpstreamClient, uri: Uri, timeout: std::time::Duration) 
         http::header::USER_AGENT,
         http::HeaderValue::from_static("passgate-health-check"),
     );
-    match tokio::time::timeout(timeout, client.client.request(req)).await {
+    match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(resp)) => resp.status().is_success(),
         _ => false,
     }

@@ -7,16 +7,19 @@ use http::{HeaderName, Method, Uri};
 
 use super::*;
 
-/// Parse an upstream base URL: `http(s)://host:port[/base]`, no query or fragment.
+/// Parse an upstream base URL: `http(s)://host:port[/base]` or
+/// `h2c://host:port[/base]` (HTTP/2 with prior knowledge), no query or fragment.
 pub fn parse_upstream(text: &str) -> Result<UpstreamTarget, String> {
     let uri: Uri = text
         .parse()
         .map_err(|_| format!("\"{text}\" is not a URL"))?;
+    let h2c = uri.scheme_str() == Some("h2c");
     let scheme = match uri.scheme_str() {
         Some("http") | Some("https") => uri.scheme().cloned(),
+        Some("h2c") => Some(http::uri::Scheme::HTTP),
         _ => None,
     }
-    .ok_or_else(|| format!("\"{text}\" must start with http:// or https://"))?;
+    .ok_or_else(|| format!("\"{text}\" must start with http://, https:// or h2c://"))?;
     let authority = uri
         .authority()
         .cloned()
@@ -32,6 +35,7 @@ pub fn parse_upstream(text: &str) -> Result<UpstreamTarget, String> {
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(UpstreamTarget {
         scheme,
+        h2c,
         authority,
         base_path,
         url: text.to_string(),
@@ -190,6 +194,8 @@ pub(super) fn routes(
                 HostHeader::Upstream
             }
         };
+        let upstream_protocol =
+            upstream_protocol(p, &path, r.upstream_protocol.as_deref(), &upstreams);
         let max_body = p.parsed(
             format!("{path}.max_body"),
             r.max_body.as_ref().map(parse_size),
@@ -228,6 +234,7 @@ pub(super) fn routes(
             strip_prefix: r.strip_prefix.unwrap_or(false),
             max_body,
             host_header,
+            upstream_protocol,
             forward_authorization: r.forward_authorization.unwrap_or(true),
             claims_to_headers,
             require_mfa,
@@ -236,6 +243,37 @@ pub(super) fn routes(
         });
     }
     out
+}
+
+/// `upstream_protocol`: `auto` (the default), `http1` or `http2`; an `h2c://`
+/// upstream speaks only HTTP/2.
+fn upstream_protocol(
+    p: &mut Problems,
+    path: &str,
+    value: Option<&str>,
+    upstreams: &[UpstreamTarget],
+) -> UpstreamProtocol {
+    let protocol = match value {
+        None | Some("auto") => UpstreamProtocol::Auto,
+        Some("http1") => UpstreamProtocol::Http1,
+        Some("http2") => UpstreamProtocol::Http2,
+        Some(other) => {
+            p.add(
+                format!("{path}.upstream_protocol"),
+                format!("\"{other}\" is not one of \"auto\", \"http1\", \"http2\""),
+            );
+            UpstreamProtocol::Auto
+        }
+    };
+    if protocol == UpstreamProtocol::Http1
+        && let Some(u) = upstreams.iter().find(|u| u.h2c)
+    {
+        p.add(
+            format!("{path}.upstream_protocol"),
+            format!("\"http1\" cannot reach {}, which speaks only HTTP/2", u.url),
+        );
+    }
+    protocol
 }
 
 /// `require_mfa`: `true`/`false`, or a list of methods in capitals.
