@@ -231,7 +231,10 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
     assert_eq!(root.status, 403);
     let rj = root.json();
     assert_eq!(rj["error"], "mfa_required");
-    assert_eq!(rj["error_description"], "Multifactor authentication required");
+    assert_eq!(
+        rj["error_description"],
+        "Multifactor authentication required"
+    );
     assert!(rj["mfa_token"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(rj["mfa_requirements"], json!({"enroll": [{"type": "otp"}]}));
     assert!(w.app_metadata("root").get("password_logins").is_none());
