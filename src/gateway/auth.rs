@@ -23,6 +23,7 @@ use crate::sessions::Sessions;
 use crate::store::seal::StoreKey;
 use crate::store::{self, SqliteStore};
 use crate::tasks::{Supervisor, run_blocking};
+use crate::telemetry::metrics::Metrics;
 use crate::tokens;
 use crate::tokens::keys::KeyRing;
 
@@ -113,6 +114,7 @@ impl AuthStack {
         gate: &Arc<Gate>,
         clock: &SharedClock,
         tasks: &Supervisor,
+        metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Option<Arc<AuthServer>>> {
         let AuthStack {
             keys,
@@ -164,7 +166,8 @@ impl AuthStack {
             protect,
             hasher,
             mfa,
-            scripts: start_scripts(&config).await?,
+            scripts: start_scripts(&config, metrics).await?,
+            metrics: Arc::clone(metrics),
             gate: Arc::clone(&gate),
             clock: Arc::clone(&clock),
             signing: tokens::pool::SignPool::for_machine()
@@ -176,9 +179,12 @@ impl AuthStack {
 
 /// Compile the configured Rules and Actions on their own threads; a script
 /// that does not compile stops the start with every problem named.
-async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<Scripts>>> {
-    let x = config.extensibility.clone();
-    let started = run_blocking(move || Scripts::start(&x))
+async fn start_scripts(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<Scripts>>> {
+    let (x, m) = (config.extensibility.clone(), Arc::clone(metrics));
+    let started = run_blocking(move || Scripts::start_metered(&x, &m))
         .await
         .context("starting the script threads")?;
     match started {

@@ -94,11 +94,15 @@ impl Gateway {
         // The status page reads the store and the signing keys.
         let status_store = stack.as_ref().map(|s| s.store());
         let status_keys = stack.as_ref().map(|s| s.keys());
+        let metrics = Arc::new(Metrics::new(config.metrics.enabled));
         let auth = match stack {
-            Some(stack) => stack.into_server(&config, &gate, &clock, &tasks).await?,
+            Some(stack) => {
+                stack
+                    .into_server(&config, &gate, &clock, &tasks, &metrics)
+                    .await?
+            }
             None => None,
         };
-        let metrics = Arc::new(Metrics::new(config.metrics.enabled));
         let router = Router::with_metrics(&config.routes, &config.upstream, &metrics);
         router.start_health_checks(&tasks, &client);
         let app = Arc::new(App {
