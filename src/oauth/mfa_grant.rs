@@ -158,8 +158,10 @@ impl AuthServer {
         let metrics = Arc::clone(&self.metrics);
         let (t, recovery_code) = run(move || {
             let t = mfa.open(&token, Some(&client_id))?;
+            // An OTP check ends the transaction in the same store
+            // transaction; the other factors end it below.
             let checked = match factor {
-                Factor::Otp => mfa.verify_otp(&t, &code.0).map(|()| None),
+                Factor::Otp => mfa.verify_otp_and_finish(&t, &code.0).map(|()| None),
                 Factor::Oob => mfa.verify_oob(&t, &code.0, &code.1).map(|()| None),
                 Factor::Recovery => mfa.verify_recovery(&t, &code.0).map(Some),
             };
@@ -167,7 +169,9 @@ impl AuthServer {
                 metrics.mfa(factor.label(), outcome);
             }
             let next = checked?;
-            mfa.finish(&t)?;
+            if factor != Factor::Otp {
+                mfa.finish(&t)?;
+            }
             Ok((t, next))
         })
         .await?;
