@@ -10,6 +10,7 @@ pub mod login_key;
 mod login_migration;
 pub mod mfa;
 pub mod mfa_transactions;
+mod migrations;
 pub mod protect;
 mod refresh_exchange;
 pub mod seal;
