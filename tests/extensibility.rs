@@ -339,6 +339,52 @@ async fn a_refused_refresh_does_not_retire_its_token() {
     w.gw.shutdown().await;
 }
 
+/// On refresh, what the scripts write is stored in the rotating transaction:
+/// a write that fails answers 500 and leaves the old token usable.
+#[tokio::test]
+async fn a_failed_metadata_write_on_refresh_leaves_the_token_usable() {
+    let w = World::start(&[], &["actions/metadata-and-cache.js"], "2s").await;
+    let j = w.login("ann", "offline_access").await.json();
+    let rt = j["refresh_token"].as_str().unwrap().to_string();
+    let protocol = || {
+        w.store
+            .find_login(REALM, "ann")
+            .unwrap()
+            .unwrap()
+            .user_metadata["last_protocol"]
+            .clone()
+    };
+    assert_eq!(protocol(), "oauth2-password");
+    let db = rusqlite::Connection::open(w.gw.dir.path().join("passgate.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_metadata BEFORE UPDATE OF user_metadata ON users \
+         BEGIN SELECT RAISE(ABORT, 'metadata writes refused'); END",
+    )
+    .unwrap();
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+        .await;
+    assert_eq!(error_of(&r), (500, GENERIC_500.into()));
+    assert_eq!(protocol(), "oauth2-password");
+
+    // The token was not retired: once writes work, it is exchanged as if
+    // the failed attempt had never happened (no reuse detection fires).
+    db.execute_batch("DROP TRIGGER refuse_metadata").unwrap();
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let next = r.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(next, rt);
+    assert_eq!(protocol(), "oauth2-refresh-token");
+    let r = w
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &next)])
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    w.gw.shutdown().await;
+}
+
 const GENERIC_500: &str = r#"{"error":"server_error","error_description":"internal error"}"#;
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use passgate::clock::{Clock, ManualClock};
 use passgate::config::{ClientConfig, RefreshPolicy};
 use passgate::sessions::{ExchangeError, NewSession, Sessions, hash_token};
 use passgate::store::SqliteStore;
-use passgate::store::StoreError;
 use passgate::store::sessions::{Decision, RefreshRecord, Session, SessionStore};
+use passgate::store::{MetadataUpdate, StoreError};
 
 type Hook = Box<dyn FnOnce(&dyn SessionStore) + Send>;
 
@@ -81,10 +81,11 @@ impl SessionStore for Hooked {
     fn exchange_refresh(
         &self,
         hash: &str,
+        metadata: &MetadataUpdate,
         decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
         self.fire();
-        self.inner.exchange_refresh(hash, decide)
+        self.inner.exchange_refresh(hash, metadata, decide)
     }
     fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
         self.inner.revoke_session(sid, now)
@@ -196,18 +197,20 @@ fn competing_exchange(
     let (hash, next) = (hash_token(token), hash_token(successor));
     move |store: &dyn SessionStore| {
         let found = store
-            .exchange_refresh(&hash, &mut |record, session| Decision::Rotate {
-                successor: RefreshRecord {
-                    token_hash: next.clone(),
-                    sid: session.sid.clone(),
-                    client_id: record.client_id.clone(),
-                    created_at: now,
-                    last_used_at: now,
-                    absolute_expires_at: record.absolute_expires_at,
-                    retired_at_ms: None,
-                },
-                retired_at_ms: now_ms,
-                session_expires_at: now + 3600,
+            .exchange_refresh(&hash, &MetadataUpdate::default(), &mut |record, session| {
+                Decision::Rotate {
+                    successor: RefreshRecord {
+                        token_hash: next.clone(),
+                        sid: session.sid.clone(),
+                        client_id: record.client_id.clone(),
+                        created_at: now,
+                        last_used_at: now,
+                        absolute_expires_at: record.absolute_expires_at,
+                        retired_at_ms: None,
+                    },
+                    retired_at_ms: now_ms,
+                    session_expires_at: now + 3600,
+                }
             })
             .unwrap();
         assert!(found.is_some());

@@ -1,6 +1,7 @@
 //! Values other modules already count, copied into a scrape-time registry on
 //! each `/metrics` request: attack protection, the hashing pool, the token
-//! cache, JWKS fetches, active health, rate-limit consumers, log drops.
+//! cache, JWKS fetches, active health, rate-limit consumers, log drops, the
+//! script pool's queue and runtime memory.
 
 use std::sync::atomic::Ordering;
 
@@ -139,6 +140,30 @@ pub(super) fn registry(app: &dyn Observed) -> Registry {
                 i64::try_from(auth.hasher().in_flight()).unwrap_or(i64::MAX),
             )],
         );
+        if let Some(scripts) = auth.scripts() {
+            let stats = scripts.stats();
+            let gauge = |n: &std::sync::atomic::AtomicU64| {
+                i64::try_from(n.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+            };
+            snapshot_gauge(
+                &mut r,
+                "script_queue_depth",
+                "Rule-and-action chains waiting for a script worker",
+                &[(vec![], gauge(&stats.queued))],
+            );
+            let memory: Vec<(Labels, i64)> = stats
+                .memory
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (one("worker", &i.to_string()), gauge(m)))
+                .collect();
+            snapshot_gauge(
+                &mut r,
+                "script_runtime_bytes",
+                "Bytes each script worker's JavaScript runtime held after its last chain",
+                &memory,
+            );
+        }
     }
     r
 }

@@ -21,6 +21,7 @@ use rquickjs::{
 };
 
 use super::cache::ScriptCache;
+use super::meters::{Meters, StepEnd};
 use super::source::{Kind, Source, SyntaxProblem};
 
 /// The Auth0 surfaces, in JavaScript.
@@ -83,6 +84,7 @@ pub struct Host {
     rules: Vec<(String, Persistent<Object<'static>>)>,
     actions: Vec<(String, Persistent<Object<'static>>)>,
     deadline: Rc<Cell<Option<Instant>>>,
+    meters: Arc<Meters>,
     ctx: Context,
     rt: Runtime,
 }
@@ -140,9 +142,16 @@ impl Host {
             rules,
             actions,
             deadline: cell,
+            meters: Arc::default(),
             ctx,
             rt,
         })
+    }
+
+    /// Record each script's runs in `meters` (by default, nowhere).
+    pub fn with_meters(mut self, meters: Arc<Meters>) -> Host {
+        self.meters = meters;
+        self
     }
 
     /// Bytes the runtime holds now.
@@ -186,23 +195,11 @@ impl Host {
             .iter()
             .map(|r| ("runRule", r))
             .chain(self.actions.iter().map(|a| ("runAction", a)));
-        for (runner, (name, script)) in steps {
-            let run: Function = pg.get(runner).map_err(engine)?;
-            let script = script.clone().restore(ctx).map_err(engine)?;
-            let called = run
-                .call::<_, Promise>((script, state.clone()))
-                .catch(ctx)
-                .map_err(|e| classify(e, name, deadline));
-            settle(ctx, called?, name, deadline)?;
-            let outcome: Value = state.get("outcome").map_err(engine)?;
-            if let Some(o) = outcome.as_object()
-                && let Ok(Some(fault)) = o.get::<_, Option<String>>("fault")
-            {
-                return Err(Failure::Resources {
-                    script: name.clone(),
-                    detail: fault,
-                });
-            }
+        for (i, (runner, (name, script))) in steps.enumerate() {
+            let began = Instant::now();
+            let ended = step(ctx, &pg, runner, (name, script), &state, deadline);
+            self.meters.record(i, began.elapsed(), &ended);
+            ended?;
             if stopped.call::<_, bool>((state.clone(),)).map_err(engine)? {
                 break;
             }
@@ -210,6 +207,40 @@ impl Host {
         let finish: Function = pg.get("finish").map_err(engine)?;
         finish.call((state,)).map_err(engine)
     }
+}
+
+/// Run one script of the chain on `state` until it settles, and say how it
+/// ended.
+fn step<'js>(
+    ctx: &Ctx<'js>,
+    pg: &Object<'js>,
+    runner: &str,
+    (name, script): (&String, &Persistent<Object<'static>>),
+    state: &Object<'js>,
+    deadline: Instant,
+) -> Result<StepEnd, Failure> {
+    let engine = |e: rquickjs::Error| Failure::Engine(e.to_string());
+    let run: Function = pg.get(runner).map_err(engine)?;
+    let script = script.clone().restore(ctx).map_err(engine)?;
+    let called = run
+        .call::<_, Promise>((script, state.clone()))
+        .catch(ctx)
+        .map_err(|e| classify(e, name, deadline));
+    settle(ctx, called?, name, deadline)?;
+    let outcome: Value = state.get("outcome").map_err(engine)?;
+    let Some(o) = outcome.as_object() else {
+        return Ok(StepEnd::Done);
+    };
+    if let Ok(Some(fault)) = o.get::<_, Option<String>>("fault") {
+        return Err(Failure::Resources {
+            script: name.clone(),
+            detail: fault,
+        });
+    }
+    Ok(match o.get::<_, Option<bool>>("thrown") {
+        Ok(Some(true)) => StepEnd::Threw,
+        _ => StepEnd::Denied,
+    })
 }
 
 /// Run jobs until `promise` settles; a Promise that is still pending with no

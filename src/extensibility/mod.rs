@@ -8,6 +8,7 @@
 //! - `host.rs`: one QuickJS runtime with every script compiled in, and the
 //!   interrupt handler and memory limit that stop runaway scripts;
 //! - `pool.rs`: the threads that own the runtimes, behind a bounded queue;
+//! - `meters.rs`: each script's run time and failures, for `/metrics`;
 //! - `facts.rs`: what scripts are told about a login;
 //! - `decision.rs`: what they decided, checked (restricted claims, scopes);
 //! - `cache.rs`: `api.cache`, per process;
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod decision;
 pub mod facts;
 mod host;
+pub mod meters;
 pub mod pool;
 pub mod source;
 pub mod trial;
@@ -28,10 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::ExtensibilityConfig;
+use crate::telemetry::metrics::Metrics;
 
 pub use decision::{Changes, Refusal, Verdict};
 pub use facts::{LoginFacts, Protocol, RequestFacts};
 pub use host::Failure;
+use meters::Meters;
 use pool::{PoolRefusal, ScriptPool};
 use source::Source;
 
@@ -62,12 +66,23 @@ impl Scripts {
     /// when no script is configured. Fails with every problem, each as
     /// `rules[0].script: file:line:col: message`.
     pub fn start(config: &ExtensibilityConfig) -> Result<Option<Scripts>, Vec<String>> {
+        Scripts::start_metered(config, &Metrics::disabled())
+    }
+
+    /// [`Scripts::start`], recording each script's runs and failures in
+    /// `metrics` (docs/metrics.md).
+    pub fn start_metered(
+        config: &ExtensibilityConfig,
+        metrics: &Metrics,
+    ) -> Result<Option<Scripts>, Vec<String>> {
         if config.is_empty() {
             return Ok(None);
         }
         let sources = Source::all(config).map_err(strings)?;
+        let meters = Meters::new(metrics, &sources);
         let pool = ScriptPool::start(
             sources,
+            meters,
             config.workers,
             config.queue,
             config.memory_limit,

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::cache::ScriptCache;
 use super::host::{Failure, Host};
+use super::meters::Meters;
 use super::source::{Source, SyntaxProblem};
 
 /// Why the pool did not run a chain.
@@ -45,6 +46,8 @@ pub struct PoolStats {
     pub rebuilt: AtomicU64,
     /// Chains run.
     pub ran: AtomicU64,
+    /// Chains handed to the pool that no worker has taken yet.
+    pub queued: AtomicU64,
 }
 
 /// Threads with a runtime each, behind a bounded queue.
@@ -57,6 +60,7 @@ pub struct ScriptPool {
 
 struct WorkerSetup {
     sources: Arc<Vec<Source>>,
+    meters: Arc<Meters>,
     memory_limit: usize,
     cache: Arc<ScriptCache>,
     timeout: Duration,
@@ -70,14 +74,17 @@ impl WorkerSetup {
             Arc::clone(&self.cache),
             super::host::compile_deadline(self.timeout),
         )
+        .map(|h| h.with_meters(Arc::clone(&self.meters)))
     }
 }
 
 impl ScriptPool {
     /// Start `workers` threads, each compiling every script once; fails with
-    /// the problems of the scripts that do not compile.
+    /// the problems of the scripts that do not compile. Each script's runs
+    /// are recorded in `meters`.
     pub fn start(
         sources: Vec<Source>,
+        meters: Meters,
         workers: usize,
         queue: usize,
         memory_limit: usize,
@@ -93,6 +100,7 @@ impl ScriptPool {
         });
         let setup = Arc::new(WorkerSetup {
             sources: Arc::new(sources),
+            meters: Arc::new(meters),
             memory_limit,
             cache,
             timeout,
@@ -150,7 +158,11 @@ impl ScriptPool {
         {
             let jobs = self.jobs.lock().map_err(|_| PoolRefusal::Stopped)?;
             let tx = jobs.as_ref().ok_or(PoolRefusal::Stopped)?;
-            tx.send(job).map_err(|_| PoolRefusal::Stopped)?;
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            if tx.send(job).is_err() {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(PoolRefusal::Stopped);
+            }
         }
         answer.await.map_err(|_| PoolRefusal::Stopped)
     }
@@ -189,7 +201,10 @@ fn worker(
     loop {
         let job = match rx.lock() {
             Ok(rx) => match rx.recv() {
-                Ok(job) => job,
+                Ok(job) => {
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    job
+                }
                 Err(_) => return,
             },
             Err(_) => return,

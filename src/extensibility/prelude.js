@@ -37,14 +37,16 @@
   // The login being decided; scripts run one at a time on this runtime.
   let current = null;
 
-  function fail(state, e) {
+  // `thrown`: the script threw (or its Promise rejected) rather than
+  // refusing through its callback; the metrics count it as its error.
+  function fail(state, e, thrown) {
     if (state.outcome) return;
     if (isResourceFault(e)) {
       state.outcome = { fault: textOf(e) };
     } else if (e instanceof UnauthorizedError) {
-      state.outcome = { deny: "unauthorized", message: textOf(e) };
+      state.outcome = { deny: "unauthorized", message: textOf(e), thrown: !!thrown };
     } else {
-      state.outcome = { deny: "access_denied", message: textOf(e) };
+      state.outcome = { deny: "access_denied", message: textOf(e), thrown: !!thrown };
     }
   }
 
@@ -214,7 +216,7 @@
       } catch (e) {
         if (!done) {
           done = true;
-          fail(state, e);
+          fail(state, e, true);
           resolve();
         }
       }
@@ -307,7 +309,7 @@
       .then(() => action.handler(event, api))
       .then(
         () => undefined,
-        (e) => fail(state, e)
+        (e) => fail(state, e, true)
       );
   }
 

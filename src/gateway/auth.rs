@@ -23,6 +23,7 @@ use crate::sessions::Sessions;
 use crate::store::seal::StoreKey;
 use crate::store::{self, SqliteStore};
 use crate::tasks::{Supervisor, run_blocking};
+use crate::telemetry::metrics::Metrics;
 use crate::tokens;
 use crate::tokens::keys::KeyRing;
 
@@ -141,6 +142,7 @@ impl AuthStack {
         config: &Config,
         gate: &Arc<Gate>,
         scripts: Option<Arc<Scripts>>,
+        metrics: &Arc<Metrics>,
     ) -> Option<Arc<AuthServer>> {
         AuthServer::new(AuthParts {
             config: config.clone(),
@@ -151,6 +153,7 @@ impl AuthStack {
             hasher: self.hasher.clone(),
             mfa: Arc::clone(&self.mfa),
             scripts,
+            metrics: Arc::clone(metrics),
             gate: Arc::clone(gate),
             clock: Arc::clone(&self.clock),
             signing: self.signing.clone(),
@@ -188,9 +191,12 @@ async fn start_hasher(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Resu
 
 /// Compile the configured Rules and Actions on their own threads; a script
 /// that does not compile stops the start with every problem named.
-pub(super) async fn start_scripts(config: &Config) -> anyhow::Result<Option<Arc<Scripts>>> {
-    let x = config.extensibility.clone();
-    let started = run_blocking(move || Scripts::start(&x))
+pub(super) async fn start_scripts(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<Scripts>>> {
+    let (x, m) = (config.extensibility.clone(), Arc::clone(metrics));
+    let started = run_blocking(move || Scripts::start_metered(&x, &m))
         .await
         .context("starting the script threads")?;
     match started {

@@ -53,7 +53,7 @@ impl Lasting {
         }
         issuers.load(&config.trusted_issuers, &config.gate, &self.client)?;
         let scripts = match &self.auth {
-            Some(_) => start_scripts(config).await?,
+            Some(_) => start_scripts(config, &self.metrics).await?,
             None => None,
         };
 
@@ -70,7 +70,7 @@ impl Lasting {
         let auth = self
             .auth
             .as_ref()
-            .and_then(|stack| stack.server(config, &gate, scripts));
+            .and_then(|stack| stack.server(config, &gate, scripts, &self.metrics));
         let router = Router::with_metrics(&config.routes, &config.upstream, &self.metrics);
         router.start_health_checks(&self.tasks, &self.client);
         Ok(Handler {

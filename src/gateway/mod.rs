@@ -10,6 +10,7 @@ mod reload;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -182,6 +183,8 @@ impl Gateway {
     ) -> anyhow::Result<()> {
         let s = self.config.server.clone();
         let permits = Arc::new(Semaphore::new(s.max_connections));
+        // Accepted connections; a worker waiting in accept holds a permit too.
+        let open = Arc::new(AtomicUsize::new(0));
         // The workers are stopped and drained before the loops they rely on
         // (revocation feed, key refresh) stop.
         let workers = self.tasks.child();
@@ -192,6 +195,7 @@ impl Gateway {
             roots: self.roots.clone(),
             app: Arc::clone(&self.app),
             permits: Arc::clone(&permits),
+            open: Arc::clone(&open),
         }
         .start(&workers, listener)
         .await;
@@ -202,9 +206,8 @@ impl Gateway {
         shutdown.await;
         self.app.metrics.set_draining();
 
-        let open = s.max_connections - permits.available_permits();
         tracing::info!(
-            open_connections = open,
+            open_connections = open.load(Ordering::Relaxed),
             "shutting down: finishing in-flight requests"
         );
         // Each worker gives its connections `shutdown_timeout`; allow a
@@ -212,7 +215,7 @@ impl Gateway {
         workers
             .shutdown(s.shutdown_timeout + Duration::from_secs(1))
             .await;
-        match s.max_connections - permits.available_permits() {
+        match open.load(Ordering::Relaxed) {
             0 => tracing::info!("all connections closed"),
             n => tracing::warn!(
                 still_open = n,

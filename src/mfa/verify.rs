@@ -6,11 +6,14 @@
 use subtle::ConstantTimeEq;
 
 use super::{KIND_OTP, KIND_RECOVERY, Mfa, MfaError, codes, failures, seal_context, totp};
-use crate::store::mfa::{MfaTransaction, StoredAuthenticator};
+use crate::store::mfa::{Confirmed, MfaTransaction, OtpConfirmation, StoredAuthenticator};
 
 impl Mfa {
-    /// Check a TOTP code for the transaction's user.
-    pub fn verify_otp(&self, t: &MfaTransaction, otp: &str) -> Result<(), MfaError> {
+    /// Check a TOTP code for the transaction's user and, when it is right,
+    /// finish the transaction: accepting the step, confirming the factor,
+    /// clearing the wrong-code count and ending the transaction are one
+    /// store transaction (`MfaStore::confirm_otp`).
+    pub fn verify_otp_and_finish(&self, t: &MfaTransaction, otp: &str) -> Result<(), MfaError> {
         self.not_blocked(&t.user_id)?;
         let now = self.clock.now();
         for a in self.store.authenticators(&t.user_id)? {
@@ -18,10 +21,20 @@ impl Mfa {
                 continue;
             }
             let seed = self.key.open(&a.secret, &seal_context(&t.user_id, &a.id))?;
-            if let Some(step) = totp::matching_step(&seed, otp.trim(), now, a.last_step)
-                && self.store.accept_step(&a.id, step)?
-            {
-                return self.succeeded(&t.user_id);
+            let Some(step) = totp::matching_step(&seed, otp.trim(), now, a.last_step) else {
+                continue;
+            };
+            let confirmation = OtpConfirmation {
+                user_id: &t.user_id,
+                authenticator_id: &a.id,
+                step,
+                token_hash: &t.token_hash,
+                now,
+            };
+            match self.store.confirm_otp(&confirmation)? {
+                Confirmed::Done => return Ok(()),
+                Confirmed::TransactionUsed => return Err(MfaError::MalformedToken),
+                Confirmed::StepUsed => {}
             }
         }
         self.failed(&t.user_id)?;

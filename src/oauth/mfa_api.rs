@@ -108,11 +108,13 @@ impl AuthServer {
         match kind {
             Some("otp") => {
                 let enrolment = run(move || mfa.associate_otp(&user)).await?;
+                self.metrics.mfa("otp", "enrolled");
                 Ok(json(StatusCode::OK, &enrolment))
             }
             Some("oob") if body.oob_channels.iter().any(|c| c == "email") => {
                 let (enrolment, outgoing) = run(move || mfa.associate_email(&user, &t)).await?;
                 self.mfa.send(outgoing).await.map_err(mfa_refused)?;
+                self.metrics.mfa("email", "enrolled");
                 Ok(json(StatusCode::OK, &enrolment))
             }
             _ => Err(OAuthError::InvalidRequest(
@@ -141,13 +143,17 @@ impl AuthServer {
         })
         .await?;
         match challenge {
-            Challenge::Otp => Ok(json(StatusCode::OK, &json!({ "challenge_type": "otp" }))),
+            Challenge::Otp => {
+                self.metrics.mfa("otp", "challenged");
+                Ok(json(StatusCode::OK, &json!({ "challenge_type": "otp" })))
+            }
             Challenge::Oob {
                 oob_code,
                 send_to,
                 code,
             } => {
                 self.mfa.send((send_to, code)).await.map_err(mfa_refused)?;
+                self.metrics.mfa("email", "challenged");
                 Ok(json(
                     StatusCode::OK,
                     &json!({ "challenge_type": "oob", "oob_code": oob_code, "binding_method": "prompt" }),

@@ -34,6 +34,15 @@ pub(super) enum Factor {
 }
 
 impl Factor {
+    /// The `factor` label of `passgate_mfa_events_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Factor::Otp => "otp",
+            Factor::Oob => "email",
+            Factor::Recovery => "recovery_code",
+        }
+    }
+
     pub(super) fn parse(grant: &str) -> Option<Factor> {
         match grant {
             "http://auth0.com/oauth/grant-type/mfa-otp" => Some(Factor::Otp),
@@ -146,14 +155,23 @@ impl AuthServer {
         };
         let mfa = Arc::clone(&self.mfa);
         let client_id = client.id.clone();
+        let metrics = Arc::clone(&self.metrics);
         let (t, recovery_code) = run(move || {
             let t = mfa.open(&token, Some(&client_id))?;
-            let next = match factor {
-                Factor::Otp => mfa.verify_otp(&t, &code.0).map(|()| None)?,
-                Factor::Oob => mfa.verify_oob(&t, &code.0, &code.1).map(|()| None)?,
-                Factor::Recovery => Some(mfa.verify_recovery(&t, &code.0)?),
+            // An OTP check ends the transaction in the same store
+            // transaction; the other factors end it below.
+            let checked = match factor {
+                Factor::Otp => mfa.verify_otp_and_finish(&t, &code.0).map(|()| None),
+                Factor::Oob => mfa.verify_oob(&t, &code.0, &code.1).map(|()| None),
+                Factor::Recovery => mfa.verify_recovery(&t, &code.0).map(Some),
             };
-            mfa.finish(&t)?;
+            if let Some(outcome) = verify_outcome(&checked) {
+                metrics.mfa(factor.label(), outcome);
+            }
+            let next = checked?;
+            if factor != Factor::Otp {
+                mfa.finish(&t)?;
+            }
             Ok((t, next))
         })
         .await?;
@@ -203,6 +221,20 @@ impl AuthServer {
             &scopes,
             recovery_code,
         ))
+    }
+}
+
+/// The `outcome` label of a code's check: `verified`, `failed` (a wrong
+/// code), `locked` (too many wrong codes; not even checked); `None` when the
+/// check did not get as far as the code.
+fn verify_outcome<T>(checked: &Result<T, MfaError>) -> Option<&'static str> {
+    match checked {
+        Ok(_) => Some("verified"),
+        Err(MfaError::InvalidOtp | MfaError::InvalidBinding | MfaError::InvalidRecovery) => {
+            Some("failed")
+        }
+        Err(MfaError::TooManyFailures) => Some("locked"),
+        Err(_) => None,
     }
 }
 

@@ -51,6 +51,7 @@ use crate::protect::Protect;
 use crate::router::AuthEndpoint;
 use crate::sessions::Sessions;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 use crate::tokens::issue::TokenIssuer;
 use crate::tokens::keys::KeyRing;
 use crate::tokens::pool::SignPool;
@@ -68,6 +69,7 @@ pub struct AuthServer {
     gate: Arc<Gate>,
     clock: SharedClock,
     scripts: Option<Arc<Scripts>>,
+    metrics: Arc<Metrics>,
     discovery: bytes::Bytes,
     jwks: bytes::Bytes,
 }
@@ -104,6 +106,8 @@ pub struct AuthParts {
     pub signing: SignPool,
     /// The compiled Rules and Actions (`None`: none configured).
     pub scripts: Option<Arc<Scripts>>,
+    /// Where MFA events are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AuthServer {
@@ -121,6 +125,7 @@ impl AuthServer {
             clock,
             signing,
             scripts,
+            metrics,
         } = parts;
         let issuer = config.issuer.clone()?;
         Some(Self {
@@ -142,6 +147,7 @@ impl AuthServer {
             gate,
             clock,
             scripts,
+            metrics,
         })
     }
 
@@ -153,6 +159,11 @@ impl AuthServer {
     /// The password hasher, for its pool's counters.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
+    }
+
+    /// The Rules and Actions, for their pool's queue and memory.
+    pub fn scripts(&self) -> Option<&Scripts> {
+        self.scripts.as_deref()
     }
 
     /// Answer a request for one of passgate's own endpoints.

@@ -102,10 +102,18 @@ impl AuthServer {
         let granted = std::mem::take(&mut decision.scopes);
 
         let access_expires_at = self.clock.now() + api.token_lifetime.as_secs() as i64;
+        // What the scripts wrote is stored in the exchange's transaction: a
+        // failed write leaves the token as it was.
+        let metadata = MetadataUpdate {
+            user_id: user.user_id.clone(),
+            app_metadata: decision.app_metadata.take(),
+            user_metadata: decision.user_metadata.take(),
+            now: self.clock.now(),
+        };
         let sessions = Arc::clone(&self.sessions);
         let owned_client = client.clone();
         let exchanged = blocking("the refresh exchange", move || {
-            match sessions.exchange(&owned_client, &token, access_expires_at) {
+            match sessions.exchange_storing(&owned_client, &token, access_expires_at, &metadata) {
                 Err(ExchangeError::Store(e)) => Err(e),
                 answer => Ok(answer),
             }
@@ -119,7 +127,6 @@ impl AuthServer {
             }
         };
         let session = &exchanged.session;
-        self.store_metadata(&user.user_id, &mut decision).await?;
         // A session that did MFA keeps saying so; one made without it stays
         // without it (docs/mfa.md: a tightened policy does not end sessions).
         if session.amr.split(' ').any(|m| m == super::login::AMR_MFA) {
@@ -142,31 +149,5 @@ impl AuthServer {
             .await?;
         tracing::info!(target: "passgate::auth", event = "refresh", client = %client.id, sid = %session.sid, rotated = exchanged.refresh_token.is_some());
         Ok(token_response(issued, exchanged.refresh_token, &granted))
-    }
-}
-
-impl AuthServer {
-    /// Store the metadata a refresh's scripts decided, once the exchange
-    /// succeeded (before the answer leaves).
-    async fn store_metadata(
-        &self,
-        user_id: &str,
-        decision: &mut LoginDecision,
-    ) -> Result<(), OAuthError> {
-        let update = MetadataUpdate {
-            user_id: user_id.to_string(),
-            app_metadata: decision.app_metadata.take(),
-            user_metadata: decision.user_metadata.take(),
-            now: self.clock.now(),
-        };
-        if update.is_empty() {
-            return Ok(());
-        }
-        let store = Arc::clone(&self.store);
-        blocking("storing the scripts' metadata", move || {
-            store.update_metadata(&update)
-        })
-        .await
-        .map(|_| ())
     }
 }

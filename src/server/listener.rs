@@ -9,6 +9,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -18,11 +19,13 @@ use super::conn::{self, ConnShared};
 
 /// Accept connections on `listener` until `stop` turns true. The permits are
 /// shared by every worker of the gateway: together they hold at most
-/// `max_connections` connections.
+/// `max_connections` connections. `open` counts the accepted ones until each
+/// ends.
 pub async fn accept_until_stopped(
     listener: TcpListener,
     shared: Arc<ConnShared>,
     permits: Arc<Semaphore>,
+    open: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     if *stop.borrow() {
@@ -47,16 +50,33 @@ pub async fn accept_until_stopped(
             },
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(conn::serve(
-            Arc::clone(&shared),
-            tcp,
-            peer,
-            stop.clone(),
-            permit,
-        ));
+        let counted = Open::count(&open);
+        let serve = conn::serve(Arc::clone(&shared), tcp, peer, stop.clone(), permit);
+        tokio::spawn(async move {
+            let _counted = counted;
+            serve.await
+        });
     }
     // Stop accepting: this worker's handle on the socket closes now.
     drop(listener);
+}
+
+/// One accepted connection in `open` (what shutdown reports as
+/// `open_connections`), until its task ends. Permits alone over-count: each
+/// worker waiting in accept holds one.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(open: &Arc<AtomicUsize>) -> Open {
+        open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(open))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Wait until every connection (of every worker) has closed, or `drain_timeout`

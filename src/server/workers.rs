@@ -5,6 +5,7 @@
 //! error for the caller (passgate exits), never a gateway running with fewer.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use rustls::RootCertStore;
@@ -34,6 +35,8 @@ pub struct Workers {
     pub app: Arc<App>,
     /// Connection permits shared by all workers (`server.max_connections`).
     pub permits: Arc<Semaphore>,
+    /// Connections accepted and not yet closed, by all workers.
+    pub open: Arc<AtomicUsize>,
 }
 
 impl Workers {
@@ -59,6 +62,7 @@ impl Workers {
                 proxy,
             ));
             let permits = Arc::clone(&self.permits);
+            let open = Arc::clone(&self.open);
             let (max, drain) = (self.server.max_connections, self.server.shutdown_timeout);
             let setup = move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -79,7 +83,8 @@ impl Workers {
                         stop.cancelled().await;
                         let _ = stop_tx.send(true);
                     });
-                    accept_until_stopped(listener, shared, Arc::clone(&permits), stop_rx).await;
+                    accept_until_stopped(listener, shared, Arc::clone(&permits), open, stop_rx)
+                        .await;
                     // Keep this worker's connections running until all have closed.
                     wait_drained(&permits, max, drain).await;
                 });

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use super::Sessions;
 use crate::config::ClientConfig;
-use crate::store::StoreError;
 use crate::store::sessions::{Decision, RefreshRecord, Session};
+use crate::store::{MetadataUpdate, StoreError};
 
 /// A fresh refresh token.
 pub fn new_token() -> String {
@@ -89,6 +89,18 @@ impl Sessions {
         token: &str,
         access_expires_at: i64,
     ) -> Result<Exchanged, ExchangeError> {
+        self.exchange_storing(client, token, access_expires_at, &MetadataUpdate::default())
+    }
+
+    /// [`Sessions::exchange`], storing `metadata` (what the refresh's
+    /// scripts wrote) in the exchange's transaction: both happen or neither.
+    pub fn exchange_storing(
+        &self,
+        client: &ClientConfig,
+        token: &str,
+        access_expires_at: i64,
+        metadata: &MetadataUpdate,
+    ) -> Result<Exchanged, ExchangeError> {
         let (now, now_ms) = (self.clock.now(), self.clock.now_millis());
         let hash = hash_token(token);
         let policy = &client.refresh;
@@ -119,7 +131,7 @@ impl Sessions {
             verdict = checked;
             decision
         };
-        let Some((_, session)) = self.store.exchange_refresh(&hash, &mut decide)? else {
+        let Some((_, session)) = self.store.exchange_refresh(&hash, metadata, &mut decide)? else {
             return Err(ExchangeError::Unknown);
         };
         match verdict {

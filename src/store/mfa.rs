@@ -5,7 +5,7 @@
 //! transaction is over) are the `mfa` module's; this file only keeps the state,
 //! and makes each "use once" a single conditional write.
 
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use super::StoreError;
 pub use super::mfa_transactions::{
@@ -86,6 +86,13 @@ pub trait MfaStore: MfaTransactionStore + Send + Sync + std::fmt::Debug {
     /// Accept TOTP step `step` of `id` once: true (and the authenticator
     /// active) when no step as late was accepted before.
     fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError>;
+    /// Finish an MFA transaction with a TOTP step, in one write transaction:
+    /// the transaction must still be open and step `step` of `id` not yet
+    /// accepted (each a single conditional write); then the step is
+    /// accepted, the authenticator and the user's pending recovery codes go
+    /// live, the wrong-code count clears and the transaction ends. When
+    /// either check fails nothing is written.
+    fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError>;
     /// Mark these authenticators of `user_id` active.
     fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError>;
     /// Spend an active recovery code of `user_id` (by hash) and store its
@@ -109,6 +116,32 @@ pub trait MfaStore: MfaTransactionStore + Send + Sync + std::fmt::Debug {
     fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError>;
     /// Users (ids) with at least one active authenticator.
     fn enrolled_users(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// What [`MfaStore::confirm_otp`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpConfirmation<'a> {
+    /// The transaction's user.
+    pub user_id: &'a str,
+    /// The TOTP authenticator whose code matched.
+    pub authenticator_id: &'a str,
+    /// The time step the code matched.
+    pub step: i64,
+    /// The MFA transaction (hash of its `mfa_token`).
+    pub token_hash: &'a str,
+    /// Seconds since the epoch (`used_at`).
+    pub now: i64,
+}
+
+/// How [`MfaStore::confirm_otp`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Everything was written.
+    Done,
+    /// The step (or a later one) was accepted before: a replay.
+    StepUsed,
+    /// The MFA transaction was already finished.
+    TransactionUsed,
 }
 
 const AUTH_COLUMNS: &str = "id, user_id, kind, secret, active, last_step, created_at";
@@ -172,6 +205,45 @@ impl MfaStore for SqliteStore {
                 params![id, step],
             )
             .map(|n| n == 1)
+        })
+    }
+
+    fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError> {
+        // The write lock is held from the first statement, so the check of
+        // the transaction still holds when the step is accepted.
+        self.in_write_tx(|tx| {
+            let open: Option<bool> = tx
+                .query_row(
+                    "SELECT used_at IS NULL FROM mfa_transactions WHERE token_hash = ?1",
+                    params![c.token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if open != Some(true) {
+                return Ok(Confirmed::TransactionUsed);
+            }
+            let accepted = tx.execute(
+                "UPDATE mfa_authenticators SET last_step = ?3, active = 1 \
+                 WHERE id = ?1 AND user_id = ?2 AND last_step < ?3",
+                params![c.authenticator_id, c.user_id, c.step],
+            )?;
+            if accepted != 1 {
+                return Ok(Confirmed::StepUsed);
+            }
+            tx.execute(
+                "UPDATE mfa_authenticators SET active = 1 \
+                 WHERE user_id = ?1 AND kind = 'recovery-code' AND active = 0",
+                params![c.user_id],
+            )?;
+            tx.execute(
+                "DELETE FROM mfa_failures WHERE user_id = ?1",
+                params![c.user_id],
+            )?;
+            tx.execute(
+                "UPDATE mfa_transactions SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
+                params![c.token_hash, c.now],
+            )?;
+            Ok(Confirmed::Done)
         })
     }
 
@@ -342,6 +414,65 @@ mod tests {
         assert!(!s.remove_authenticator("auth0|u", "totp|1", true).unwrap());
         assert!(s.remove_authenticator("auth0|u", "totp|1", false).unwrap());
         assert!(s.authenticators("auth0|u").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_otp_confirmation_writes_everything_or_nothing() {
+        let s = store_with_user();
+        s.add_authenticators(&[
+            authenticator("totp|1", "otp", b"sealed", false),
+            authenticator("recovery-code|1", "recovery-code", b"h1", false),
+        ])
+        .unwrap();
+        let tx = |hash: &str| MfaTransaction {
+            token_hash: hash.into(),
+            user_id: "auth0|u".into(),
+            client_id: "c".into(),
+            realm: "r".into(),
+            audience: "a".into(),
+            decision: "{}".into(),
+            created_at: 0,
+            expires_at: 600,
+            used_at: None,
+            oob: None,
+        };
+        s.create_transaction(&tx("t1")).unwrap();
+        s.create_transaction(&tx("t2")).unwrap();
+        s.update_failures("auth0|u", &mut |_| Some((3, 0))).unwrap();
+        let confirm = |hash: &'static str, step: i64| OtpConfirmation {
+            user_id: "auth0|u",
+            authenticator_id: "totp|1",
+            step,
+            token_hash: hash,
+            now: 5,
+        };
+        assert_eq!(s.confirm_otp(&confirm("t1", 10)).unwrap(), Confirmed::Done);
+        let all = s.authenticators("auth0|u").unwrap();
+        assert!(
+            all.iter().all(|a| a.active),
+            "factor and recovery code live"
+        );
+        assert_eq!(all[0].last_step, 10);
+        assert_eq!(s.find_transaction("t1").unwrap().unwrap().used_at, Some(5));
+        assert_eq!(
+            s.update_failures("auth0|u", &mut |c| c).unwrap(),
+            None,
+            "count cleared"
+        );
+
+        // A finished transaction: the step is not accepted.
+        assert_eq!(
+            s.confirm_otp(&confirm("t1", 11)).unwrap(),
+            Confirmed::TransactionUsed
+        );
+        assert_eq!(s.authenticators("auth0|u").unwrap()[0].last_step, 10);
+        // A replayed step: the open transaction stays open.
+        assert_eq!(
+            s.confirm_otp(&confirm("t2", 10)).unwrap(),
+            Confirmed::StepUsed
+        );
+        assert_eq!(s.find_transaction("t2").unwrap().unwrap().used_at, None);
+        assert_eq!(s.confirm_otp(&confirm("t2", 11)).unwrap(), Confirmed::Done);
     }
 
     #[test]

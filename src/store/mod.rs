@@ -10,6 +10,7 @@ pub mod login_key;
 mod login_migration;
 pub mod mfa;
 pub mod mfa_transactions;
+mod migrations;
 pub mod protect;
 mod refresh_exchange;
 pub mod seal;
@@ -75,7 +76,7 @@ impl User {
 
 /// New metadata for a user, decided by the login's Rules and Actions and
 /// written when the login succeeds (`None`: that one is left as it is).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetadataUpdate {
     /// The user.
     pub user_id: String,

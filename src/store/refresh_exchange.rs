@@ -1,5 +1,7 @@
 //! The SQLite side of a refresh exchange: read the token and its session and
-//! write the caller's [`Decision`] in one `BEGIN IMMEDIATE` transaction.
+//! write the caller's [`Decision`], and the metadata the refresh's scripts
+//! wrote, in one `BEGIN IMMEDIATE` transaction: the token rotates only if the
+//! metadata is stored, and the metadata is stored only if the token rotates.
 //!
 //! The write lock is taken before the read, so a revocation or a competing
 //! exchange (from this process or another) either committed before the read,
@@ -7,6 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::MetadataUpdate;
 use super::sessions::{
     Decision, RefreshRecord, SESSION_COLUMNS, Session, insert_refresh, session_from_row,
 };
@@ -47,12 +50,17 @@ pub(super) fn select(
 pub(super) fn exchange(
     tx: &Connection,
     token_hash: &str,
+    metadata: &MetadataUpdate,
     decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
 ) -> rusqlite::Result<Option<(RefreshRecord, Session)>> {
     let Some((record, session)) = select(tx, token_hash)? else {
         return Ok(None);
     };
-    match decide(&record, &session) {
+    let decision = decide(&record, &session);
+    if !matches!(decision, Decision::Refuse) && !metadata.is_empty() {
+        super::sqlite_users::write_metadata(tx, metadata)?;
+    }
+    match decision {
         Decision::Refuse => {}
         Decision::Rotate {
             successor,

@@ -150,13 +150,16 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
     /// Exchange a refresh token in one write transaction: read it and its
-    /// session, ask `decide`, and apply the [`Decision`]. Nothing another
-    /// exchange or a revocation commits can fall between the read and the
-    /// write. Returns what was read (`None`: no such token); on an error
-    /// nothing was written.
+    /// session, ask `decide`, and apply the [`Decision`]; when it is not a
+    /// refusal, store `metadata` (what the refresh's scripts wrote) in the
+    /// same transaction. Nothing another exchange or a revocation commits
+    /// can fall between the read and the write. Returns what was read
+    /// (`None`: no such token); on an error nothing was written, so the
+    /// token was not retired either.
     fn exchange_refresh(
         &self,
         token_hash: &str,
+        metadata: &MetadataUpdate,
         decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
     /// End a session; false when there was none or it had ended.
@@ -289,9 +292,10 @@ impl SessionStore for SqliteStore {
     fn exchange_refresh(
         &self,
         token_hash: &str,
+        metadata: &MetadataUpdate,
         decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        self.in_write_tx(|tx| super::refresh_exchange::exchange(tx, token_hash, decide))
+        self.in_write_tx(|tx| super::refresh_exchange::exchange(tx, token_hash, metadata, decide))
     }
 
     fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
