@@ -11,9 +11,6 @@ use std::sync::Arc;
 use common::*;
 use http::Method;
 use passgate::clock::{Clock, ManualClock};
-use passgate::identity::password::Hasher;
-use passgate::identity::users::Admin;
-use passgate::store::SqliteStore;
 use serde_json::{Value, json};
 
 const REALM: &str = "Username-Password-Authentication";
@@ -102,19 +99,14 @@ async fn reset_by_cli_makes_the_user_enrol_again() {
     let config = dir.path().join("passgate.toml");
     std::fs::write(&config, builder.config_text(dir.path().to_str().unwrap())).unwrap();
     let gw = builder.start().await;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("passgate.db")).unwrap());
-    Admin::new(
-        store,
-        Hasher::new(Default::default(), 1).unwrap(),
+    add_user(
+        dir.path(),
         clock.clone(),
-    )
-    .add(
         REALM,
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    )
-    .unwrap();
+    );
     let c = gw.client(Proto::H1);
 
     let token = login(&c).await["mfa_token"].as_str().unwrap().to_string();

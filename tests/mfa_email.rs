@@ -10,9 +10,6 @@ use base64::Engine;
 use common::*;
 use http::Method;
 use passgate::clock::ManualClock;
-use passgate::identity::password::Hasher;
-use passgate::identity::users::Admin;
-use passgate::store::SqliteStore;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -174,19 +171,14 @@ from = "passgate@example.com"
         ))
         .start()
         .await;
-    let store = Arc::new(SqliteStore::open(&gw.dir.path().join("passgate.db")).unwrap());
-    Admin::new(
-        store,
-        Hasher::new(Default::default(), 1).unwrap(),
+    add_user(
+        gw.dir.path(),
         clock.clone(),
-    )
-    .add(
         REALM,
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    )
-    .unwrap();
+    );
     let c = gw.client(Proto::H2);
 
     let v = mfa_token(&c).await;

@@ -12,9 +12,6 @@ use base64::Engine;
 use common::*;
 use http::Method;
 use passgate::clock::{Clock, ManualClock};
-use passgate::identity::password::Hasher;
-use passgate::identity::users::Admin;
-use passgate::store::SqliteStore;
 use serde_json::{Value, json};
 
 const REALM: &str = "Username-Password-Authentication";
@@ -110,19 +107,14 @@ async fn policies_over_restarts() {
 
     // Off: a plain session with a refresh token.
     let gw = start(&dir, &clock, "off").await;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("passgate.db")).unwrap());
-    Admin::new(
-        store,
-        Hasher::new(Default::default(), 1).unwrap(),
+    add_user(
+        dir.path(),
         clock.clone(),
-    )
-    .add(
         REALM,
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    )
-    .unwrap();
+    );
     let c = gw.client(Proto::H1);
     let r = login(&c).await;
     assert_eq!(r.status, 200);

@@ -644,3 +644,20 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Add a user to the store in `dir` (`passgate.db`), with light hashing, as an
+/// administrator would before a test logs in.
+pub fn add_user(
+    dir: &std::path::Path,
+    clock: SharedClock,
+    realm: &str,
+    username: &str,
+    email: Option<&str>,
+    password: &str,
+) {
+    let store = Arc::new(passgate::store::SqliteStore::open(&dir.join("passgate.db")).unwrap());
+    let hasher = passgate::identity::password::Hasher::new(Default::default(), 1).unwrap();
+    passgate::identity::users::Admin::new(store, hasher, clock)
+        .add(realm, username, email, password)
+        .unwrap();
+}
