@@ -21,14 +21,6 @@ use serde_json::{Value, json};
 const REALM: &str = LOGIN_REALM;
 const PASSWORD: &str = "correct horse battery";
 
-fn fixture(path: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p.display().to_string()
-}
-
 /// The scripts' config: `rules` then `actions`, with the extensibility budget.
 fn scripts_toml(rules: &[&str], actions: &[&str], timeout: &str) -> String {
     let mut t = format!(

@@ -20,14 +20,6 @@ const REALM: &str = LOGIN_REALM;
 const PASSWORD: &str = "correct horse battery";
 const OTP: &str = "http://auth0.com/oauth/grant-type/mfa-otp";
 
-fn fixture(path: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p.display().to_string()
-}
-
 fn config() -> String {
     let mut t = format!(
         r#"

@@ -661,3 +661,12 @@ pub fn add_user(
         .add(realm, username, email, password)
         .unwrap();
 }
+
+/// The path of a file under `tests/fixtures/` (scripts, keys), which must exist.
+pub fn fixture(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    p.display().to_string()
+}
