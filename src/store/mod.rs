@@ -11,6 +11,7 @@ mod login_migration;
 pub mod mfa;
 pub mod mfa_transactions;
 mod migrations;
+pub mod postgres;
 pub mod protect;
 mod refresh_exchange;
 pub mod seal;
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 pub use login_key::login_key;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A user of one realm.
@@ -139,6 +141,35 @@ pub enum StoreError {
     /// The blocking task running a store call panicked or was cancelled.
     #[error("store: a call did not finish")]
     Task(#[source] crate::tasks::Unfinished),
+    /// PostgreSQL refused a statement, or a statement failed in the client
+    /// (the text says how; the error is the source).
+    #[error("store: {}", postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// PostgreSQL cannot be reached now: the connection was refused, timed
+    /// out or lost, no pooled connection came free in time, the server is
+    /// shutting down or in recovery, or a statement ran past
+    /// `statement_timeout`. Trying again later may work.
+    #[error("store: the database is unavailable: {0}")]
+    Unavailable(#[source] postgres::Unreachable),
+    /// The PostgreSQL connection pool failed otherwise (closed at shutdown).
+    #[error("store: the connection pool: {0}")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// The PostgreSQL store was opened outside a tokio runtime (it drives
+    /// its connections on the runtime that opens it).
+    #[error("store: PostgreSQL needs a tokio runtime: {0}")]
+    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    /// TLS towards PostgreSQL could not be set up (`[store] tls_ca`).
+    #[error("store: {0}")]
+    PgTls(#[source] postgres::TlsSetupError),
+    /// A guarded write changed another number of rows than the one it must
+    /// (a decision that broke its own guard); nothing was written.
+    #[error("store: {what}: {changed} rows changed where exactly one must")]
+    RowCount {
+        /// The write.
+        what: &'static str,
+        /// Rows it changed.
+        changed: u64,
+    },
 }
 
 /// Persistence for passgate's state.
