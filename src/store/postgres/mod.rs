@@ -15,6 +15,8 @@
 //! (and `refresh.rs`), `protect.rs` (with the settings and status counts),
 //! `mfa.rs`; the schema and its versions are `migrations.rs`.
 
+#[cfg(test)]
+mod availability_tests;
 mod connect;
 mod errors;
 mod mfa;
