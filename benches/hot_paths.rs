@@ -225,8 +225,14 @@ fn sessions(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
     let clock: SharedClock = clock::system();
-    let sessions =
-        Arc::new(Sessions::load(store.clone(), ISS.into(), Arc::clone(&clock)).expect("sessions"));
+    let sessions = Arc::new(
+        rt.block_on(Sessions::load(
+            store.clone(),
+            ISS.into(),
+            Arc::clone(&clock),
+        ))
+        .expect("sessions"),
+    );
     let client: passgate::config::ClientConfig = {
         let config = Config::from_toml(
             "[[clients]]\nid = \"bench\"\nsecret = \"s\"\ngrant_types = [\"password\", \"refresh_token\"]\n",
@@ -235,24 +241,27 @@ fn sessions(c: &mut Criterion) {
         config.clients[0].clone()
     };
     let now = clock::Clock::now(&clock::SystemClock);
-    for i in 0..10_000 {
-        let sid = format!("revoked-{i}");
-        sessions
-            .persist(NewSession {
-                sid: sid.clone(),
-                user_id: "auth0|u".into(),
-                client: client.clone(),
-                realm: "db".into(),
-                audience: "https://api.example.com".into(),
-                scopes: vec![],
-                access_expires_at: now + 3600,
-                with_refresh: false,
-                amr: vec!["pwd".into()],
-            })
-            .expect("persist");
-        store.revoke_session(&sid, now).expect("revoke");
-    }
-    sessions.follow_log().expect("log");
+    rt.block_on(async {
+        for i in 0..10_000 {
+            let sid = format!("revoked-{i}");
+            sessions
+                .persist(NewSession {
+                    sid: sid.clone(),
+                    user_id: "auth0|u".into(),
+                    client: client.clone(),
+                    realm: "db".into(),
+                    audience: "https://api.example.com".into(),
+                    scopes: vec![],
+                    access_expires_at: now + 3600,
+                    with_refresh: false,
+                    amr: vec!["pwd".into()],
+                })
+                .await
+                .expect("persist");
+            store.revoke_session(&sid, now).await.expect("revoke");
+        }
+        sessions.follow_log().await.expect("log");
+    });
 
     // A token with a live sid, verified once so every iteration is a cache hit.
     let f = fixture();
@@ -294,8 +303,8 @@ fn sessions(c: &mut Criterion) {
     group.finish();
 
     // One refresh exchange with rotation: a read, a retire-and-insert transaction, fsync.
-    let mut refresh = sessions
-        .persist(NewSession {
+    let mut refresh = rt
+        .block_on(sessions.persist(NewSession {
             sid: "refresh-chain".into(),
             user_id: "auth0|u".into(),
             client: client.clone(),
@@ -305,13 +314,13 @@ fn sessions(c: &mut Criterion) {
             access_expires_at: now + 3600,
             with_refresh: true,
             amr: vec!["pwd".into()],
-        })
+        }))
         .expect("persist")
         .expect("a refresh token");
     c.bench_function("refresh/exchange_with_rotation", |b| {
         b.iter(|| {
-            let x = sessions
-                .exchange(&client, &refresh, now + 3600)
+            let x = rt
+                .block_on(sessions.exchange(&client, &refresh, now + 3600))
                 .expect("exchange");
             refresh = x.refresh_token.expect("rotated");
         })

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Actions { action, config } => match actions(action, config) {
+        Command::Actions { action, config } => match cli::block_on(actions(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
             action: KeysAction::Rotate,
             config,
         } => keys_rotate(config),
-        Command::Sessions { action, config } => match sessions(action, config) {
+        Command::Sessions { action, config } => match cli::block_on(sessions(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -147,14 +147,14 @@ fn main() -> ExitCode {
             identifier,
             ip,
             config,
-        } => match unblock(identifier.as_deref(), ip, config) {
+        } => match cli::block_on(unblock(identifier.as_deref(), ip, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
                 ExitCode::from(1)
             }
         },
-        Command::Users { action, config } => match users(action, config) {
+        Command::Users { action, config } => match cli::block_on(users(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");
@@ -164,17 +164,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn unblock(
+async fn unblock(
     identifier: Option<&str>,
     ip: Option<std::net::IpAddr>,
     arg: ConfigArg,
 ) -> Result<(), String> {
     let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
-    let store = passgate::store::SqliteStore::open(&config.store.path)
-        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let store = cli::open_store(&config).await?;
     let Some(identifier) = identifier else {
         let ip = ip.ok_or("give --identifier, --ip, or both")?;
-        let lifted = passgate::protect::unblock_ip(&store, ip, "admin")
+        let lifted = passgate::protect::unblock_ip(store.as_ref(), ip, "admin")
+            .await
             .map_err(|e| format!("unblock: {e}"))?;
         match lifted {
             true => println!("lifted the suspicious-IP throttle of {ip}"),
@@ -182,7 +182,8 @@ fn unblock(
         }
         return Ok(());
     };
-    let cleared = passgate::protect::unblock(&store, identifier, ip, "admin")
+    let cleared = passgate::protect::unblock(store.as_ref(), identifier, ip, "admin")
+        .await
         .map_err(|e| format!("unblock: {e}"))?;
     let from = ip.map_or_else(|| "every IP".to_string(), |ip| ip.to_string());
     println!("unblocked {identifier} from {from} ({cleared} block or failure count(s) cleared)");

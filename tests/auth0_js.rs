@@ -102,6 +102,7 @@ mfa = "required"
         Some("js@example.com"),
         "correct horse battery",
     )
+    .await
     .unwrap();
 
     let out = tokio::process::Command::new("node")

@@ -71,6 +71,7 @@ audience = "https://api.example.com"
             Some("sdk@example.com"),
             "sdk password 1",
         )
+        .await
         .unwrap();
     // The rule copies these roles into the tokens; the action refuses contractors.
     passgate::store::Store::update_metadata(
@@ -82,6 +83,7 @@ audience = "https://api.example.com"
             now: 0,
         },
     )
+    .await
     .unwrap();
     admin
         .add(
@@ -90,6 +92,7 @@ audience = "https://api.example.com"
             Some("c@contractor.example"),
             "sdk password 1",
         )
+        .await
         .unwrap();
 
     let out = Command::new(&python)

@@ -97,7 +97,7 @@ impl World {
             ("root", "root@example.com", json!({"roles": ["admin"]})),
             ("mallory", "mallory@example.com", json!({})),
         ] {
-            let u = admin.add(REALM, name, Some(email), PASSWORD).unwrap();
+            let u = admin.add(REALM, name, Some(email), PASSWORD).await.unwrap();
             store
                 .update_metadata(&MetadataUpdate {
                     user_id: u.user_id,
@@ -105,6 +105,7 @@ impl World {
                     user_metadata: None,
                     now: 0,
                 })
+                .await
                 .unwrap();
         }
         World {
@@ -137,9 +138,10 @@ impl World {
         .await
     }
 
-    fn app_metadata(&self, username: &str) -> Value {
+    async fn app_metadata(&self, username: &str) -> Value {
         self.store
             .find_login(REALM, username)
+            .await
             .unwrap()
             .unwrap()
             .app_metadata
@@ -196,14 +198,14 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
     assert_eq!(id["https://example.com/password_logins"], 1);
     assert!(id.get("amr").is_none());
     // The counter went to the store with the session, and counts on.
-    assert_eq!(w.app_metadata("ann")["password_logins"], 1);
-    assert_eq!(w.app_metadata("ann")["plan"], "gold");
+    assert_eq!(w.app_metadata("ann").await["password_logins"], 1);
+    assert_eq!(w.app_metadata("ann").await["plan"], "gold");
     let again = w.login("ann", "openid").await.json();
     assert_eq!(
         claims(again["access_token"].as_str().unwrap())["https://example.com/password_logins"],
         2
     );
-    assert_eq!(w.app_metadata("ann")["password_logins"], 2);
+    assert_eq!(w.app_metadata("ann").await["password_logins"], 2);
 
     // Without the editor role: write access and offline access removed.
     let bob = w.login("bob", "openid offline_access").await;
@@ -229,7 +231,12 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
     );
     assert!(rj["mfa_token"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(rj["mfa_requirements"], json!({"enroll": [{"type": "otp"}]}));
-    assert!(w.app_metadata("root").get("password_logins").is_none());
+    assert!(
+        w.app_metadata("root")
+            .await
+            .get("password_logins")
+            .is_none()
+    );
 
     // Refresh runs the scripts again with protocol oauth2-refresh-token.
     let rt = j["refresh_token"].as_str().unwrap();
@@ -242,7 +249,7 @@ async fn real_world_rules_and_actions_shape_the_tokens() {
     assert_eq!(at["gty"], "refresh_token");
     // The counter rule counts password logins only.
     assert!(at.get("https://example.com/password_logins").is_none());
-    assert_eq!(w.app_metadata("ann")["password_logins"], 2);
+    assert_eq!(w.app_metadata("ann").await["password_logins"], 2);
     w.gw.shutdown().await;
 }
 
@@ -305,14 +312,14 @@ async fn a_refused_refresh_does_not_retire_its_token() {
     let w = World::start(&["rules/deny-suspended-refresh.js"], &[], "2s").await;
     let j = w.login("ann", "offline_access").await.json();
     let rt = j["refresh_token"].as_str().unwrap().to_string();
-    let ann = w.store.find_login(REALM, "ann").unwrap().unwrap();
+    let ann = w.store.find_login(REALM, "ann").await.unwrap().unwrap();
     let suspend = |on: bool| MetadataUpdate {
         user_id: ann.user_id.clone(),
         app_metadata: Some(json!({"suspended": on})),
         user_metadata: None,
         now: 0,
     };
-    w.store.update_metadata(&suspend(true)).unwrap();
+    w.store.update_metadata(&suspend(true)).await.unwrap();
     let r = w
         .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
         .await;
@@ -323,7 +330,7 @@ async fn a_refused_refresh_does_not_retire_its_token() {
             r#"{"error":"unauthorized","error_description":"Your account is suspended."}"#.into()
         )
     );
-    w.store.update_metadata(&suspend(false)).unwrap();
+    w.store.update_metadata(&suspend(false)).await.unwrap();
     let r = w
         .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
         .await;
@@ -338,15 +345,16 @@ async fn a_failed_metadata_write_on_refresh_leaves_the_token_usable() {
     let w = World::start(&[], &["actions/metadata-and-cache.js"], "2s").await;
     let j = w.login("ann", "offline_access").await.json();
     let rt = j["refresh_token"].as_str().unwrap().to_string();
-    let protocol = || {
+    let protocol = || async {
         w.store
             .find_login(REALM, "ann")
+            .await
             .unwrap()
             .unwrap()
             .user_metadata["last_protocol"]
             .clone()
     };
-    assert_eq!(protocol(), "oauth2-password");
+    assert_eq!(protocol().await, "oauth2-password");
     let db = rusqlite::Connection::open(w.gw.dir.path().join("passgate.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     db.execute_batch(
@@ -358,7 +366,7 @@ async fn a_failed_metadata_write_on_refresh_leaves_the_token_usable() {
         .token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)])
         .await;
     assert_eq!(error_of(&r), (500, GENERIC_500.into()));
-    assert_eq!(protocol(), "oauth2-password");
+    assert_eq!(protocol().await, "oauth2-password");
 
     // The token was not retired: once writes work, it is exchanged as if
     // the failed attempt had never happened (no reuse detection fires).
@@ -369,7 +377,7 @@ async fn a_failed_metadata_write_on_refresh_leaves_the_token_usable() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let next = r.json()["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(next, rt);
-    assert_eq!(protocol(), "oauth2-refresh-token");
+    assert_eq!(protocol().await, "oauth2-refresh-token");
     let r = w
         .token(&[("grant_type", "refresh_token"), ("refresh_token", &next)])
         .await;

@@ -93,7 +93,7 @@ impl World {
             ("root", json!({"roles": ["admin"]})),
             ("ann", json!({"roles": ["editor"]})),
         ] {
-            let u = admin.add(REALM, name, None, PASSWORD).unwrap();
+            let u = admin.add(REALM, name, None, PASSWORD).await.unwrap();
             store
                 .update_metadata(&MetadataUpdate {
                     user_id: u.user_id,
@@ -101,6 +101,7 @@ impl World {
                     user_metadata: None,
                     now: 0,
                 })
+                .await
                 .unwrap();
         }
         let c = gw.client(Proto::H1);
@@ -134,9 +135,10 @@ impl World {
         .await
     }
 
-    fn app_metadata(&self, username: &str) -> Value {
+    async fn app_metadata(&self, username: &str) -> Value {
         self.store
             .find_login(REALM, username)
+            .await
             .unwrap()
             .unwrap()
             .app_metadata
@@ -153,7 +155,7 @@ impl World {
         assert_eq!(v["mfa_requirements"], json!({"enroll": [{"type": "otp"}]}));
         let mfa_token = v["mfa_token"].as_str().unwrap().to_string();
         assert_eq!(
-            self.app_metadata(username)["logins_seen"],
+            self.app_metadata(username).await["logins_seen"],
             Value::Null,
             "metadata stored after the 403"
         );
@@ -171,7 +173,7 @@ impl World {
         let seed = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
         let otp = passgate::mfa::totp::code_at(&seed, self.clock.now());
         assert_eq!(
-            self.app_metadata(username)["logins_seen"],
+            self.app_metadata(username).await["logins_seen"],
             Value::Null,
             "metadata stored by the enrolment"
         );
@@ -193,14 +195,14 @@ fn claims(jwt: &str) -> Value {
 
 /// The tokens of a finished MFA login carry the action's claim and `amr`
 /// `["mfa"]`, and the action's metadata is stored now.
-fn assert_finished_with_mfa(w: &World, username: &str, r: &Reply) {
+async fn assert_finished_with_mfa(w: &World, username: &str, r: &Reply) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
     let at = claims(v["access_token"].as_str().unwrap());
     assert_eq!(at[TIER], "gold");
     assert_eq!(at["amr"], json!(["mfa"]));
     assert!(v["refresh_token"].is_string());
-    assert_eq!(w.app_metadata(username)["logins_seen"], 1);
+    assert_eq!(w.app_metadata(username).await["logins_seen"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,12 +219,12 @@ async fn a_rules_mfa_demand_is_met_by_otp_and_the_scripts_decision_lands_then() 
     let at = claims(r.json()["access_token"].as_str().unwrap());
     assert_eq!(at[TIER], "gold");
     assert_eq!(at["amr"], Value::Null);
-    assert_eq!(w.app_metadata("ann")["logins_seen"], 1);
+    assert_eq!(w.app_metadata("ann").await["logins_seen"], 1);
 
     // An admin: the rule demands MFA although the realm's policy is off.
     let (r, [mfa_token, otp]) = w.second_factor("root").await;
-    assert_finished_with_mfa(&w, "root", &r);
-    assert_eq!(w.app_metadata("root")["roles"], json!(["admin"]));
+    assert_finished_with_mfa(&w, "root", &r).await;
+    assert_eq!(w.app_metadata("root").await["roles"], json!(["admin"]));
 
     // The transaction is spent: a replay finishes nothing and stores nothing.
     let again = w
@@ -239,7 +241,7 @@ async fn a_rules_mfa_demand_is_met_by_otp_and_the_scripts_decision_lands_then() 
         String::from_utf8_lossy(&again.body)
     );
     assert_eq!(again.json()["error"], "invalid_grant");
-    assert_eq!(w.app_metadata("root")["logins_seen"], 1);
+    assert_eq!(w.app_metadata("root").await["logins_seen"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +252,7 @@ async fn an_actions_mfa_demand_in_a_realm_without_mfa_gets_the_same_dance() {
     )
     .await;
     let (r, _) = w.second_factor("ann").await;
-    assert_finished_with_mfa(&w, "ann", &r);
+    assert_finished_with_mfa(&w, "ann", &r).await;
 
     // The refresh runs the scripts again; their demand is ignored there (no
     // one can prompt) and the session keeps `amr`.
@@ -263,5 +265,5 @@ async fn an_actions_mfa_demand_in_a_realm_without_mfa_gets_the_same_dance() {
     let at = claims(r.json()["access_token"].as_str().unwrap());
     assert_eq!(at["amr"], json!(["mfa"]));
     assert_eq!(at[TIER], "gold");
-    assert_eq!(w.app_metadata("ann")["logins_seen"], 2);
+    assert_eq!(w.app_metadata("ann").await["logins_seen"], 2);
 }

@@ -69,7 +69,7 @@ verify_floor = "0s"
 async fn start(queue: usize, slowness: u32) -> TestGateway {
     let gw = TestGateway::builder().toml(&toml(queue)).start().await;
     let dir = gw.dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         let store = Arc::new(SqliteStore::open(&dir.join("passgate.db")).unwrap());
         for (user, params) in [("alice", cheap()), ("slowpoke", slow(slowness))] {
             Admin::new(
@@ -78,6 +78,7 @@ async fn start(queue: usize, slowness: u32) -> TestGateway {
                 passgate::clock::system(),
             )
             .add(REALM, user, None, PASSWORD)
+            .await
             .unwrap();
         }
     })

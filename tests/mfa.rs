@@ -94,6 +94,7 @@ async fn world(extra: &str) -> World {
                 Some("alice@example.com"),
                 "correct horse battery",
             )
+            .await
             .unwrap();
     }
     let c = gw.client(Proto::H1);

@@ -106,7 +106,8 @@ async fn reset_by_cli_makes_the_user_enrol_again() {
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    );
+    )
+    .await;
     let c = gw.client(Proto::H1);
 
     let token = login(&c).await["mfa_token"].as_str().unwrap().to_string();

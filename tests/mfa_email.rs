@@ -178,7 +178,8 @@ from = "passgate@example.com"
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    );
+    )
+    .await;
     let c = gw.client(Proto::H2);
 
     let v = mfa_token(&c).await;

@@ -126,6 +126,7 @@ user_ip_limit = 100000
                 Some("a@example.com"),
                 "correct horse battery",
             )
+            .await
             .unwrap();
     }
     let c = gw.client(Proto::H1);

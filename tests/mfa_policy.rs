@@ -114,7 +114,8 @@ async fn policies_over_restarts() {
         "alice",
         Some("alice@example.com"),
         "correct horse battery",
-    );
+    )
+    .await;
     let c = gw.client(Proto::H1);
     let r = login(&c).await;
     assert_eq!(r.status, 200);

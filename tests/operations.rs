@@ -184,6 +184,7 @@ async fn rate_limit_by_subject_limits_one_user_not_the_other() {
     for user in ["alice", "bob"] {
         admin
             .add(REALM, user, None, "correct horse battery")
+            .await
             .unwrap();
     }
     let c = gw.client(Proto::H2);

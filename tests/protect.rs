@@ -88,9 +88,10 @@ fn admin(store: &Arc<SqliteStore>) -> Admin {
 async fn start(builder: Builder, protection: &str) -> TestGateway {
     let gw = builder.toml(&toml(protection)).start().await;
     let store = store_of(&gw);
-    if admin(&store).find(REALM, "alice").is_err() {
+    if admin(&store).find(REALM, "alice").await.is_err() {
         admin(&store)
             .add(REALM, "alice", Some("alice@example.com"), PASSWORD)
+            .await
             .unwrap();
     }
     gw
@@ -235,8 +236,9 @@ async fn unblock_and_password_change_lift_the_block() {
     // The library function behind `passgate unblock`.
     ten_failures(&c, "app", &[]).await;
     assert_blocked(&login(&c, "alice", PASSWORD).await);
-    let cleared =
-        passgate::protect::unblock(store.as_ref(), "Alice", localhost(), "admin").unwrap();
+    let cleared = passgate::protect::unblock(store.as_ref(), "Alice", localhost(), "admin")
+        .await
+        .unwrap();
     assert_eq!(cleared, 1);
     assert_eq!(login(&c, "alice", PASSWORD).await.status, 200);
 
@@ -267,6 +269,7 @@ async fn unblock_and_password_change_lift_the_block() {
     admin(&store)
         .with_protect(store.clone())
         .set_password(REALM, "alice", "a brand new password")
+        .await
         .unwrap();
     assert_eq!(login(&c, "alice", "a brand new password").await.status, 200);
 }
@@ -344,6 +347,7 @@ async fn an_ip_failing_across_100_identifiers_is_throttled() {
     let store = store_of(&gw);
     assert!(
         passgate::protect::unblock_ip(store.as_ref(), "127.0.0.1".parse().unwrap(), "test")
+            .await
             .unwrap()
     );
     assert_eq!(login(&c, "alice", PASSWORD).await.status, 200);
@@ -468,7 +472,9 @@ async fn account_lockout_blocks_every_ip() {
         .await,
     );
     let store = store_of(&gw);
-    passgate::protect::unblock(store.as_ref(), "alice", None, "admin").unwrap();
+    passgate::protect::unblock(store.as_ref(), "alice", None, "admin")
+        .await
+        .unwrap();
     assert_eq!(login(&c, "alice", PASSWORD).await.status, 200);
 }
 

@@ -5,6 +5,8 @@
 //! tests through [`stores`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,10 +14,11 @@ use passgate::clock::{Clock, ManualClock};
 use passgate::config::{ClientConfig, RefreshPolicy};
 use passgate::sessions::{ExchangeError, NewSession, Sessions, hash_token};
 use passgate::store::SqliteStore;
-use passgate::store::sessions::{Decision, RefreshRecord, Session, SessionStore};
+use passgate::store::sessions::{Decide, Decision, RefreshRecord, Session, SessionStore};
 use passgate::store::{MetadataUpdate, StoreError};
 
-type Hook = Box<dyn FnOnce(&dyn SessionStore) + Send>;
+type Hook =
+    Box<dyn FnOnce(Arc<dyn SessionStore>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// A store whose next exchange first runs a hook against the inner store.
 #[derive(Debug)]
@@ -41,20 +44,26 @@ impl Hooked {
     }
 
     /// Run `hook` once, just before the next exchange reaches the store.
-    fn before_next_exchange(&self, hook: impl FnOnce(&dyn SessionStore) + Send + 'static) {
-        *self.before_exchange.lock().unwrap() = Some(HookBox(Box::new(hook)));
+    fn before_next_exchange<F, Fut>(&self, hook: F)
+    where
+        F: FnOnce(Arc<dyn SessionStore>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hook: Hook = Box::new(move |store| Box::pin(hook(store)));
+        *self.before_exchange.lock().unwrap() = Some(HookBox(hook));
     }
 
-    fn fire(&self) {
+    async fn fire(&self) {
         let hook = self.before_exchange.lock().unwrap().take();
         if let Some(HookBox(hook)) = hook {
-            hook(self.inner.as_ref());
+            hook(Arc::clone(&self.inner)).await;
         }
     }
 }
 
+#[async_trait::async_trait]
 impl SessionStore for Hooked {
-    fn create_session(
+    async fn create_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -63,8 +72,9 @@ impl SessionStore for Hooked {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         self.inner
             .create_session(session, refresh, max_families, now)
+            .await
     }
-    fn create_login_session(
+    async fn create_login_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -74,40 +84,44 @@ impl SessionStore for Hooked {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         self.inner
             .create_login_session(session, refresh, max_families, now, metadata)
+            .await
     }
-    fn find_refresh(&self, hash: &str) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        self.inner.find_refresh(hash)
+    async fn find_refresh(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+        self.inner.find_refresh(hash).await
     }
-    fn exchange_refresh(
+    async fn exchange_refresh(
         &self,
         hash: &str,
         metadata: &MetadataUpdate,
-        decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
+        decide: Decide,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        self.fire();
-        self.inner.exchange_refresh(hash, metadata, decide)
+        self.fire().await;
+        self.inner.exchange_refresh(hash, metadata, decide).await
     }
-    fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_session(sid, now)
+    async fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
+        self.inner.revoke_session(sid, now).await
     }
-    fn revoke_user_sessions(
+    async fn revoke_user_sessions(
         &self,
         user_id: &str,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        self.inner.revoke_user_sessions(user_id, now)
+        self.inner.revoke_user_sessions(user_id, now).await
     }
-    fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
-        self.inner.list_sessions(user_id, now)
+    async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+        self.inner.list_sessions(user_id, now).await
     }
-    fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.inner.revoked_sessions(now)
+    async fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.revoked_sessions(now).await
     }
-    fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
-        self.inner.sweep_sessions(now)
+    async fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        self.inner.sweep_sessions(now).await
     }
-    fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        self.inner.revocations_since(seq)
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        self.inner.revocations_since(seq).await
     }
 }
 
@@ -139,11 +153,12 @@ struct Rig {
     clock: Arc<ManualClock>,
 }
 
-fn rig(store: Arc<dyn SessionStore>) -> Rig {
+async fn rig(store: Arc<dyn SessionStore>) -> Rig {
     let hooked = Hooked::new(store);
     let clock = ManualClock::new(1_700_000_000);
-    let sessions =
-        Sessions::load(hooked.clone(), "https://localhost/".into(), clock.clone()).unwrap();
+    let sessions = Sessions::load(hooked.clone(), "https://localhost/".into(), clock.clone())
+        .await
+        .unwrap();
     Rig {
         sessions,
         hooked,
@@ -153,7 +168,7 @@ fn rig(store: Arc<dyn SessionStore>) -> Rig {
 
 impl Rig {
     /// A login of `client`: its session id and first refresh token.
-    fn login(&self, client: &ClientConfig) -> (String, String) {
+    async fn login(&self, client: &ClientConfig) -> (String, String) {
         let sid = Sessions::new_sid();
         let token = self
             .sessions
@@ -168,21 +183,23 @@ impl Rig {
                 with_refresh: true,
                 amr: vec!["pwd".into()],
             })
+            .await
             .unwrap()
             .unwrap();
         (sid, token)
     }
 
-    fn exchange(&self, client: &ClientConfig, token: &str) -> Result<String, ExchangeError> {
+    async fn exchange(&self, client: &ClientConfig, token: &str) -> Result<String, ExchangeError> {
         let exp = self.clock.now() + 3600;
         self.sessions
             .exchange(client, token, exp)
+            .await
             .map(|x| x.refresh_token.unwrap())
     }
 
-    fn session(&self, sid: &str) -> Session {
+    async fn session(&self, sid: &str) -> Session {
         let store = self.sessions.store();
-        let all = store.list_sessions(USER, 0).unwrap();
+        let all = store.list_sessions(USER, 0).await.unwrap();
         all.into_iter().find(|s| s.sid == sid).unwrap()
     }
 }
@@ -193,127 +210,133 @@ fn competing_exchange(
     successor: &str,
     now: i64,
     now_ms: i64,
-) -> impl FnOnce(&dyn SessionStore) + Send + 'static {
+) -> impl FnOnce(Arc<dyn SessionStore>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static
+{
     let (hash, next) = (hash_token(token), hash_token(successor));
-    move |store: &dyn SessionStore| {
-        let found = store
-            .exchange_refresh(&hash, &MetadataUpdate::default(), &mut |record, session| {
-                Decision::Rotate {
-                    successor: RefreshRecord {
-                        token_hash: next.clone(),
-                        sid: session.sid.clone(),
-                        client_id: record.client_id.clone(),
-                        created_at: now,
-                        last_used_at: now,
-                        absolute_expires_at: record.absolute_expires_at,
-                        retired_at_ms: None,
+    move |store: Arc<dyn SessionStore>| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let decide: Decide =
+                Box::new(
+                    move |record: &RefreshRecord, session: &Session| Decision::Rotate {
+                        successor: RefreshRecord {
+                            token_hash: next.clone(),
+                            sid: session.sid.clone(),
+                            client_id: record.client_id.clone(),
+                            created_at: now,
+                            last_used_at: now,
+                            absolute_expires_at: record.absolute_expires_at,
+                            retired_at_ms: None,
+                        },
+                        retired_at_ms: now_ms,
+                        session_expires_at: now + 3600,
                     },
-                    retired_at_ms: now_ms,
-                    session_expires_at: now + 3600,
-                }
-            })
-            .unwrap();
-        assert!(found.is_some());
+                );
+            let found = store
+                .exchange_refresh(&hash, &MetadataUpdate::default(), decide)
+                .await
+                .unwrap();
+            assert!(found.is_some());
+        })
     }
 }
 
-#[test]
-fn a_revoke_racing_a_rotation_wins() {
+#[tokio::test]
+async fn a_revoke_racing_a_rotation_wins() {
     for (name, store) in stores() {
-        let r = rig(store);
+        let r = rig(store).await;
         let app = client("app", Duration::ZERO);
-        let (sid, token) = r.login(&app);
-        let before = r.session(&sid).expires_at;
+        let (sid, token) = r.login(&app).await;
+        let before = r.session(&sid).await.expires_at;
         // The revocation commits after the gateway's checks, before the rotation.
         let (s, now) = (sid.clone(), r.clock.now());
-        r.hooked.before_next_exchange(move |store| {
-            assert!(store.revoke_session(&s, now).unwrap());
+        r.hooked.before_next_exchange(move |store| async move {
+            assert!(store.revoke_session(&s, now).await.unwrap());
         });
         r.clock.advance(10);
         assert_eq!(
-            r.exchange(&app, &token),
+            r.exchange(&app, &token).await,
             Err(ExchangeError::Revoked),
             "{name}"
         );
         // Nothing was minted, and the session did not outgrow its revocation.
-        let session = r.session(&sid);
+        let session = r.session(&sid).await;
         assert!(session.revoked_at.is_some(), "{name}");
         assert_eq!(session.expires_at, before, "{name}");
-        let logged = r.sessions.store().revocations_since(0).unwrap();
+        let logged = r.sessions.store().revocations_since(0).await.unwrap();
         assert_eq!(logged, vec![(logged[0].0, sid.clone(), before)], "{name}");
         assert_eq!(
-            r.exchange(&app, &token),
+            r.exchange(&app, &token).await,
             Err(ExchangeError::Revoked),
             "{name}"
         );
     }
 }
 
-#[test]
-fn a_lost_race_within_the_leeway_keeps_the_family() {
+#[tokio::test]
+async fn a_lost_race_within_the_leeway_keeps_the_family() {
     for (name, store) in stores() {
-        let r = rig(store);
+        let r = rig(store).await;
         let lenient = client("lenient", Duration::from_secs(10));
-        let (sid, token) = r.login(&lenient);
+        let (sid, token) = r.login(&lenient).await;
         let (now, now_ms) = (r.clock.now(), r.clock.now_millis());
         r.hooked
             .before_next_exchange(competing_exchange(&token, "winner", now, now_ms));
         assert_eq!(
-            r.exchange(&lenient, &token),
+            r.exchange(&lenient, &token).await,
             Err(ExchangeError::Race),
             "{name}"
         );
-        assert!(r.session(&sid).revoked_at.is_none(), "{name}");
-        assert!(r.exchange(&lenient, "winner").is_ok(), "{name}");
+        assert!(r.session(&sid).await.revoked_at.is_none(), "{name}");
+        assert!(r.exchange(&lenient, "winner").await.is_ok(), "{name}");
     }
 }
 
-#[test]
-fn a_lost_race_without_a_leeway_ends_the_family() {
+#[tokio::test]
+async fn a_lost_race_without_a_leeway_ends_the_family() {
     for (name, store) in stores() {
-        let r = rig(store);
+        let r = rig(store).await;
         let app = client("app", Duration::ZERO);
-        let (sid, token) = r.login(&app);
+        let (sid, token) = r.login(&app).await;
         let (now, now_ms) = (r.clock.now(), r.clock.now_millis());
         r.hooked
             .before_next_exchange(competing_exchange(&token, "winner", now, now_ms));
         // Same millisecond: with a zero leeway a reuse is a reuse.
         assert_eq!(
-            r.exchange(&app, &token),
+            r.exchange(&app, &token).await,
             Err(ExchangeError::Reused),
             "{name}"
         );
-        assert!(r.session(&sid).revoked_at.is_some(), "{name}");
+        assert!(r.session(&sid).await.revoked_at.is_some(), "{name}");
         assert_eq!(
-            r.exchange(&app, "winner"),
+            r.exchange(&app, "winner").await,
             Err(ExchangeError::Revoked),
             "{name}"
         );
     }
 }
 
-#[test]
-fn the_leeway_is_counted_in_milliseconds() {
+#[tokio::test]
+async fn the_leeway_is_counted_in_milliseconds() {
     for (name, store) in stores() {
-        let r = rig(store);
+        let r = rig(store).await;
         let lenient = client("lenient", Duration::from_secs(1));
-        let (sid, first) = r.login(&lenient);
-        let second = r.exchange(&lenient, &first).unwrap();
+        let (sid, first) = r.login(&lenient).await;
+        let second = r.exchange(&lenient, &first).await.unwrap();
         r.clock.advance_millis(999);
         assert_eq!(
-            r.exchange(&lenient, &first),
+            r.exchange(&lenient, &first).await,
             Err(ExchangeError::Race),
             "{name}"
         );
         r.clock.advance_millis(1);
         assert_eq!(
-            r.exchange(&lenient, &first),
+            r.exchange(&lenient, &first).await,
             Err(ExchangeError::Reused),
             "{name}"
         );
-        assert!(r.session(&sid).revoked_at.is_some(), "{name}");
+        assert!(r.session(&sid).await.revoked_at.is_some(), "{name}");
         assert_eq!(
-            r.exchange(&lenient, &second),
+            r.exchange(&lenient, &second).await,
             Err(ExchangeError::Revoked),
             "{name}"
         );

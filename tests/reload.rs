@@ -279,7 +279,7 @@ fn tenant_token(key: &SigningKey) -> String {
 
 /// Users `ann` in both realms; the tenant's key published in `jwks.json`;
 /// the rule file; a second certificate. None of it is read before the reload.
-fn prepare(dir: &Path) -> SigningKey {
+async fn prepare(dir: &Path) -> SigningKey {
     let store = Arc::new(SqliteStore::open(&dir.join("passgate.db")).unwrap());
     let admin = Admin::new(
         store,
@@ -287,7 +287,7 @@ fn prepare(dir: &Path) -> SigningKey {
         Arc::new(SystemClock),
     );
     for realm in [LOGIN_REALM, PARTNERS] {
-        admin.add(realm, "ann", None, PASSWORD).unwrap();
+        admin.add(realm, "ann", None, PASSWORD).await.unwrap();
     }
     let key = generate_into(&dir.join("tenant-keys"), Algorithm::ES256).unwrap();
     let jwks = json!({ "keys": [key.jwk.clone()] });
@@ -329,7 +329,7 @@ async fn reload_swaps_every_item_on_connections_that_stay_open() {
     let one = Upstream::start_named("one").await;
     let two = Upstream::start_named("two").await;
     let gw = TestGateway::builder().toml(&before(&one.url)).start().await;
-    let tenant = prepare(gw.dir.path());
+    let tenant = prepare(gw.dir.path()).await;
     let token = tenant_token(&tenant);
     let mut conns = [
         Conn::open(&gw, Proto::H1).await,

@@ -122,7 +122,7 @@ async fn script_and_mfa_families_count_what_happened() {
         ("oscar", "oscar@example.com"),
         ("ann", "ann@example.com"),
     ] {
-        let u = admin.add(REALM, name, Some(email), PASSWORD).unwrap();
+        let u = admin.add(REALM, name, Some(email), PASSWORD).await.unwrap();
         if name == "root" {
             store
                 .update_metadata(&MetadataUpdate {
@@ -131,6 +131,7 @@ async fn script_and_mfa_families_count_what_happened() {
                     user_metadata: None,
                     now: 0,
                 })
+                .await
                 .unwrap();
         }
     }

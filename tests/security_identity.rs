@@ -142,6 +142,7 @@ async fn username_and_email_share_one_brute_force_counter() {
     let (gw, store) = start("").await;
     admin(&store)
         .add(REALM, "carol", Some("carol@example.com"), PASSWORD)
+        .await
         .unwrap();
     let c = gw.client(Proto::H1);
     // Ten failures spread over the account's aliases, in any case.
@@ -162,23 +163,29 @@ async fn username_and_email_share_one_brute_force_counter() {
 async fn unicode_case_and_normal_forms_name_one_account() {
     let (gw, store) = start("").await;
     let a = admin(&store);
-    let jurgen = a.add(REALM, "Jürgen", None, PASSWORD).unwrap();
+    let jurgen = a.add(REALM, "Jürgen", None, PASSWORD).await.unwrap();
     // The same name in capitals, decomposed, or in compatibility forms is a clash.
     for other in ["JÜRGEN", "Ju\u{308}rgen", "ＪÜＲＧＥＮ"] {
-        let err = a.add(REALM, other, None, PASSWORD).unwrap_err().to_string();
+        let err = a
+            .add(REALM, other, None, PASSWORD)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already has a user named"), "{err}");
         assert!(err.contains("Jürgen"), "the clash is named: {err}");
     }
     // A username that folds to someone's e-mail clashes too.
     a.add(REALM, "zoe", Some("Zoë@example.com"), PASSWORD)
+        .await
         .unwrap();
     let err = a
         .add(REALM, "ZOË@EXAMPLE.COM", None, PASSWORD)
+        .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("Zoë@example.com"), "{err}");
     // What the user typed is what lists and profiles keep showing.
-    let listed = a.list(REALM).unwrap();
+    let listed = a.list(REALM).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].username.as_deref(), Some("Jürgen"));
 
@@ -191,7 +198,7 @@ async fn unicode_case_and_normal_forms_name_one_account() {
     failures(&c, "jürgen", 5).await;
     assert_blocked(&login(&c, "Jürgen", PASSWORD).await);
     assert_eq!(
-        a.find(REALM, "JÜRGEN").unwrap().user_id,
+        a.find(REALM, "JÜRGEN").await.unwrap().user_id,
         jurgen.user_id,
         "admin commands find the account by any form"
     );
@@ -211,12 +218,14 @@ async fn unblock_by_any_alias_lifts_the_account_block() {
     let (gw, store) = start("").await;
     admin(&store)
         .add(REALM, "dave", Some("dave@example.com"), PASSWORD)
+        .await
         .unwrap();
     let c = gw.client(Proto::H1);
     failures(&c, "dave", 10).await;
     assert_blocked(&login(&c, "dave@example.com", PASSWORD).await);
     let cleared =
         passgate::protect::unblock(store.as_ref(), "DAVE@example.com", localhost(), "admin")
+            .await
             .unwrap();
     assert_eq!(cleared, 1);
     assert_ok(&login(&c, "dave", PASSWORD).await);
@@ -245,22 +254,25 @@ async fn unblock_by_any_alias_lifts_the_account_block() {
     failures(&c, "dave", 10).await;
     admin(&store)
         .set_password(REALM, "DAVE@EXAMPLE.COM", "another long pw")
+        .await
         .unwrap();
     assert_ok(&login(&c, "dave", "another long pw").await);
 }
 
-#[test]
-fn import_refuses_a_folded_duplicate_and_names_it() {
+#[tokio::test]
+async fn import_refuses_a_folded_duplicate_and_names_it() {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     admin(&store)
         .add(REALM, "Jürgen", Some("j@example.com"), PASSWORD)
+        .await
         .unwrap();
     let records = passgate::identity::import::parse(
         r#"[{"username": "JÜRGEN"}, {"email": "J@EXAMPLE.COM"}, {"username": "eve"}]"#,
     )
     .unwrap();
-    let report =
-        passgate::identity::import::import(store.as_ref(), REALM, records, 1, |_| ()).unwrap();
+    let report = passgate::identity::import::import(store.as_ref(), REALM, records, 1, |_| ())
+        .await
+        .unwrap();
     assert_eq!(report.imported, 1);
     let skipped: Vec<usize> = report.skipped.iter().map(|(i, _)| *i).collect();
     assert_eq!(skipped, vec![0, 1]);
@@ -375,20 +387,27 @@ async fn an_old_store_migrates_and_names_its_colliding_rows() {
     // New users cannot join a collision.
     let err = admin(&store)
         .add(REALM, "jÜrgen", None, PASSWORD)
+        .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("Jürgen") || err.contains("JÜRGEN"), "{err}");
     // Once an administrator removes one side, the other is found by any form.
-    admin(&store).remove(REALM, "JÜRGEN").unwrap();
+    admin(&store).remove(REALM, "JÜRGEN").await.unwrap();
     assert_ok(&login(&c, "jürgen", PASSWORD).await);
     // Reopening the migrated store changes nothing.
-    assert!(store_at(dir.path()).get_user("auth0|j1").unwrap().is_some());
+    assert!(
+        store_at(dir.path())
+            .get_user("auth0|j1")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 // === finding 15: the three cases cost the same time ===
 
 /// A bcrypt user as an Auth0 import leaves it (cost 10, Auth0's).
-fn import_bcrypt_user(store: &SqliteStore, username: &str, cost: u32) {
+async fn import_bcrypt_user(store: &SqliteStore, username: &str, cost: u32) {
     let hash = bcrypt::hash(PASSWORD, cost).unwrap();
     let records = passgate::identity::import::parse(
         &json!([{
@@ -398,7 +417,9 @@ fn import_bcrypt_user(store: &SqliteStore, username: &str, cost: u32) {
         .to_string(),
     )
     .unwrap();
-    let report = passgate::identity::import::import(store, REALM, records, 1, |_| ()).unwrap();
+    let report = passgate::identity::import::import(store, REALM, records, 1, |_| ())
+        .await
+        .unwrap();
     assert_eq!(report.imported, 1);
 }
 
@@ -406,8 +427,11 @@ fn import_bcrypt_user(store: &SqliteStore, username: &str, cost: u32) {
 async fn every_password_check_waits_for_the_configured_floor() {
     let floor = Duration::from_millis(400);
     let (gw, store) = start("verify_floor = \"400ms\"").await;
-    admin(&store).add(REALM, "argon", None, PASSWORD).unwrap();
-    import_bcrypt_user(&store, "imported", 4);
+    admin(&store)
+        .add(REALM, "argon", None, PASSWORD)
+        .await
+        .unwrap();
+    import_bcrypt_user(&store, "imported", 4).await;
     let c = gw.client(Proto::H1);
     for user in ["nobody", "argon", "imported"] {
         let t = Instant::now();
@@ -437,13 +461,14 @@ async fn timing_medians_of_the_three_cases() {
     let gw = TestGateway::builder().toml(&toml).start().await;
     let store = store_at(gw.dir.path());
     // The floor is measured at start from the bcrypt costs present: import first, then restart.
-    import_bcrypt_user(&store, "imported", 10);
+    import_bcrypt_user(&store, "imported", 10).await;
     Admin::new(
         store.clone(),
         Hasher::new(HashParams::default(), 1).unwrap(),
         passgate::clock::system(),
     )
     .add(REALM, "argon", None, PASSWORD)
+    .await
     .unwrap();
     let dir = gw.dir.clone();
     gw.shutdown().await;

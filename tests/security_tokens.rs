@@ -93,8 +93,8 @@ async fn world_with(
         clock.clone(),
     )
     .with_sessions(store);
-    if admin.find(REALM, "alice").is_err() {
-        admin.add(REALM, "alice", None, PASSWORD).unwrap();
+    if admin.find(REALM, "alice").await.is_err() {
+        admin.add(REALM, "alice", None, PASSWORD).await.unwrap();
     }
     World {
         gw,

@@ -88,9 +88,10 @@ async fn world_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> World
         clock.clone(),
     )
     .with_sessions(store);
-    if admin.find(REALM, "alice").is_err() {
+    if admin.find(REALM, "alice").await.is_err() {
         admin
             .add(REALM, "alice", None, "correct horse battery")
+            .await
             .unwrap();
     }
     World {
@@ -446,9 +447,10 @@ async fn blocking_or_a_new_password_ends_sessions() {
             "password" => drop(
                 w.admin
                     .set_password(REALM, "alice", "correct horse battery")
+                    .await
                     .unwrap(),
             ),
-            _ => drop(w.admin.set_blocked(REALM, "alice", true).unwrap()),
+            _ => drop(w.admin.set_blocked(REALM, "alice", true).await.unwrap()),
         }
         // The gateway follows the store's revocation log every second.
         let mut status = 0;

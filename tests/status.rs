@@ -77,6 +77,7 @@ async fn world(extra: &str) -> (TestGateway, Upstream) {
         ManualClock::starting_now(),
     )
     .add(LOGIN_REALM, "alice", None, "correct horse battery")
+    .await
     .unwrap();
     (gw, upstream)
 }

@@ -113,8 +113,11 @@ async fn world_with(default_realm: bool) -> World {
         Some("alice@example.com"),
         "correct horse battery",
     )
+    .await
     .unwrap();
-    a.add("partners", "pat", None, "partner password").unwrap();
+    a.add("partners", "pat", None, "partner password")
+        .await
+        .unwrap();
     World {
         gw,
         upstream,
@@ -411,7 +414,10 @@ async fn every_error_row_of_the_password_grants() {
 async fn blocked_user_and_no_default_realm() {
     let w = world().await;
     let c = w.gw.client(Proto::H2);
-    admin(&w.store).set_blocked(REALM, "alice", true).unwrap();
+    admin(&w.store)
+        .set_blocked(REALM, "alice", true)
+        .await
+        .unwrap();
     let reply = post_form(&c, &login("alice", "correct horse battery")).await;
     assert_error(&reply, 401, "unauthorized", "user is blocked");
     // A blocked user with a wrong password learns nothing more than anyone else.
@@ -637,8 +643,9 @@ async fn imported_bcrypt_user_logs_in_and_is_rehashed() {
         .to_string(),
     )
     .unwrap();
-    let report =
-        passgate::identity::import::import(w.store.as_ref(), REALM, records, 1, |_| {}).unwrap();
+    let report = passgate::identity::import::import(w.store.as_ref(), REALM, records, 1, |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.imported, 1);
     let c = w.gw.client(Proto::H1);
     let r = post_form(&c, &login("imp@example.com", "imported secret")).await;
@@ -647,7 +654,7 @@ async fn imported_bcrypt_user_logs_in_and_is_rehashed() {
         claims(r.json()["access_token"].as_str().unwrap())["sub"],
         "auth0|legacy42"
     );
-    let stored = w.store.get_user("auth0|legacy42").unwrap().unwrap();
+    let stored = w.store.get_user("auth0|legacy42").await.unwrap().unwrap();
     assert!(
         stored.password_hash.unwrap().starts_with("$argon2id$"),
         "re-hashed after the first login"
@@ -681,6 +688,7 @@ async fn key_rotation_keeps_old_tokens_valid() {
     let store = Arc::new(SqliteStore::open(&dir.path().join("passgate.db")).unwrap());
     admin(&store)
         .add(REALM, "alice", None, "correct horse battery")
+        .await
         .unwrap();
     let c = gw.client(Proto::H1);
     let old = post_form(&c, &login("alice", "correct horse battery"))

@@ -233,7 +233,7 @@ impl World {
             })
             .await??;
         let db = dir.path().join("passgate.db");
-        let users = tokio::task::spawn_blocking(move || create_users(&db, users)).await??;
+        let users = create_users(&db, users).await?;
         let cert_pem = std::fs::read(dir.path().join("cert.pem"))?;
         Ok(World {
             addr,
@@ -258,20 +258,20 @@ impl Drop for World {
     }
 }
 
-fn create_users(db: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+async fn create_users(db: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
     let admin = Admin::new(
         store,
         Hasher::new(HashParams::default(), 1)?,
         passgate::clock::system(),
     );
-    (0..n)
-        .map(|i| {
-            let name = username(i);
-            admin.add(REALM, &name, None, PASSWORD)?;
-            Ok((name, PASSWORD.to_string()))
-        })
-        .collect()
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = username(i);
+        admin.add(REALM, &name, None, PASSWORD).await?;
+        users.push((name, PASSWORD.to_string()));
+    }
+    Ok(users)
 }
 
 /// A plain HTTP/1.1 upstream answering every request 200 with a small JSON body.

@@ -230,13 +230,7 @@ impl AdminState {
             .collect();
         let now = self.sources.clock.now();
         let counts = match &self.sources.store {
-            Some((store, rules)) => {
-                let (store, rules) = (Arc::clone(store), *rules);
-                crate::tasks::run_blocking(move || store.status_counts(now, rules))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }
+            Some((store, rules)) => store.status_counts(now, *rules).await.ok(),
             None => None,
         };
         let keys: Vec<Value> = self

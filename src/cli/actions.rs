@@ -9,7 +9,6 @@ use clap::Subcommand;
 use passgate::config::Config;
 use passgate::extensibility::facts::{self, Protocol, RequestFacts};
 use passgate::extensibility::{LoginFacts, Refusal, Verdict, trial};
-use passgate::store::Store;
 use serde_json::{Value, json};
 
 use super::ConfigArg;
@@ -46,7 +45,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 }
 
 /// Run `passgate actions ...`.
-pub fn actions(action: ActionsAction, arg: ConfigArg) -> Result<(), String> {
+pub async fn actions(action: ActionsAction, arg: ConfigArg) -> Result<(), String> {
     let ActionsAction::Try {
         script,
         realm,
@@ -70,10 +69,10 @@ pub fn actions(action: ActionsAction, arg: ConfigArg) -> Result<(), String> {
         .and_then(|a| config.apis.iter().find(|x| &x.audience == a))
         .or(config.apis.first())
         .ok_or("the config has no [[apis]] entry to issue a token for")?;
-    let store = passgate::store::SqliteStore::open(&config.store.path)
-        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let store = super::open_store(&config).await?;
     let user = store
         .find_login(&realm, &username)
+        .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("realm \"{realm}\" has no user \"{username}\""))?;
     let scopes =

@@ -3,8 +3,6 @@
 //! who lost their device). Reset also clears the wrong-code count.
 
 use clap::Subcommand;
-use passgate::store::Store;
-use passgate::store::mfa::MfaStore;
 
 use super::{Column, UserArg, print_listing, yes_no};
 
@@ -41,18 +39,13 @@ struct Row {
     created_at: i64,
 }
 
-pub fn run(action: MfaAction, store: &passgate::store::SqliteStore) -> Result<(), String> {
-    let find = |u: &UserArg| {
-        store
-            .find_login(&u.realm, &u.username)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no user {} in {}", u.username, u.realm))
-    };
+pub async fn run(action: MfaAction, store: &dyn passgate::store::Backend) -> Result<(), String> {
     match action {
         MfaAction::List { user, json } => {
-            let found = find(&user)?;
+            let found = find(store, &user).await?;
             let list: Vec<Row> = store
                 .authenticators(&found.user_id)
+                .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|a| Row {
@@ -82,9 +75,10 @@ pub fn run(action: MfaAction, store: &passgate::store::SqliteStore) -> Result<()
             print_listing(json, &list, &columns, rows)
         }
         MfaAction::Reset(user) => {
-            let found = find(&user)?;
+            let found = find(store, &user).await?;
             let n = store
                 .reset_authenticators(&found.user_id)
+                .await
                 .map_err(|e| e.to_string())?;
             println!(
                 "removed {n} authenticator(s) of {} in {}",
@@ -93,4 +87,15 @@ pub fn run(action: MfaAction, store: &passgate::store::SqliteStore) -> Result<()
             Ok(())
         }
     }
+}
+
+async fn find(
+    store: &dyn passgate::store::Backend,
+    u: &UserArg,
+) -> Result<passgate::store::User, String> {
+    store
+        .find_login(&u.realm, &u.username)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {} in {}", u.username, u.realm))
 }

@@ -20,6 +20,27 @@ pub struct UserArg {
 
 pub(crate) use super::ConfigArg;
 
+/// Run a command's async body on a runtime of its own (commands are short;
+/// one thread does).
+pub fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(work)
+}
+
+/// Open the store the config names, for a command.
+pub async fn open_store(
+    config: &passgate::config::Config,
+) -> Result<std::sync::Arc<dyn passgate::store::Backend>, String> {
+    passgate::store::open(&config.store)
+        .await
+        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))
+}
+
 /// One column of a text listing: header and width (negative: right-aligned).
 pub struct Column(pub &'static str, pub isize);
 

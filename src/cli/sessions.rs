@@ -26,12 +26,9 @@ pub enum SessionsAction {
     },
 }
 
-pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
-    use passgate::store::Store;
-    use passgate::store::sessions::SessionStore;
+pub async fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
     let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
-    let store = passgate::store::SqliteStore::open(&config.store.path)
-        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let store = super::open_store(&config).await?;
     let user_arg = match &action {
         SessionsAction::List { user, .. } | SessionsAction::Revoke { user, .. } => UserArg {
             realm: user.realm.clone(),
@@ -40,6 +37,7 @@ pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
     };
     let user = store
         .find_login(&user_arg.realm, &user_arg.username)
+        .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
             format!(
@@ -52,6 +50,7 @@ pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
         SessionsAction::List { json, .. } => {
             let list = store
                 .list_sessions(&user.user_id, now)
+                .await
                 .map_err(|e| e.to_string())?;
             let as_json: Vec<serde_json::Value> = list
                 .iter()
@@ -85,18 +84,23 @@ pub fn sessions(action: SessionsAction, arg: ConfigArg) -> Result<(), String> {
         SessionsAction::Revoke { sid: Some(sid), .. } => {
             let owned = store
                 .list_sessions(&user.user_id, now)
+                .await
                 .map_err(|e| e.to_string())?
                 .iter()
                 .any(|s| s.sid == sid);
             if !owned {
                 return Err(format!("{} has no live session {sid}", user_arg.username));
             }
-            store.revoke_session(&sid, now).map_err(|e| e.to_string())?;
+            store
+                .revoke_session(&sid, now)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("revoked session {sid}");
         }
         SessionsAction::Revoke { sid: None, .. } => {
             let ended = store
                 .revoke_user_sessions(&user.user_id, now)
+                .await
                 .map_err(|e| e.to_string())?;
             println!(
                 "revoked {} session(s) of {}",

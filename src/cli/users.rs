@@ -82,7 +82,7 @@ fn read_password(from_stdin: bool) -> Result<String, String> {
     Ok(first)
 }
 
-pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
+pub async fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
     use passgate::identity::users::Admin;
     let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
     let realm = match &action {
@@ -96,8 +96,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
             "realm \"{realm}\" is not in the config; add it as a [[realms]] entry"
         ));
     }
-    let store = passgate::store::SqliteStore::open(&config.store.path)
-        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))?;
+    let store = super::open_store(&config).await?;
     let pw = &config.passwords;
     let params = passgate::identity::password::HashParams {
         memory_kib: pw.memory_kib,
@@ -105,13 +104,13 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         parallelism: pw.parallelism,
     };
     let hasher = passgate::identity::password::Hasher::new(params, 1).map_err(|e| e.to_string())?;
-    let enrolled: std::collections::HashSet<String> =
-        passgate::store::mfa::MfaStore::enrolled_users(&store)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .collect();
-    let store = std::sync::Arc::new(store);
-    let sqlite = store.clone();
+    let enrolled: std::collections::HashSet<String> = store
+        .enrolled_users()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let backend = store.clone();
     let admin = Admin::new(store.clone(), hasher, passgate::clock::system())
         .with_protect(store.clone())
         .with_sessions(store);
@@ -124,11 +123,12 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
             let password = read_password(password_stdin)?;
             let u = admin
                 .add(&user.realm, &user.username, email.as_deref(), &password)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("added {} ({}) to {}", user.username, u.user_id, user.realm);
         }
         UsersAction::List { realm, json } => {
-            let list = admin.list(&realm).map_err(|e| e.to_string())?;
+            let list = admin.list(&realm).await.map_err(|e| e.to_string())?;
             let rows = list
                 .iter()
                 .map(|u| {
@@ -155,18 +155,21 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
         UsersAction::Remove(u) => {
             admin
                 .remove(&u.realm, &u.username)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("removed {} from {}", u.username, u.realm);
         }
         UsersAction::Block(u) => {
             admin
                 .set_blocked(&u.realm, &u.username, true)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("blocked {} in {}", u.username, u.realm);
         }
         UsersAction::Unblock(u) => {
             admin
                 .set_blocked(&u.realm, &u.username, false)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("unblocked {} in {}", u.username, u.realm);
         }
@@ -177,10 +180,11 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
             let password = read_password(password_stdin)?;
             admin
                 .set_password(&user.realm, &user.username, &password)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("password of {} in {} changed", user.username, user.realm);
         }
-        UsersAction::Mfa { action } => super::mfa::run(action, &sqlite)?,
+        UsersAction::Mfa { action } => super::mfa::run(action, backend.as_ref()).await?,
         UsersAction::Import { realm, file } => {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -195,6 +199,7 @@ pub fn users(action: UsersAction, arg: ConfigArg) -> Result<(), String> {
                 now,
                 |n| bar.set_position(n as u64),
             )
+            .await
             .map_err(|e| e.to_string())?;
             bar.finish_and_clear();
             for (index, why) in &report.skipped {

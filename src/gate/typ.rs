@@ -54,14 +54,15 @@ fn media_type(typ: &str) -> String {
 impl AccessTyp {
     /// Read the cut-over from `store`, recording it (at `now`, with a window of
     /// `longest_lifetime` seconds) the first time.
-    pub fn load(
+    pub async fn load(
         store: &dyn SettingsStore,
         now: i64,
         longest_lifetime: i64,
     ) -> Result<AccessTyp, StoreError> {
-        let cutover = store.remember_first(CUTOVER, now)?;
-        let legacy_until =
-            store.remember_first(LEGACY_UNTIL, cutover.saturating_add(longest_lifetime))?;
+        let cutover = store.remember_first(CUTOVER, now).await?;
+        let legacy_until = store
+            .remember_first(LEGACY_UNTIL, cutover.saturating_add(longest_lifetime))
+            .await?;
         Ok(AccessTyp {
             cutover,
             legacy_until,

@@ -21,7 +21,7 @@ use crate::oauth::{AuthParts, AuthServer};
 use crate::protect::Protect;
 use crate::sessions::Sessions;
 use crate::store::seal::StoreKey;
-use crate::store::{self, SqliteStore};
+use crate::store::{self, Backend};
 use crate::tasks::{Supervisor, run_blocking};
 use crate::telemetry::metrics::Metrics;
 use crate::tokens;
@@ -39,7 +39,7 @@ const SWEEP_MFA: Duration = Duration::from_secs(600);
 /// generation ([`AuthStack::server`]). A reload keeps all of it.
 pub(super) struct AuthStack {
     keys: Arc<KeyRing>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Backend>,
     sessions: Arc<Sessions>,
     access_typ: AccessTyp,
     issuer_url: String,
@@ -65,18 +65,19 @@ impl AuthStack {
         let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
             .with_context(|| format!("issuer.signing_keys: {}", issuer.signing_keys.display()))?;
         self_test(&keys)?;
-        let store = Arc::new(
-            SqliteStore::open(&config.store.path)
-                .with_context(|| format!("store.path: {}", config.store.path.display()))?,
-        );
+        let store = store::open(&config.store)
+            .await
+            .with_context(|| format!("store.path: {}", config.store.path.display()))?;
         // Own tokens must be typed at+jwt once the legacy window closes (gate/typ.rs).
         let longest = config.apis.iter().map(|a| a.token_lifetime.as_secs());
         let longest = i64::try_from(longest.max().unwrap_or(0)).unwrap_or(i64::MAX);
         let access_typ = AccessTyp::load(store.as_ref(), clock.now(), longest)
+            .await
             .context("recording the access-token type cut-over")?;
         // The gate asks the sessions whether a token's `sid` was revoked.
         let sessions = Arc::new(
             Sessions::load(store.clone(), issuer.url.clone(), Arc::clone(clock))
+                .await
                 .context("loading revoked sessions")?,
         );
         sessions.start_background(tasks, FOLLOW_REVOCATIONS, SWEEP_SESSIONS);
@@ -109,7 +110,7 @@ impl AuthStack {
     }
 
     /// The store (the status page reads it).
-    pub(super) fn store(&self) -> Arc<SqliteStore> {
+    pub(super) fn store(&self) -> Arc<dyn Backend> {
         Arc::clone(&self.store)
     }
 
@@ -164,7 +165,7 @@ impl AuthStack {
 
 /// The password hasher with its time floor (fixed, or measured from the
 /// store's bcrypt costs).
-async fn start_hasher(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Hasher> {
+async fn start_hasher(config: &Config, store: &Arc<dyn Backend>) -> anyhow::Result<Hasher> {
     let pw = &config.passwords;
     let params = HashParams {
         memory_kib: pw.memory_kib,
@@ -175,8 +176,7 @@ async fn start_hasher(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Resu
     let hasher = match pw.verify_floor {
         config::VerifyFloor::Fixed(floor) => hasher.with_floor(floor),
         config::VerifyFloor::Auto => {
-            let costs =
-                store::Store::bcrypt_costs(store.as_ref()).context("reading bcrypt costs")?;
+            let costs = store.bcrypt_costs().await.context("reading bcrypt costs")?;
             run_blocking(move || hasher.with_measured_floor(&costs))
                 .await
                 .context("measuring password checks")?

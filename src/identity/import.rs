@@ -129,7 +129,7 @@ pub fn to_user(record: Value, realm: &str, now: i64) -> Result<User, String> {
 }
 
 /// Import every record into `realm`; `progress` is called after each record.
-pub fn import(
+pub async fn import(
     store: &dyn Store,
     realm: &str,
     records: Vec<Value>,
@@ -139,7 +139,7 @@ pub fn import(
     let mut report = ImportReport::default();
     for (i, record) in records.into_iter().enumerate() {
         match to_user(record, realm, now) {
-            Ok(user) => match store.create_user(&user) {
+            Ok(user) => match store.create_user(&user).await {
                 Ok(()) => report.imported += 1,
                 Err(StoreError::Conflict(why)) => report
                     .skipped
@@ -158,8 +158,8 @@ mod tests {
     use super::*;
     use crate::store::SqliteStore;
 
-    #[test]
-    fn good_records_import_and_bad_ones_are_named() {
+    #[tokio::test]
+    async fn good_records_import_and_bad_ones_are_named() {
         let hash = "$2b$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
         let text = format!(
             r#"[
@@ -173,20 +173,30 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
         let records = parse(&text).unwrap_or_default();
         let mut seen = 0;
-        let report = import(&store, "db", records, 7, |n| seen = n).unwrap_or_default();
+        let report = import(&store, "db", records, 7, |n| seen = n)
+            .await
+            .unwrap_or_default();
         assert_eq!(seen, 5);
         assert_eq!(report.imported, 2);
         let skipped: Vec<usize> = report.skipped.iter().map(|(i, _)| *i).collect();
         assert_eq!(skipped, vec![1, 2, 3]);
         let a = store
             .get_user("auth0|5f1")
+            .await
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("a missing"));
         assert_eq!(a.password_hash.as_deref(), Some(hash));
         assert!(a.email_verified);
         assert_eq!(a.app_metadata["plan"], "gold");
-        assert!(store.get_user("google-oauth2|9").ok().flatten().is_some());
+        assert!(
+            store
+                .get_user("google-oauth2|9")
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        );
     }
 
     #[test]

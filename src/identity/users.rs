@@ -82,15 +82,18 @@ impl Admin {
     }
 
     /// End every session of `user_id`; returns how many were live.
-    pub fn end_sessions(&self, user_id: &str) -> Result<usize, AdminError> {
+    pub async fn end_sessions(&self, user_id: &str) -> Result<usize, AdminError> {
         match &self.sessions {
-            Some(s) => Ok(s.revoke_user_sessions(user_id, self.clock.now())?.len()),
+            Some(s) => Ok(s
+                .revoke_user_sessions(user_id, self.clock.now())
+                .await?
+                .len()),
             None => Ok(0),
         }
     }
 
     /// Add a user with a password.
-    pub fn add(
+    pub async fn add(
         &self,
         realm: &str,
         username: &str,
@@ -131,7 +134,7 @@ impl Admin {
             last_login: None,
             logins_count: 0,
         };
-        match self.store.create_user(&user) {
+        match self.store.create_user(&user).await {
             Ok(()) => Ok(user),
             Err(StoreError::Conflict(why)) => Err(AdminError::Invalid(format!(
                 "realm \"{realm}\" already has a user named \"{username}\"{}: {why}",
@@ -144,9 +147,10 @@ impl Admin {
     }
 
     /// The user of `realm` called `username` (or with that e-mail).
-    pub fn find(&self, realm: &str, username: &str) -> Result<User, AdminError> {
+    pub async fn find(&self, realm: &str, username: &str) -> Result<User, AdminError> {
         self.store
-            .find_login(realm, username)?
+            .find_login(realm, username)
+            .await?
             .ok_or_else(|| AdminError::NotFound {
                 realm: realm.into(),
                 username: username.into(),
@@ -154,51 +158,53 @@ impl Admin {
     }
 
     /// Every user of a realm.
-    pub fn list(&self, realm: &str) -> Result<Vec<User>, AdminError> {
-        Ok(self.store.list_users(realm)?)
+    pub async fn list(&self, realm: &str) -> Result<Vec<User>, AdminError> {
+        Ok(self.store.list_users(realm).await?)
     }
 
     /// Remove a user.
-    pub fn remove(&self, realm: &str, username: &str) -> Result<User, AdminError> {
-        let user = self.find(realm, username)?;
-        self.store.remove_user(&user.user_id)?;
+    pub async fn remove(&self, realm: &str, username: &str) -> Result<User, AdminError> {
+        let user = self.find(realm, username).await?;
+        self.store.remove_user(&user.user_id).await?;
         Ok(user)
     }
 
     /// Block or unblock a user.
-    pub fn set_blocked(
+    pub async fn set_blocked(
         &self,
         realm: &str,
         username: &str,
         blocked: bool,
     ) -> Result<User, AdminError> {
-        let user = self.find(realm, username)?;
+        let user = self.find(realm, username).await?;
         self.store
-            .set_blocked(&user.user_id, blocked, self.clock.now())?;
+            .set_blocked(&user.user_id, blocked, self.clock.now())
+            .await?;
         if blocked {
-            self.end_sessions(&user.user_id)?;
+            self.end_sessions(&user.user_id).await?;
         }
         Ok(user)
     }
 
     /// Replace a user's password.
-    pub fn set_password(
+    pub async fn set_password(
         &self,
         realm: &str,
         username: &str,
         password: &str,
     ) -> Result<User, AdminError> {
         check_password(password)?;
-        let user = self.find(realm, username)?;
+        let user = self.find(realm, username).await?;
         let hash = self
             .hasher
             .hash_blocking(password)
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
         self.store
-            .set_password_hash(&user.user_id, &hash, self.clock.now())?;
-        self.end_sessions(&user.user_id)?;
+            .set_password_hash(&user.user_id, &hash, self.clock.now())
+            .await?;
+        self.end_sessions(&user.user_id).await?;
         if let Some(p) = &self.protect {
-            crate::protect::lift_after_password_change(p.as_ref(), &user)?;
+            crate::protect::lift_after_password_change(p.as_ref(), &user).await?;
         }
         Ok(user)
     }

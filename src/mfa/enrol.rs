@@ -75,10 +75,11 @@ pub type Outgoing = (String, String);
 
 impl Mfa {
     /// Every authenticator of a user.
-    pub fn list(&self, user_id: &str) -> Result<Vec<AuthenticatorView>, MfaError> {
+    pub async fn list(&self, user_id: &str) -> Result<Vec<AuthenticatorView>, MfaError> {
         Ok(self
             .store
-            .authenticators(user_id)?
+            .authenticators(user_id)
+            .await?
             .into_iter()
             .map(|a| {
                 let (kind, channel, name) = match a.kind.as_str() {
@@ -102,21 +103,23 @@ impl Mfa {
     }
 
     /// Start a TOTP enrolment for `user`; a pending one is replaced.
-    pub fn associate_otp(&self, user: &User) -> Result<OtpEnrolment, MfaError> {
-        self.clear_pending(&user.user_id)?;
+    pub async fn associate_otp(&self, user: &User) -> Result<OtpEnrolment, MfaError> {
+        self.clear_pending(&user.user_id).await?;
         let seed = totp::new_seed();
         let id = codes::new_id("totp");
         let sealed = self.key.seal(&seed, &seal_context(&user.user_id, &id))?;
         let recovery = codes::new_recovery_code();
-        self.store.add_authenticators(&[
-            self.pending(&user.user_id, id, KIND_OTP, sealed),
-            self.pending(
-                &user.user_id,
-                codes::new_id(KIND_RECOVERY),
-                KIND_RECOVERY,
-                codes::hash(&recovery),
-            ),
-        ])?;
+        self.store
+            .add_authenticators(&[
+                self.pending(&user.user_id, id, KIND_OTP, sealed),
+                self.pending(
+                    &user.user_id,
+                    codes::new_id(KIND_RECOVERY),
+                    KIND_RECOVERY,
+                    codes::hash(&recovery),
+                ),
+            ])
+            .await?;
         let account = user.email.as_deref().unwrap_or(user.display_name());
         Ok(OtpEnrolment {
             authenticator_type: "otp",
@@ -128,7 +131,7 @@ impl Mfa {
 
     /// Start an e-mail enrolment for `user` within transaction `t`; the
     /// returned code must then be sent ([`Mfa::send`]).
-    pub fn associate_email(
+    pub async fn associate_email(
         &self,
         user: &User,
         t: &MfaTransaction,
@@ -141,24 +144,26 @@ impl Mfa {
         let Some(address) = user.email.clone() else {
             return Err(MfaError::BadRequest("the user has no email address".into()));
         };
-        self.clear_pending(&user.user_id)?;
+        self.clear_pending(&user.user_id).await?;
         let id = codes::new_id(KIND_EMAIL);
         let recovery = codes::new_recovery_code();
-        self.store.add_authenticators(&[
-            self.pending(
-                &user.user_id,
-                id.clone(),
-                KIND_EMAIL,
-                address.clone().into_bytes(),
-            ),
-            self.pending(
-                &user.user_id,
-                codes::new_id(KIND_RECOVERY),
-                KIND_RECOVERY,
-                codes::hash(&recovery),
-            ),
-        ])?;
-        let (oob_code, code) = self.new_oob(t, &id)?;
+        self.store
+            .add_authenticators(&[
+                self.pending(
+                    &user.user_id,
+                    id.clone(),
+                    KIND_EMAIL,
+                    address.clone().into_bytes(),
+                ),
+                self.pending(
+                    &user.user_id,
+                    codes::new_id(KIND_RECOVERY),
+                    KIND_RECOVERY,
+                    codes::hash(&recovery),
+                ),
+            ])
+            .await?;
+        let (oob_code, code) = self.new_oob(t, &id).await?;
         Ok((
             EmailEnrolment {
                 authenticator_type: "oob",
@@ -172,13 +177,13 @@ impl Mfa {
     }
 
     /// Challenge one of the user's factors: `otp`, or `oob` (an e-mail code).
-    pub fn challenge(
+    pub async fn challenge(
         &self,
         t: &MfaTransaction,
         challenge_type: Option<&str>,
         authenticator_id: Option<&str>,
     ) -> Result<Challenge, MfaError> {
-        let all = self.store.authenticators(&t.user_id)?;
+        let all = self.store.authenticators(&t.user_id).await?;
         let wanted = |a: &&StoredAuthenticator| {
             authenticator_id.is_none_or(|id| a.id == id)
                 && match challenge_type {
@@ -204,7 +209,7 @@ impl Mfa {
                 "the email channel is not enabled".into(),
             ));
         }
-        let (oob_code, code) = self.new_oob(t, &found.id)?;
+        let (oob_code, code) = self.new_oob(t, &found.id).await?;
         Ok(Challenge::Oob {
             oob_code,
             send_to: String::from_utf8_lossy(&found.secret).into_owned(),
@@ -227,10 +232,16 @@ impl Mfa {
 
     /// Remove an authenticator of `user_id`; a confirmed one only when
     /// `confirmed_too` (a token from a login that did MFA, or an administrator).
-    pub fn remove(&self, user_id: &str, id: &str, confirmed_too: bool) -> Result<(), MfaError> {
+    pub async fn remove(
+        &self,
+        user_id: &str,
+        id: &str,
+        confirmed_too: bool,
+    ) -> Result<(), MfaError> {
         if self
             .store
-            .remove_authenticator(user_id, id, !confirmed_too)?
+            .remove_authenticator(user_id, id, !confirmed_too)
+            .await?
         {
             Ok(())
         } else {
@@ -239,13 +250,15 @@ impl Mfa {
     }
 
     /// Refuse a second enrolment; drop a pending one (and its recovery code).
-    fn clear_pending(&self, user_id: &str) -> Result<(), MfaError> {
-        let all = self.store.authenticators(user_id)?;
+    async fn clear_pending(&self, user_id: &str) -> Result<(), MfaError> {
+        let all = self.store.authenticators(user_id).await?;
         if all.iter().any(|a| a.active && a.kind != KIND_RECOVERY) {
             return Err(MfaError::AlreadyEnrolled);
         }
         for a in all.iter().filter(|a| !a.active) {
-            self.store.remove_authenticator(user_id, &a.id, true)?;
+            self.store
+                .remove_authenticator(user_id, &a.id, true)
+                .await?;
         }
         Ok(())
     }
@@ -269,18 +282,21 @@ impl Mfa {
     }
 
     /// A fresh e-mail challenge on `t` for authenticator `id`: `(oob_code, code)`.
-    fn new_oob(&self, t: &MfaTransaction, id: &str) -> Result<(String, String), MfaError> {
+    async fn new_oob(&self, t: &MfaTransaction, id: &str) -> Result<(String, String), MfaError> {
         let oob_code = codes::new_token();
         let code = codes::new_digits();
-        self.store.set_oob(
-            &t.token_hash,
-            &OobChallenge {
-                authenticator_id: id.to_string(),
-                oob_code_hash: codes::hash_hex(&oob_code),
-                binding_hash: codes::hash_hex(&code),
-                expires_at: (self.clock.now() + super::email::CODE_LIFETIME_SECS).min(t.expires_at),
-            },
-        )?;
+        self.store
+            .set_oob(
+                &t.token_hash,
+                &OobChallenge {
+                    authenticator_id: id.to_string(),
+                    oob_code_hash: codes::hash_hex(&oob_code),
+                    binding_hash: codes::hash_hex(&code),
+                    expires_at: (self.clock.now() + super::email::CODE_LIFETIME_SECS)
+                        .min(t.expires_at),
+                },
+            )
+            .await?;
         Ok((oob_code, code))
     }
 }

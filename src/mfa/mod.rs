@@ -33,7 +33,7 @@ use crate::clock::SharedClock;
 use crate::config::MfaConfig;
 use crate::store::mfa::MfaStore;
 use crate::store::seal::StoreKey;
-use crate::tasks::{Supervisor, run_blocking};
+use crate::tasks::Supervisor;
 
 /// Kind of a TOTP authenticator in the store.
 pub const KIND_OTP: &str = "otp";
@@ -82,9 +82,9 @@ impl Mfa {
 
     /// The kinds a user has confirmed, as `mfa_requirements` names them
     /// (`otp`, `email`; recovery codes only back these).
-    pub fn enrolled_kinds(&self, user_id: &str) -> Result<Vec<&'static str>, MfaError> {
+    pub async fn enrolled_kinds(&self, user_id: &str) -> Result<Vec<&'static str>, MfaError> {
         let mut kinds = Vec::new();
-        for a in self.store.authenticators(user_id)? {
+        for a in self.store.authenticators(user_id).await? {
             let kind = match a.kind.as_str() {
                 KIND_OTP => "otp",
                 KIND_EMAIL if self.email_enabled() => "email",
@@ -107,18 +107,18 @@ impl Mfa {
     }
 
     /// Remove every authenticator of a user (`passgate users mfa reset`).
-    pub fn reset(&self, user_id: &str) -> Result<usize, MfaError> {
-        Ok(self.store.reset_authenticators(user_id)?)
+    pub async fn reset(&self, user_id: &str) -> Result<usize, MfaError> {
+        Ok(self.store.reset_authenticators(user_id).await?)
     }
 
     /// Users with a confirmed factor.
-    pub fn enrolled_users(&self) -> Result<Vec<String>, MfaError> {
-        Ok(self.store.enrolled_users()?)
+    pub async fn enrolled_users(&self) -> Result<Vec<String>, MfaError> {
+        Ok(self.store.enrolled_users().await?)
     }
 
     /// Drop expired transactions.
-    pub fn sweep(&self) -> Result<usize, MfaError> {
-        Ok(self.store.sweep_transactions(self.clock.now())?)
+    pub async fn sweep(&self) -> Result<usize, MfaError> {
+        Ok(self.store.sweep_transactions(self.clock.now()).await?)
     }
 
     /// Drop expired transactions every `every`, under `tasks`, until
@@ -131,7 +131,7 @@ impl Mfa {
                 let Some(mfa) = weak.upgrade() else {
                     return Ok(());
                 };
-                if let Err(e) = run_blocking(move || mfa.sweep()).await? {
+                if let Err(e) = mfa.sweep().await {
                     tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "sweeping MFA transactions failed");
                 }
             }

@@ -13,10 +13,14 @@ impl Mfa {
     /// finish the transaction: accepting the step, confirming the factor,
     /// clearing the wrong-code count and ending the transaction are one
     /// store transaction (`MfaStore::confirm_otp`).
-    pub fn verify_otp_and_finish(&self, t: &MfaTransaction, otp: &str) -> Result<(), MfaError> {
-        self.not_blocked(&t.user_id)?;
+    pub async fn verify_otp_and_finish(
+        &self,
+        t: &MfaTransaction,
+        otp: &str,
+    ) -> Result<(), MfaError> {
+        self.not_blocked(&t.user_id).await?;
         let now = self.clock.now();
-        for a in self.store.authenticators(&t.user_id)? {
+        for a in self.store.authenticators(&t.user_id).await? {
             if a.kind != KIND_OTP {
                 continue;
             }
@@ -31,24 +35,24 @@ impl Mfa {
                 token_hash: &t.token_hash,
                 now,
             };
-            match self.store.confirm_otp(&confirmation)? {
+            match self.store.confirm_otp(&confirmation).await? {
                 Confirmed::Done => return Ok(()),
                 Confirmed::TransactionUsed => return Err(MfaError::MalformedToken),
                 Confirmed::StepUsed => {}
             }
         }
-        self.failed(&t.user_id)?;
+        self.failed(&t.user_id).await?;
         Err(MfaError::InvalidOtp)
     }
 
     /// Check the e-mail code (`binding_code`) of the challenge `oob_code` names.
-    pub fn verify_oob(
+    pub async fn verify_oob(
         &self,
         t: &MfaTransaction,
         oob_code: &str,
         binding_code: &str,
     ) -> Result<(), MfaError> {
-        self.not_blocked(&t.user_id)?;
+        self.not_blocked(&t.user_id).await?;
         let right = t.oob.as_ref().filter(|o| {
             let same_oob: bool = codes::hash_hex(oob_code)
                 .as_bytes()
@@ -63,19 +67,24 @@ impl Mfa {
         match right {
             Some(o) => {
                 self.store
-                    .activate(&t.user_id, std::slice::from_ref(&o.authenticator_id))?;
-                self.succeeded(&t.user_id)
+                    .activate(&t.user_id, std::slice::from_ref(&o.authenticator_id))
+                    .await?;
+                self.succeeded(&t.user_id).await
             }
             None => {
-                self.failed(&t.user_id)?;
+                self.failed(&t.user_id).await?;
                 Err(MfaError::InvalidBinding)
             }
         }
     }
 
     /// Spend a recovery code; returns its successor (the only time it exists in clear).
-    pub fn verify_recovery(&self, t: &MfaTransaction, code: &str) -> Result<String, MfaError> {
-        self.not_blocked(&t.user_id)?;
+    pub async fn verify_recovery(
+        &self,
+        t: &MfaTransaction,
+        code: &str,
+    ) -> Result<String, MfaError> {
+        self.not_blocked(&t.user_id).await?;
         let used = codes::hash(&codes::normalise_recovery_code(code));
         let next = codes::new_recovery_code();
         let successor = StoredAuthenticator {
@@ -89,48 +98,63 @@ impl Mfa {
         };
         if self
             .store
-            .replace_recovery_code(&t.user_id, &used, &successor)?
+            .replace_recovery_code(&t.user_id, &used, &successor)
+            .await?
         {
-            self.succeeded(&t.user_id)?;
+            self.succeeded(&t.user_id).await?;
             Ok(next)
         } else {
-            self.failed(&t.user_id)?;
+            self.failed(&t.user_id).await?;
             Err(MfaError::InvalidRecovery)
         }
     }
 
-    fn not_blocked(&self, user_id: &str) -> Result<(), MfaError> {
+    async fn not_blocked(&self, user_id: &str) -> Result<(), MfaError> {
         let (now, refill) = (self.clock.now(), self.refill_secs());
-        let count = self.store.update_failures(user_id, &mut |stored| {
-            stored
-                .map(|s| failures::leaked(Some(s), now, refill))
-                .filter(|c| c.0 > 0)
-        })?;
+        let count = self
+            .store
+            .update_failures(
+                user_id,
+                Box::new(move |stored| {
+                    stored
+                        .map(|s| failures::leaked(Some(s), now, refill))
+                        .filter(|c| c.0 > 0)
+                }),
+            )
+            .await?;
         if failures::blocked(count.unwrap_or((0, now)), self.config.max_failures) {
             return Err(MfaError::TooManyFailures);
         }
         Ok(())
     }
 
-    fn failed(&self, user_id: &str) -> Result<(), MfaError> {
+    async fn failed(&self, user_id: &str) -> Result<(), MfaError> {
         let (now, refill) = (self.clock.now(), self.refill_secs());
-        self.store.update_failures(user_id, &mut |stored| {
-            Some(failures::one_more(failures::leaked(stored, now, refill)))
-        })?;
+        self.store
+            .update_failures(
+                user_id,
+                Box::new(move |stored| {
+                    Some(failures::one_more(failures::leaked(stored, now, refill)))
+                }),
+            )
+            .await?;
         Ok(())
     }
 
     /// A confirmed factor: pending recovery codes go live, the count clears.
-    fn succeeded(&self, user_id: &str) -> Result<(), MfaError> {
+    async fn succeeded(&self, user_id: &str) -> Result<(), MfaError> {
         let pending: Vec<String> = self
             .store
-            .authenticators(user_id)?
+            .authenticators(user_id)
+            .await?
             .into_iter()
             .filter(|a| !a.active && a.kind == KIND_RECOVERY)
             .map(|a| a.id)
             .collect();
-        self.store.activate(user_id, &pending)?;
-        self.store.update_failures(user_id, &mut |_| None)?;
+        self.store.activate(user_id, &pending).await?;
+        self.store
+            .update_failures(user_id, Box::new(|_| None))
+            .await?;
         Ok(())
     }
 

@@ -8,7 +8,6 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{close_connection, error};
-use crate::tasks::run_blocking;
 use crate::telemetry::ErrorChain;
 
 /// `Wrong email or password.`
@@ -236,28 +235,20 @@ impl OAuthError {
     }
 }
 
-/// Run store (or other blocking) work on the blocking pool. A failure is
-/// logged with `what` and its whole cause chain, and answered as a 500
-/// without details: the one place a store failure becomes HTTP.
-pub async fn blocking<T, E>(
+/// Wait for store work. A failure is logged with `what` and its whole cause
+/// chain, and answered as a 500 without details: the one place a store
+/// failure becomes HTTP.
+pub async fn stored<T, E>(
     what: &'static str,
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    work: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, OAuthError>
 where
-    T: Send + 'static,
-    E: std::error::Error + Send + 'static,
+    E: std::error::Error + 'static,
 {
-    match run_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            tracing::error!(error = %ErrorChain(&e), "{what} failed");
-            Err(OAuthError::internal())
-        }
-        Err(e) => {
-            tracing::error!(error = %ErrorChain(&e), "{what} did not finish");
-            Err(OAuthError::internal())
-        }
-    }
+    work.await.map_err(|e| {
+        tracing::error!(error = %ErrorChain(&e), "{what} failed");
+        OAuthError::internal()
+    })
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).

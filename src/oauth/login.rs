@@ -82,10 +82,10 @@ impl AuthServer {
         s: NewSession,
         metadata: MetadataUpdate,
     ) -> Result<Option<String>, OAuthError> {
-        let sessions = std::sync::Arc::clone(&self.sessions);
-        super::error::blocking("persisting the session", move || {
-            sessions.persist_with(s, Some(&metadata))
-        })
+        super::error::stored(
+            "persisting the session",
+            self.sessions.persist_with(s, Some(&metadata)),
+        )
         .await
     }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AuthServer;
-use super::error::{OAuthError, blocking, no_store};
+use super::error::{OAuthError, no_store, stored};
 use super::login::AMR_MFA;
 use super::mfa_grant::{mfa_refused, run};
 use super::request;
@@ -74,15 +74,13 @@ impl AuthServer {
     ) -> Result<(MfaTransaction, User), OAuthError> {
         let token = bearer(req)?;
         let mfa = Arc::clone(&self.mfa);
-        let t = run(move || mfa.open(&token, None)).await?;
+        let t = run(mfa.open(&token, None)).await?;
         let user = self.transaction_user(&t).await?;
         Ok((t, user))
     }
 
     async fn transaction_user(&self, t: &MfaTransaction) -> Result<User, OAuthError> {
-        let store = Arc::clone(&self.store);
-        let user_id = t.user_id.clone();
-        blocking("user lookup", move || store.get_user(&user_id))
+        stored("user lookup", self.store.get_user(&t.user_id))
             .await?
             .ok_or(OAuthError::InvalidGrant(crate::mfa::error::MALFORMED_TOKEN))
     }
@@ -93,7 +91,7 @@ impl AuthServer {
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let (t, _) = self.bearer_transaction(req).await?;
         let mfa = Arc::clone(&self.mfa);
-        let list = run(move || mfa.list(&t.user_id)).await?;
+        let list = run(mfa.list(&t.user_id)).await?;
         Ok(json(StatusCode::OK, &list))
     }
 
@@ -107,12 +105,12 @@ impl AuthServer {
         let mfa = Arc::clone(&self.mfa);
         match kind {
             Some("otp") => {
-                let enrolment = run(move || mfa.associate_otp(&user)).await?;
+                let enrolment = run(mfa.associate_otp(&user)).await?;
                 self.metrics.mfa("otp", "enrolled");
                 Ok(json(StatusCode::OK, &enrolment))
             }
             Some("oob") if body.oob_channels.iter().any(|c| c == "email") => {
-                let (enrolment, outgoing) = run(move || mfa.associate_email(&user, &t)).await?;
+                let (enrolment, outgoing) = run(mfa.associate_email(&user, &t)).await?;
                 self.mfa.send(outgoing).await.map_err(mfa_refused)?;
                 self.metrics.mfa("email", "enrolled");
                 Ok(json(StatusCode::OK, &enrolment))
@@ -137,9 +135,10 @@ impl AuthServer {
         let challenge_type = params.get("challenge_type").map(str::to_string);
         let authenticator_id = params.get("authenticator_id").map(str::to_string);
         let mfa = Arc::clone(&self.mfa);
-        let challenge = run(move || {
-            let t = mfa.open(&token, Some(&client_id))?;
+        let challenge = run(async move {
+            let t = mfa.open(&token, Some(&client_id)).await?;
             mfa.challenge(&t, challenge_type.as_deref(), authenticator_id.as_deref())
+                .await
         })
         .await?;
         match challenge {
@@ -195,20 +194,17 @@ impl AuthServer {
                 }
             }
         };
-        let mfa = Arc::clone(&self.mfa);
-        let id = id.to_string();
-        match crate::tasks::run_blocking(move || mfa.remove(&user_id, &id, confirmed_too)).await {
-            Ok(Ok(())) => Ok(Response::builder()
+        match self.mfa.remove(&user_id, id, confirmed_too).await {
+            Ok(()) => Ok(Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(ResponseBody::empty())
                 .map_err(|_| OAuthError::internal())?),
-            Ok(Err(MfaError::NotFound)) => Ok(crate::http::response::error(
+            Err(MfaError::NotFound) => Ok(crate::http::response::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such authenticator, or it is confirmed (use an access token from a login that did MFA)",
             )),
-            Ok(Err(e)) => Err(mfa_refused(e)),
-            Err(_) => Err(OAuthError::internal()),
+            Err(e) => Err(mfa_refused(e)),
         }
     }
 }

@@ -12,7 +12,7 @@ use http::Response;
 use serde_json::json;
 
 use super::AuthServer;
-use super::error::{OAuthError, blocking};
+use super::error::{OAuthError, stored};
 use super::login::{AMR_MFA, LoginDecision, LoginSubject};
 use super::request::Params;
 use super::token::token_response_with;
@@ -78,17 +78,11 @@ pub(super) fn mfa_refused(e: MfaError) -> OAuthError {
     }
 }
 
-/// Run MFA work (store calls) on the blocking pool.
-pub(super) async fn run<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, MfaError> + Send + 'static,
+/// Wait for MFA work (store calls); its refusals become OAuth errors.
+pub(super) async fn run<T>(
+    work: impl std::future::Future<Output = Result<T, MfaError>>,
 ) -> Result<T, OAuthError> {
-    match crate::tasks::run_blocking(work).await {
-        Ok(answer) => answer.map_err(mfa_refused),
-        Err(e) => {
-            tracing::error!(error = %crate::telemetry::ErrorChain(&e), "mfa work did not finish");
-            Err(OAuthError::internal())
-        }
-    }
+    work.await.map_err(mfa_refused)
 }
 
 impl AuthServer {
@@ -110,7 +104,7 @@ impl AuthServer {
         }
         let mfa = Arc::clone(&self.mfa);
         let user_id = who.user.user_id.clone();
-        let kinds = run(move || mfa.enrolled_kinds(&user_id)).await?;
+        let kinds = run(mfa.enrolled_kinds(&user_id)).await?;
         let need = crate::mfa::need(policy, !kinds.is_empty(), demanded);
         let requirements = match need {
             Need::Nothing => return Ok(()),
@@ -128,7 +122,7 @@ impl AuthServer {
             who.realm.to_string(),
             who.api.audience.clone(),
         );
-        let mfa_token = run(move || mfa.begin(&user, &client, &realm, &audience, kept)).await?;
+        let mfa_token = run(mfa.begin(&user, &client, &realm, &audience, kept)).await?;
         tracing::info!(target: "passgate::auth", event = "mfa_required", client = %who.client.id, user_id = %who.user.user_id, need = ?need);
         Err(OAuthError::MfaRequired {
             mfa_token,
@@ -156,21 +150,21 @@ impl AuthServer {
         let mfa = Arc::clone(&self.mfa);
         let client_id = client.id.clone();
         let metrics = Arc::clone(&self.metrics);
-        let (t, recovery_code) = run(move || {
-            let t = mfa.open(&token, Some(&client_id))?;
+        let (t, recovery_code) = run(async move {
+            let t = mfa.open(&token, Some(&client_id)).await?;
             // An OTP check ends the transaction in the same store
             // transaction; the other factors end it below.
             let checked = match factor {
-                Factor::Otp => mfa.verify_otp_and_finish(&t, &code.0).map(|()| None),
-                Factor::Oob => mfa.verify_oob(&t, &code.0, &code.1).map(|()| None),
-                Factor::Recovery => mfa.verify_recovery(&t, &code.0).map(Some),
+                Factor::Otp => mfa.verify_otp_and_finish(&t, &code.0).await.map(|()| None),
+                Factor::Oob => mfa.verify_oob(&t, &code.0, &code.1).await.map(|()| None),
+                Factor::Recovery => mfa.verify_recovery(&t, &code.0).await.map(Some),
             };
             if let Some(outcome) = verify_outcome(&checked) {
                 metrics.mfa(factor.label(), outcome);
             }
             let next = checked?;
             if factor != Factor::Otp {
-                mfa.finish(&t)?;
+                mfa.finish(&t).await?;
             }
             Ok((t, next))
         })
@@ -188,7 +182,7 @@ impl AuthServer {
     ) -> Result<Response<ResponseBody>, OAuthError> {
         let store = Arc::clone(&self.store);
         let user_id = t.user_id.clone();
-        let user = blocking("user lookup", move || store.get_user(&user_id)).await?;
+        let user = stored("user lookup", store.get_user(&user_id)).await?;
         let Some(user) = user else {
             return Err(OAuthError::InvalidGrant(text::MALFORMED_TOKEN));
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Response;
 
 use super::AuthServer;
-use super::error::{OAuthError, blocking};
+use super::error::{OAuthError, stored};
 use super::login::{LoginDecision, LoginSubject};
 use super::request::Params;
 use super::token::token_response;
@@ -37,16 +37,13 @@ impl AuthServer {
         let sessions = Arc::clone(&self.sessions);
         let store = Arc::clone(&self.store);
         let hash = hash_token(&token);
-        let found = blocking(
-            "the refresh-token lookup",
-            move || -> Result<_, crate::store::StoreError> {
-                let Some((record, session)) = sessions.store().find_refresh(&hash)? else {
-                    return Ok(None);
-                };
-                let user = store.get_user(&session.user_id)?;
-                Ok(Some((record, session, user)))
-            },
-        )
+        let found = stored("the refresh-token lookup", async {
+            let Some((record, session)) = sessions.store().find_refresh(&hash).await? else {
+                return Ok::<_, crate::store::StoreError>(None);
+            };
+            let user = store.get_user(&session.user_id).await?;
+            Ok(Some((record, session, user)))
+        })
         .await?;
         let Some((record, session, user)) = found else {
             return Err(invalid);
@@ -110,10 +107,12 @@ impl AuthServer {
             user_metadata: decision.user_metadata.take(),
             now: self.clock.now(),
         };
-        let sessions = Arc::clone(&self.sessions);
-        let owned_client = client.clone();
-        let exchanged = blocking("the refresh exchange", move || {
-            match sessions.exchange_storing(&owned_client, &token, access_expires_at, &metadata) {
+        let exchanged = stored("the refresh exchange", async {
+            match self
+                .sessions
+                .exchange_storing(client, &token, access_expires_at, &metadata)
+                .await
+            {
                 Err(ExchangeError::Store(e)) => Err(e),
                 answer => Ok(answer),
             }

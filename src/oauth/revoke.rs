@@ -15,13 +15,12 @@
 //! for another client's token (left alone) and for an expired one.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::AuthServer;
-use super::error::{OAuthError, blocking, no_store};
+use super::error::{OAuthError, no_store, stored};
 use super::request;
 use crate::http::body::ResponseBody;
 use crate::sessions::hash_token;
@@ -77,9 +76,7 @@ impl AuthServer {
             tracing::debug!(target: "passgate::auth", event = "revoke_unknown", client = %client.id);
             return Ok(());
         };
-        let sessions = Arc::clone(&self.sessions);
-        let ended = sid.clone();
-        blocking("the revocation", move || sessions.revoke(&ended)).await?;
+        stored("the revocation", self.sessions.revoke(&sid)).await?;
         tracing::info!(target: "passgate::auth", event = "revoke", client = %client.id, sid = %sid, token = ?kind);
         Ok(())
     }
@@ -90,15 +87,16 @@ impl AuthServer {
         token: &str,
         client_id: &str,
     ) -> Result<Option<String>, OAuthError> {
-        let sessions = Arc::clone(&self.sessions);
-        let (hash, client_id) = (hash_token(token), client_id.to_string());
-        blocking("the revocation lookup", move || {
-            Ok::<_, crate::store::StoreError>(match sessions.store().find_refresh(&hash)? {
-                Some((record, session)) if record.client_id == client_id => Some(session.sid),
-                _ => None,
-            })
+        let hash = hash_token(token);
+        let found = stored(
+            "the revocation lookup",
+            self.sessions.store().find_refresh(&hash),
+        )
+        .await?;
+        Ok(match found {
+            Some((record, session)) if record.client_id == client_id => Some(session.sid),
+            _ => None,
         })
-        .await
     }
 
     /// The session of `token` if it is a live access token this passgate

@@ -13,13 +13,12 @@
 //! rather than copying the pipeline.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::error::{OAuthError, WRONG_CREDENTIALS, blocking, no_store};
+use super::error::{OAuthError, WRONG_CREDENTIALS, no_store, stored};
 use super::login::{LoginDecision, LoginSubject};
 use super::request::{self, Params};
 use super::{AuthServer, scopes, scripts};
@@ -226,17 +225,16 @@ impl AuthServer {
     }
 
     async fn find_login(&self, realm: &str, username: &str) -> Result<Option<User>, OAuthError> {
-        let store = Arc::clone(&self.store);
-        let (realm, username) = (realm.to_string(), username.to_string());
-        blocking("user lookup", move || store.find_login(&realm, &username)).await
+        stored("user lookup", self.store.find_login(realm, username)).await
     }
 
     async fn record_login(&self, user: &User, rehash: Option<String>) -> Result<(), OAuthError> {
-        let store = Arc::clone(&self.store);
-        let (now, id) = (self.clock.now(), user.user_id.clone());
-        blocking("recording the login", move || {
-            store.record_login(&id, now, rehash.as_deref())
-        })
+        let now = self.clock.now();
+        stored(
+            "recording the login",
+            self.store
+                .record_login(&user.user_id, now, rehash.as_deref()),
+        )
         .await
     }
 

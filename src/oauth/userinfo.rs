@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::AuthServer;
-use super::error::{OAuthError, blocking};
+use super::error::{OAuthError, stored};
 use crate::gate::GateError;
 use crate::gate::bearer::{self, Credential};
 use crate::gate::verify::TokenProblem;
@@ -57,12 +57,10 @@ impl AuthServer {
         let lookup = sub.clone();
         // A user removed since the token was issued makes the token useless
         // (401); a store that fails is passgate's fault (500), not the token's.
-        let user = blocking("looking up the user for /userinfo", move || {
-            store.get_user(&lookup)
-        })
-        .await
-        .map_err(Refused::Internal)?
-        .ok_or(GateError::InvalidToken(TokenProblem::Revoked))?;
+        let user = stored("looking up the user for /userinfo", store.get_user(&lookup))
+            .await
+            .map_err(Refused::Internal)?
+            .ok_or(GateError::InvalidToken(TokenProblem::Revoked))?;
         let mut body = Map::new();
         body.insert("sub".into(), Value::String(sub));
         body.extend(profile_claims(&user, &claims.scopes));

@@ -37,9 +37,8 @@ pub use unblock::{CounterKey, lift_after_password_change, unblock, unblock_ip};
 
 use crate::clock::SharedClock;
 use crate::config::{AttackProtectionConfig, ClientConfig, Config};
-use crate::store::StoreError;
 use crate::store::protect::ProtectStore;
-use crate::tasks::{Supervisor, run_blocking};
+use crate::tasks::Supervisor;
 use crate::telemetry::ErrorChain;
 
 /// The pair key used for every IP in account-lockout mode.
@@ -136,7 +135,7 @@ impl Protect {
                 let (now, expiry) = (p.clock.now(), p.expiry());
                 let store = Arc::clone(&p.store);
                 drop(p);
-                let swept = run_blocking(move || store.sweep_protect(now, now - expiry)).await?;
+                let swept = store.sweep_protect(now, now - expiry).await;
                 if let Err(e) = swept {
                     tracing::warn!(target: "passgate::protect", error = %ErrorChain(&e), "sweeping attack-protection counters failed");
                 }
@@ -195,15 +194,19 @@ impl Protect {
             ip_key.clone()
         };
         let state = {
-            let (id, pair, ip_key) = (identifier.clone(), pair_ip.clone(), ip_key.clone());
-            self.blocking(move |store| {
-                let mut s = store.attempt_state(&id, &pair)?;
-                if pair != ip_key {
-                    s.ip_tat = store.attempt_state(&id, &ip_key)?.ip_tat;
-                }
-                Ok(s)
-            })
-            .await?
+            let store = &self.store;
+            let mut s = store
+                .attempt_state(&identifier, &pair_ip)
+                .await
+                .map_err(Denied::Store)?;
+            if pair_ip != ip_key {
+                s.ip_tat = store
+                    .attempt_state(&identifier, &ip_key)
+                    .await
+                    .map_err(Denied::Store)?
+                    .ip_tat;
+            }
+            s
         };
         let now = self.clock.now();
         if self.config.brute_force
@@ -246,25 +249,25 @@ impl Protect {
         let (ip_threshold, regain) = (self.config.suspicious_ip_threshold.get(), self.regain());
         let count_pair = self.config.brute_force;
         let count_ip = self.ip_counted(attempt.ip);
-        let a = attempt.clone();
-        let (failures, tat) = self
-            .blocking(move |store| {
-                let failures = match count_pair {
-                    true => Some(store.add_login_failure(
-                        &a.identifier,
-                        &a.pair_ip,
-                        now,
-                        now - expiry,
-                    )?),
-                    false => None,
-                };
-                let tat = match count_ip {
-                    true => Some(store.add_ip_failure(&a.ip_key, now, regain)?),
-                    false => None,
-                };
-                Ok((failures, tat))
-            })
-            .await?;
+        let a = &attempt;
+        let failures = match count_pair {
+            true => Some(
+                self.store
+                    .add_login_failure(&a.identifier, &a.pair_ip, now, now - expiry)
+                    .await
+                    .map_err(Denied::Store)?,
+            ),
+            false => None,
+        };
+        let tat = match count_ip {
+            true => Some(
+                self.store
+                    .add_ip_failure(&a.ip_key, now, regain)
+                    .await
+                    .map_err(Denied::Store)?,
+            ),
+            false => None,
+        };
         if failures == Some(threshold) {
             bump(&self.counters.blocks);
             tracing::warn!(
@@ -298,23 +301,11 @@ impl Protect {
         if !attempt.had_streak {
             return Ok(());
         }
-        self.blocking(move |store| {
-            store.clear_login_failures(&attempt.identifier, Some(&attempt.pair_ip))
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Run store calls on the blocking pool.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn ProtectStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Denied> {
-        let store = Arc::clone(&self.store);
-        run_blocking(move || f(store.as_ref()))
+        self.store
+            .clear_login_failures(&attempt.identifier, Some(&attempt.pair_ip))
             .await
-            .map_err(|e| Denied::Store(StoreError::Task(e)))?
-            .map_err(Denied::Store)
+            .map_err(Denied::Store)?;
+        Ok(())
     }
 
     fn limited(&self, limited: Limited) -> Denied {

@@ -40,25 +40,25 @@ impl std::fmt::Display for CounterKey {
 /// every account it names (in any realm, by any alias): from `ip` only when
 /// given (and any account-lockout block), else from every IP. Returns how
 /// many (identifier, IP) pairs were cleared.
-pub fn unblock<S: Store + ProtectStore + ?Sized>(
+pub async fn unblock<S: Store + ProtectStore + ?Sized>(
     store: &S,
     identifier: &str,
     ip: Option<IpAddr>,
     reason: &str,
 ) -> Result<usize, StoreError> {
     let mut keys = vec![CounterKey::for_login(None, identifier)];
-    for user in store.find_login_everywhere(identifier)? {
+    for user in store.find_login_everywhere(identifier).await? {
         keys.push(CounterKey::for_login(Some(&user), identifier));
     }
     let mut cleared = 0;
     for key in &keys {
-        cleared += clear(store, key, ip, reason)?;
+        cleared += clear(store, key, ip, reason).await?;
     }
     Ok(cleared)
 }
 
 /// Clear one counter key's streaks, logged.
-fn clear(
+async fn clear(
     store: &(impl ProtectStore + ?Sized),
     key: &CounterKey,
     ip: Option<IpAddr>,
@@ -68,11 +68,14 @@ fn clear(
     let (cleared, ip_text) = match ip {
         Some(ip) => {
             let ip_key = IpKey::of(ip).to_string();
-            let n = store.clear_login_failures(id, Some(&ip_key))?
-                + store.clear_login_failures(id, Some(ANY_IP))?;
+            let n = store.clear_login_failures(id, Some(&ip_key)).await?
+                + store.clear_login_failures(id, Some(ANY_IP)).await?;
             (n, ip_key)
         }
-        None => (store.clear_login_failures(id, None)?, ANY_IP.to_string()),
+        None => (
+            store.clear_login_failures(id, None).await?,
+            ANY_IP.to_string(),
+        ),
     };
     tracing::warn!(
         target: "passgate::protect",
@@ -88,9 +91,13 @@ fn clear(
 
 /// Lift the suspicious-IP throttle of `ip` (IPv6: its /64). Returns whether
 /// there was one to lift.
-pub fn unblock_ip(store: &dyn ProtectStore, ip: IpAddr, reason: &str) -> Result<bool, StoreError> {
+pub async fn unblock_ip(
+    store: &dyn ProtectStore,
+    ip: IpAddr,
+    reason: &str,
+) -> Result<bool, StoreError> {
     let key = IpKey::of(ip).to_string();
-    let cleared = store.clear_ip_failures(&key)?;
+    let cleared = store.clear_ip_failures(&key).await?;
     tracing::warn!(
         target: "passgate::protect",
         event = "unthrottle",
@@ -104,7 +111,7 @@ pub fn unblock_ip(store: &dyn ProtectStore, ip: IpAddr, reason: &str) -> Result<
 
 /// A new password lifts every block of the user's account (and of its
 /// login names' keys, counted before the account existed).
-pub fn lift_after_password_change(
+pub async fn lift_after_password_change(
     store: &dyn ProtectStore,
     user: &User,
 ) -> Result<usize, StoreError> {
@@ -113,14 +120,16 @@ pub fn lift_after_password_change(
         &CounterKey::for_login(Some(user), ""),
         None,
         "password_change",
-    )?;
+    )
+    .await?;
     for name in user.username.iter().chain(user.email.iter()) {
         cleared += clear(
             store,
             &CounterKey::for_login(None, name),
             None,
             "password_change",
-        )?;
+        )
+        .await?;
     }
     Ok(cleared)
 }
@@ -138,15 +147,16 @@ mod tests {
         assert_eq!(key(&"é".repeat(400)).len(), "name:".len() + 320);
     }
 
-    #[test]
-    fn unblock_by_ip_or_everywhere() {
+    #[tokio::test]
+    async fn unblock_by_ip_or_everywhere() {
         let s = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
         for ip in ["192.0.2.1", "192.0.2.2", ANY_IP] {
             s.add_login_failure("name:alice", ip, 10, 0)
+                .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let ip: IpAddr = "192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(unblock(&s, "ALICE", Some(ip), "admin").ok(), Some(2));
-        assert_eq!(unblock(&s, "alice", None, "admin").ok(), Some(1));
+        assert_eq!(unblock(&s, "ALICE", Some(ip), "admin").await.ok(), Some(2));
+        assert_eq!(unblock(&s, "alice", None, "admin").await.ok(), Some(1));
     }
 }

@@ -25,7 +25,7 @@ use crate::gate::Revocations;
 use crate::gate::claims::Claims;
 use crate::store::StoreError;
 use crate::store::sessions::{RefreshRecord, Session, SessionStore};
-use crate::tasks::{Supervisor, run_blocking};
+use crate::tasks::Supervisor;
 use crate::telemetry::ErrorChain;
 
 /// Sessions and refresh tokens.
@@ -64,19 +64,20 @@ pub struct NewSession {
 
 impl Sessions {
     /// Sessions of `issuer` over `store`, with the revoked set loaded from it.
-    pub fn load(
+    pub async fn load(
         store: Arc<dyn SessionStore>,
         issuer: String,
         clock: SharedClock,
     ) -> Result<Self, StoreError> {
         let now = clock.now();
         let revoked = DashMap::new();
-        for (sid, expires_at) in store.revoked_sessions(now)? {
+        for (sid, expires_at) in store.revoked_sessions(now).await? {
             revoked.insert(sid, expires_at);
         }
         // Everything already revoked is loaded; follow the log from its end.
         let end = store
-            .revocations_since(0)?
+            .revocations_since(0)
+            .await?
             .last()
             .map_or(0, |(seq, _, _)| *seq);
         Ok(Self {
@@ -96,13 +97,13 @@ impl Sessions {
 
     /// Persist a login's session, and its first refresh token when asked.
     /// Returns the refresh token (the only time it exists in clear).
-    pub fn persist(&self, s: NewSession) -> Result<Option<String>, StoreError> {
-        self.persist_with(s, None)
+    pub async fn persist(&self, s: NewSession) -> Result<Option<String>, StoreError> {
+        self.persist_with(s, None).await
     }
 
     /// [`Sessions::persist`], with the metadata a login's scripts decided
     /// written in the same transaction.
-    pub fn persist_with(
+    pub async fn persist_with(
         &self,
         s: NewSession,
         metadata: Option<&crate::store::MetadataUpdate>,
@@ -139,16 +140,15 @@ impl Sessions {
             retired_at_ms: None,
         });
         let dropped = match metadata.filter(|m| !m.is_empty()) {
-            Some(m) => self.store.create_login_session(
-                &session,
-                record.as_ref(),
-                policy.max_families,
-                now,
-                m,
-            )?,
+            Some(m) => {
+                self.store
+                    .create_login_session(&session, record.as_ref(), policy.max_families, now, m)
+                    .await?
+            }
             None => {
                 self.store
-                    .create_session(&session, record.as_ref(), policy.max_families, now)?
+                    .create_session(&session, record.as_ref(), policy.max_families, now)
+                    .await?
             }
         };
         for (sid, expires_at) in dropped {
@@ -159,9 +159,9 @@ impl Sessions {
     }
 
     /// End a session now, here and (through the store) everywhere.
-    pub fn revoke(&self, sid: &str) -> Result<bool, StoreError> {
+    pub async fn revoke(&self, sid: &str) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let changed = self.store.revoke_session(sid, now)?;
+        let changed = self.store.revoke_session(sid, now).await?;
         // The store has the expiry; a long bound is safe until the log sweep replaces it.
         self.revoked.entry(sid.to_string()).or_insert(i64::MAX);
         if changed {
@@ -171,8 +171,11 @@ impl Sessions {
     }
 
     /// End every session of a user.
-    pub fn revoke_user(&self, user_id: &str) -> Result<usize, StoreError> {
-        let ended = self.store.revoke_user_sessions(user_id, self.clock.now())?;
+    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        let ended = self
+            .store
+            .revoke_user_sessions(user_id, self.clock.now())
+            .await?;
         let n = ended.len();
         for (sid, expires_at) in ended {
             self.revoked.insert(sid, expires_at);
@@ -181,9 +184,9 @@ impl Sessions {
     }
 
     /// Read revocations other processes (or this one) logged since the last look.
-    pub fn follow_log(&self) -> Result<usize, StoreError> {
+    pub async fn follow_log(&self) -> Result<usize, StoreError> {
         let since = self.last_seq.load(Ordering::Acquire);
-        let rows = self.store.revocations_since(since)?;
+        let rows = self.store.revocations_since(since).await?;
         let n = rows.len();
         for (seq, sid, expires_at) in rows {
             self.revoked.insert(sid, expires_at);
@@ -193,10 +196,10 @@ impl Sessions {
     }
 
     /// Forget revoked sessions whose tokens have all expired, and delete expired sessions.
-    pub fn sweep(&self) -> Result<usize, StoreError> {
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         self.revoked.retain(|_, expires_at| *expires_at >= now);
-        self.store.sweep_sessions(now)
+        self.store.sweep_sessions(now).await
     }
 
     /// Follow the revocation log every `follow` and sweep every `sweep`,
@@ -216,18 +219,12 @@ impl Sessions {
                 let Some(this) = weak.upgrade() else {
                     return Ok(());
                 };
-                let (followed, swept, t) = run_blocking(move || {
-                    let followed = this.follow_log();
-                    ticks += 1;
-                    let swept = if ticks.is_multiple_of(every) {
-                        this.sweep().map(Some)
-                    } else {
-                        Ok(None)
-                    };
-                    (followed, swept, ticks)
-                })
-                .await?;
-                ticks = t;
+                let followed = this.follow_log().await;
+                ticks += 1;
+                let swept = match ticks.is_multiple_of(every) {
+                    true => this.sweep().await.map(Some),
+                    false => Ok(None),
+                };
                 if let Err(e) = followed {
                     tracing::warn!(error = %ErrorChain(&e), "reading the revocation log failed");
                 }

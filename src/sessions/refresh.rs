@@ -11,6 +11,7 @@
 //!
 //! [`exchange_refresh`]: crate::store::sessions::SessionStore::exchange_refresh
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -83,18 +84,19 @@ pub struct Exchanged {
 impl Sessions {
     /// Exchange `token`, presented by `client`, whose new access token will
     /// expire at `access_expires_at`.
-    pub fn exchange(
+    pub async fn exchange(
         &self,
         client: &ClientConfig,
         token: &str,
         access_expires_at: i64,
     ) -> Result<Exchanged, ExchangeError> {
         self.exchange_storing(client, token, access_expires_at, &MetadataUpdate::default())
+            .await
     }
 
     /// [`Sessions::exchange`], storing `metadata` (what the refresh's
     /// scripts wrote) in the exchange's transaction: both happen or neither.
-    pub fn exchange_storing(
+    pub async fn exchange_storing(
         &self,
         client: &ClientConfig,
         token: &str,
@@ -105,8 +107,12 @@ impl Sessions {
         let hash = hash_token(token);
         let policy = &client.refresh;
         let successor = policy.rotation.then(new_token);
-        let mut verdict = Verdict::Refuse(ExchangeError::Unknown);
-        let mut decide = |record: &RefreshRecord, session: &Session| {
+        // The store runs `decide` inside its transaction (on its own thread),
+        // so what it concluded comes back through `verdict`.
+        let verdict = Arc::new(Mutex::new(Verdict::Refuse(ExchangeError::Unknown)));
+        let (seen, owned, next) = (Arc::clone(&verdict), client.clone(), successor.clone());
+        let decide = Box::new(move |record: &RefreshRecord, session: &Session| {
+            let (client, successor) = (&owned, &next);
             let checked = check(client, record, session, now);
             let decision = match (&checked, &successor) {
                 (Verdict::Refuse(_) | Verdict::Retired(_), _) => Decision::Refuse,
@@ -128,25 +134,29 @@ impl Sessions {
                     session_expires_at: access_expires_at,
                 },
             };
-            verdict = checked;
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = checked;
             decision
-        };
-        let Some((_, session)) = self.store.exchange_refresh(&hash, metadata, &mut decide)? else {
+        });
+        let Some((_, session)) = self.store.exchange_refresh(&hash, metadata, decide).await? else {
             return Err(ExchangeError::Unknown);
         };
+        let verdict = std::mem::replace(
+            &mut *verdict.lock().unwrap_or_else(|p| p.into_inner()),
+            Verdict::Refuse(ExchangeError::Unknown),
+        );
         match verdict {
             Verdict::Exchange => Ok(Exchanged {
                 session,
                 refresh_token: successor,
             }),
-            Verdict::Retired(retired_at_ms) => {
-                Err(self.on_reuse(&session, retired_at_ms, now_ms, policy.reuse_leeway))
-            }
+            Verdict::Retired(retired_at_ms) => Err(self
+                .on_reuse(&session, retired_at_ms, now_ms, policy.reuse_leeway)
+                .await),
             Verdict::Refuse(why) => Err(why),
         }
     }
 
-    fn on_reuse(
+    async fn on_reuse(
         &self,
         session: &Session,
         retired_at_ms: i64,
@@ -164,7 +174,7 @@ impl Sessions {
             client = %session.client_id,
             "a retired refresh token was presented again: revoking its family"
         );
-        match self.revoke(&session.sid) {
+        match self.revoke(&session.sid).await {
             Ok(_) => ExchangeError::Reused,
             Err(e) => ExchangeError::Store(e),
         }

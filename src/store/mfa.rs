@@ -9,9 +9,9 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::StoreError;
 pub use super::mfa_transactions::{
-    FailureCount, MfaTransaction, MfaTransactionStore, OobChallenge,
+    FailureCount, MfaTransaction, MfaTransactionStore, OobChallenge, UpdateFailures,
 };
-use super::sqlite::SqliteStore;
+use super::sqlite::SqliteDb;
 
 /// Migration 8: MFA tables, and the methods a session's login used.
 pub const SCHEMA: &str = "CREATE TABLE mfa_authenticators (
@@ -78,26 +78,27 @@ impl std::fmt::Debug for StoredAuthenticator {
 
 /// Persistence of second factors: authenticators here; transactions and the
 /// wrong-code count through the supertrait ([`MfaTransactionStore`]).
+#[async_trait::async_trait]
 pub trait MfaStore: MfaTransactionStore + Send + Sync + std::fmt::Debug {
     /// Every authenticator of `user_id`, oldest first.
-    fn authenticators(&self, user_id: &str) -> Result<Vec<StoredAuthenticator>, StoreError>;
+    async fn authenticators(&self, user_id: &str) -> Result<Vec<StoredAuthenticator>, StoreError>;
     /// Add authenticators (an enrolment), in one transaction.
-    fn add_authenticators(&self, list: &[StoredAuthenticator]) -> Result<(), StoreError>;
+    async fn add_authenticators(&self, list: &[StoredAuthenticator]) -> Result<(), StoreError>;
     /// Accept TOTP step `step` of `id` once: true (and the authenticator
     /// active) when no step as late was accepted before.
-    fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError>;
+    async fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError>;
     /// Finish an MFA transaction with a TOTP step, in one write transaction:
     /// the transaction must still be open and step `step` of `id` not yet
     /// accepted (each a single conditional write); then the step is
     /// accepted, the authenticator and the user's pending recovery codes go
     /// live, the wrong-code count clears and the transaction ends. When
     /// either check fails nothing is written.
-    fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError>;
+    async fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError>;
     /// Mark these authenticators of `user_id` active.
-    fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError>;
+    async fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError>;
     /// Spend an active recovery code of `user_id` (by hash) and store its
     /// successor, at once; false when no such code was live.
-    fn replace_recovery_code(
+    async fn replace_recovery_code(
         &self,
         user_id: &str,
         used_hash: &[u8],
@@ -106,16 +107,16 @@ pub trait MfaStore: MfaTransactionStore + Send + Sync + std::fmt::Debug {
     /// Remove one authenticator of `user_id` (only an inactive one when
     /// `inactive_only`); removing an OTP or e-mail one also removes the
     /// recovery codes of its enrolment when no other active factor is left.
-    fn remove_authenticator(
+    async fn remove_authenticator(
         &self,
         user_id: &str,
         id: &str,
         inactive_only: bool,
     ) -> Result<bool, StoreError>;
     /// Remove every authenticator of `user_id`; the number removed.
-    fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError>;
+    async fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError>;
     /// Users (ids) with at least one active authenticator.
-    fn enrolled_users(&self) -> Result<Vec<String>, StoreError>;
+    async fn enrolled_users(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// What [`MfaStore::confirm_otp`] writes.
@@ -178,8 +179,11 @@ fn insert_authenticator(
     )
 }
 
-impl MfaStore for SqliteStore {
-    fn authenticators(&self, user_id: &str) -> Result<Vec<StoredAuthenticator>, StoreError> {
+impl SqliteDb {
+    pub(crate) fn authenticators(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<StoredAuthenticator>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {AUTH_COLUMNS} FROM mfa_authenticators WHERE user_id = ?1 ORDER BY created_at, rowid"
@@ -189,7 +193,10 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn add_authenticators(&self, list: &[StoredAuthenticator]) -> Result<(), StoreError> {
+    pub(crate) fn add_authenticators(
+        &self,
+        list: &[StoredAuthenticator],
+    ) -> Result<(), StoreError> {
         self.in_tx(|tx| {
             for a in list {
                 insert_authenticator(tx, a)?;
@@ -198,7 +205,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
+    pub(crate) fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE mfa_authenticators SET last_step = ?2, active = 1 WHERE id = ?1 AND last_step < ?2",
@@ -208,7 +215,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError> {
+    pub(crate) fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError> {
         // The write lock is held from the first statement, so the check of
         // the transaction still holds when the step is accepted.
         self.in_write_tx(|tx| {
@@ -247,7 +254,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
+    pub(crate) fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
         self.in_tx(|tx| {
             for id in ids {
                 tx.execute(
@@ -259,7 +266,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn replace_recovery_code(
+    pub(crate) fn replace_recovery_code(
         &self,
         user_id: &str,
         used_hash: &[u8],
@@ -278,7 +285,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn remove_authenticator(
+    pub(crate) fn remove_authenticator(
         &self,
         user_id: &str,
         id: &str,
@@ -307,7 +314,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError> {
+    pub(crate) fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError> {
         self.in_tx(|tx| {
             tx.execute(
                 "DELETE FROM mfa_failures WHERE user_id = ?1",
@@ -320,7 +327,7 @@ impl MfaStore for SqliteStore {
         })
     }
 
-    fn enrolled_users(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn enrolled_users(&self) -> Result<Vec<String>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT DISTINCT user_id FROM mfa_authenticators WHERE active = 1 AND kind != 'recovery-code'",
@@ -335,10 +342,10 @@ impl MfaStore for SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::{Store, User};
+    use crate::store::User;
 
-    fn store_with_user() -> SqliteStore {
-        let s = SqliteStore::in_memory().unwrap();
+    fn store_with_user() -> SqliteDb {
+        let s = SqliteDb::in_memory().unwrap();
         s.create_user(&User {
             user_id: "auth0|u".into(),
             realm: "r".into(),

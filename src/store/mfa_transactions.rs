@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::StoreError;
-use super::sqlite::SqliteStore;
+use super::sqlite::SqliteDb;
 
 /// One MFA transaction: a password step that answered `mfa_required`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,26 +49,34 @@ pub struct OobChallenge {
 /// Wrong codes of one user: how many still count, and since when the refill runs.
 pub type FailureCount = (i64, i64);
 
+/// What rewrites a wrong-code count, inside the store's transaction (see
+/// [`MfaTransactionStore::update_failures`]).
+pub type UpdateFailures = Box<dyn FnMut(Option<FailureCount>) -> Option<FailureCount> + Send>;
+
 /// Persistence of MFA transactions and wrong-code counts.
+#[async_trait::async_trait]
 pub trait MfaTransactionStore: Send + Sync + std::fmt::Debug {
     /// Store a new transaction.
-    fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError>;
+    async fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError>;
     /// A transaction by the hash of its token.
-    fn find_transaction(&self, token_hash: &str) -> Result<Option<MfaTransaction>, StoreError>;
+    async fn find_transaction(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<MfaTransaction>, StoreError>;
     /// Finish a transaction once: false when it was already used.
-    fn finish_transaction(&self, token_hash: &str, now: i64) -> Result<bool, StoreError>;
+    async fn finish_transaction(&self, token_hash: &str, now: i64) -> Result<bool, StoreError>;
     /// Record (replacing any earlier one) the e-mail challenge of a transaction.
-    fn set_oob(&self, token_hash: &str, oob: &OobChallenge) -> Result<(), StoreError>;
+    async fn set_oob(&self, token_hash: &str, oob: &OobChallenge) -> Result<(), StoreError>;
     /// Drop transactions that expired before `now`.
-    fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError>;
+    async fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError>;
 
     /// Read and rewrite `user_id`'s wrong-code count in one write transaction:
     /// `update` gets the stored count (if any) and returns the one to store
     /// (`None` clears it).
-    fn update_failures(
+    async fn update_failures(
         &self,
         user_id: &str,
-        update: &mut dyn FnMut(Option<FailureCount>) -> Option<FailureCount>,
+        update: UpdateFailures,
     ) -> Result<Option<FailureCount>, StoreError>;
 }
 
@@ -105,8 +113,8 @@ fn transaction_from_row(r: &Row<'_>) -> rusqlite::Result<MfaTransaction> {
     })
 }
 
-impl MfaTransactionStore for SqliteStore {
-    fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError> {
+impl SqliteDb {
+    pub(crate) fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO mfa_transactions (token_hash, user_id, client_id, realm, audience, decision, created_at, expires_at) \
@@ -117,7 +125,10 @@ impl MfaTransactionStore for SqliteStore {
         })
     }
 
-    fn find_transaction(&self, token_hash: &str) -> Result<Option<MfaTransaction>, StoreError> {
+    pub(crate) fn find_transaction(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<MfaTransaction>, StoreError> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {TX_COLUMNS} FROM mfa_transactions WHERE token_hash = ?1"),
@@ -128,7 +139,11 @@ impl MfaTransactionStore for SqliteStore {
         })
     }
 
-    fn finish_transaction(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    pub(crate) fn finish_transaction(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE mfa_transactions SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
@@ -138,7 +153,7 @@ impl MfaTransactionStore for SqliteStore {
         })
     }
 
-    fn set_oob(&self, token_hash: &str, o: &OobChallenge) -> Result<(), StoreError> {
+    pub(crate) fn set_oob(&self, token_hash: &str, o: &OobChallenge) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE mfa_transactions SET oob_authenticator = ?2, oob_code_hash = ?3, binding_hash = ?4, oob_expires_at = ?5 \
@@ -149,7 +164,7 @@ impl MfaTransactionStore for SqliteStore {
         })
     }
 
-    fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError> {
+    pub(crate) fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM mfa_transactions WHERE expires_at < ?1",
@@ -158,7 +173,7 @@ impl MfaTransactionStore for SqliteStore {
         })
     }
 
-    fn update_failures(
+    pub(crate) fn update_failures(
         &self,
         user_id: &str,
         update: &mut dyn FnMut(Option<FailureCount>) -> Option<FailureCount>,

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 use super::StoreError;
-use super::sqlite::{SqliteStore, backend};
+use super::sqlite::{SqliteDb, backend};
 
 /// One schema step: SQL, or code where the step must compute (login keys).
 pub(super) enum Migration {
@@ -76,7 +76,7 @@ pub(super) fn migrate(conn: &mut Connection, from: usize, to: usize) -> Result<(
     Ok(())
 }
 
-impl SqliteStore {
+impl SqliteDb {
     /// Open (creating when missing) the store at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -90,6 +90,25 @@ impl SqliteStore {
             source,
         })?;
         Self::setup(conn)
+    }
+
+    /// A read-only connection to the store at `path`, which [`SqliteDb::open`]
+    /// made: a reader thread's (WAL lets it read while the writer commits).
+    pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// A private in-memory store, for tests.

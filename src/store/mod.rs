@@ -2,9 +2,10 @@
 //! state as they arrive. Everything goes through the [`Store`] trait, so a
 //! PostgreSQL implementation can replace SQLite without touching the grants.
 //!
-//! The trait is synchronous (SQLite is); async callers run it on the blocking
-//! pool (`tokio::task::spawn_blocking`). Writes are committed before a call
-//! returns: durable before acknowledged.
+//! The traits are async. SQLite's synchronous code runs on the store's own
+//! threads (`sqlite_store.rs`, `sqlite_thread.rs`): one writer, a few
+//! readers, bounded queues. Writes are committed before a call returns:
+//! durable before acknowledged.
 
 pub mod login_key;
 mod login_migration;
@@ -18,8 +19,12 @@ pub mod seal;
 pub mod sessions;
 pub mod settings;
 mod sqlite;
+mod sqlite_store;
+mod sqlite_thread;
 mod sqlite_users;
 pub mod status;
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -27,7 +32,8 @@ use serde_json::Value;
 pub use login_key::login_key;
 
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub(crate) use sqlite::SqliteDb;
+pub use sqlite_store::SqliteStore;
 
 /// A user of one realm.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,6 +147,9 @@ pub enum StoreError {
     /// The blocking task running a store call panicked or was cancelled.
     #[error("store: a call did not finish")]
     Task(#[source] crate::tasks::Unfinished),
+    /// The store's thread stopped, or the call panicked on it.
+    #[error("store: the call did not finish on the store's thread")]
+    Stopped,
     /// PostgreSQL refused a statement, or a statement failed in the client
     /// (the text says how; the error is the source).
     #[error("store: {}", postgres::describe(.0))]
@@ -173,33 +182,40 @@ pub enum StoreError {
 }
 
 /// Persistence for passgate's state.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Add a user; `Conflict`, with a message naming the clash, when the id is
     /// taken or a login name has the lookup key of a username or e-mail
     /// already in the realm.
-    fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
     /// The user of `realm` a login as `identifier` means: matched by lookup
     /// key ([`login_key()`]), collisions of an older store by
     /// [`login_key::resolve`].
-    fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError>;
+    async fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError>;
     /// [`Store::find_login`] in every realm (for commands that take no realm,
     /// like `passgate unblock`): at most one user per realm.
-    fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError>;
+    async fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError>;
     /// The distinct bcrypt costs among the stored hashes (imported users not
     /// yet re-hashed), so password checks can be timed to the slowest.
-    fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError>;
+    async fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError>;
     /// A user by id.
-    fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
     /// Every user of a realm, by username.
-    fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError>;
+    async fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError>;
     /// Remove a user; false when there was none.
-    fn remove_user(&self, user_id: &str) -> Result<bool, StoreError>;
+    async fn remove_user(&self, user_id: &str) -> Result<bool, StoreError>;
     /// Block or unblock a user; false when there was none.
-    fn set_blocked(&self, user_id: &str, blocked: bool, now: i64) -> Result<bool, StoreError>;
+    async fn set_blocked(&self, user_id: &str, blocked: bool, now: i64)
+    -> Result<bool, StoreError>;
     /// Replace a password hash.
-    fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<bool, StoreError>;
+    async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// A successful login: `last_login`, `logins_count`, and a new hash when the old one was rehashed.
-    fn record_login(
+    async fn record_login(
         &self,
         user_id: &str,
         now: i64,
@@ -207,7 +223,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Replace a user's metadata as a login's scripts decided; false when
     /// there was no such user.
-    fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError>;
+    async fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError>;
+}
+
+/// Everything passgate keeps, in one store: what the gateway opens, and
+/// what each part sees through its own trait.
+pub trait Backend:
+    Store
+    + sessions::SessionStore
+    + protect::ProtectStore
+    + mfa::MfaStore
+    + settings::SettingsStore
+    + status::StatusStore
+{
+}
+
+impl<T> Backend for T where
+    T: Store
+        + sessions::SessionStore
+        + protect::ProtectStore
+        + mfa::MfaStore
+        + settings::SettingsStore
+        + status::StatusStore
+{
+}
+
+/// Open the store `config` names (bringing its schema up to date): what
+/// the gateway and every command that reads or changes state use.
+pub async fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Backend>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(&config.path)?))
 }
 
 /// A fresh Auth0-style user id: `auth0|` and 24 hex digits.

@@ -12,7 +12,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
-use super::sqlite::SqliteStore;
+use super::sqlite::SqliteDb;
 
 /// Unresolved login names longer than this are counted by their first
 /// this-many bytes.
@@ -72,12 +72,13 @@ pub struct AttemptState {
 }
 
 /// Persistence of brute-force and suspicious-IP counters.
+#[async_trait::async_trait]
 pub trait ProtectStore: Send + Sync + std::fmt::Debug {
     /// The state of `identifier` from `ip` and of `ip` itself, in one read.
-    fn attempt_state(&self, identifier: &str, ip: &str) -> Result<AttemptState, StoreError>;
+    async fn attempt_state(&self, identifier: &str, ip: &str) -> Result<AttemptState, StoreError>;
     /// Count a failure of the pair; a streak whose last failure is before
     /// `streak_starts_after` starts again at 1. Returns the new count.
-    fn add_login_failure(
+    async fn add_login_failure(
         &self,
         identifier: &str,
         ip: &str,
@@ -86,20 +87,27 @@ pub trait ProtectStore: Send + Sync + std::fmt::Debug {
     ) -> Result<u32, StoreError>;
     /// Forget the streaks of `identifier` (from `ip` only, when given).
     /// Returns how many pairs were cleared.
-    fn clear_login_failures(&self, identifier: &str, ip: Option<&str>)
-    -> Result<usize, StoreError>;
+    async fn clear_login_failures(
+        &self,
+        identifier: &str,
+        ip: Option<&str>,
+    ) -> Result<usize, StoreError>;
     /// Count a failure from `ip` in its suspicious-IP bucket: the bucket's
     /// `tat` becomes `max(tat, now) + regain`. Returns the new `tat`.
-    fn add_ip_failure(&self, ip: &str, now: i64, regain: i64) -> Result<i64, StoreError>;
+    async fn add_ip_failure(&self, ip: &str, now: i64, regain: i64) -> Result<i64, StoreError>;
     /// Forget `ip`'s suspicious-IP bucket; false when there was none.
-    fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError>;
+    async fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError>;
     /// Delete streaks whose last failure is before `streak_starts_after` and
     /// buckets that are empty at `now`. Returns the rows deleted.
-    fn sweep_protect(&self, now: i64, streak_starts_after: i64) -> Result<usize, StoreError>;
+    async fn sweep_protect(&self, now: i64, streak_starts_after: i64) -> Result<usize, StoreError>;
 }
 
-impl ProtectStore for SqliteStore {
-    fn attempt_state(&self, identifier: &str, ip: &str) -> Result<AttemptState, StoreError> {
+impl SqliteDb {
+    pub(crate) fn attempt_state(
+        &self,
+        identifier: &str,
+        ip: &str,
+    ) -> Result<AttemptState, StoreError> {
         self.with(|c| {
             let streak = c
                 .query_row(
@@ -124,7 +132,7 @@ impl ProtectStore for SqliteStore {
         })
     }
 
-    fn add_login_failure(
+    pub(crate) fn add_login_failure(
         &self,
         identifier: &str,
         ip: &str,
@@ -144,7 +152,7 @@ impl ProtectStore for SqliteStore {
         })
     }
 
-    fn clear_login_failures(
+    pub(crate) fn clear_login_failures(
         &self,
         identifier: &str,
         ip: Option<&str>,
@@ -161,7 +169,12 @@ impl ProtectStore for SqliteStore {
         })
     }
 
-    fn add_ip_failure(&self, ip: &str, now: i64, regain: i64) -> Result<i64, StoreError> {
+    pub(crate) fn add_ip_failure(
+        &self,
+        ip: &str,
+        now: i64,
+        regain: i64,
+    ) -> Result<i64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "INSERT INTO ip_failures (ip, tat) VALUES (?1, ?2 + ?3)
@@ -173,14 +186,18 @@ impl ProtectStore for SqliteStore {
         })
     }
 
-    fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError> {
+    pub(crate) fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute("DELETE FROM ip_failures WHERE ip = ?1", params![ip])
                 .map(|n| n > 0)
         })
     }
 
-    fn sweep_protect(&self, now: i64, streak_starts_after: i64) -> Result<usize, StoreError> {
+    pub(crate) fn sweep_protect(
+        &self,
+        now: i64,
+        streak_starts_after: i64,
+    ) -> Result<usize, StoreError> {
         self.with(|c| {
             let a = c.execute(
                 "DELETE FROM login_failures WHERE last_failure < ?1",
@@ -196,8 +213,8 @@ impl ProtectStore for SqliteStore {
 mod tests {
     use super::*;
 
-    fn store() -> SqliteStore {
-        SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"))
+    fn store() -> SqliteDb {
+        SqliteDb::in_memory().unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

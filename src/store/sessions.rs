@@ -9,7 +9,7 @@
 
 use rusqlite::{Row, params};
 
-use super::sqlite::SqliteStore;
+use super::sqlite::SqliteDb;
 use super::{MetadataUpdate, StoreError};
 
 /// Schema of sessions and refresh tokens (migration 2).
@@ -121,12 +121,17 @@ pub enum Decision {
     },
 }
 
+/// What decides a refresh exchange, inside the store's transaction (see
+/// [`SessionStore::exchange_refresh`]).
+pub type Decide = Box<dyn for<'a, 'b> FnMut(&'a RefreshRecord, &'b Session) -> Decision + Send>;
+
 /// Session persistence.
+#[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Store a new session (and its first refresh token). When the user then
     /// has more than `max_families` live refresh families with this client,
     /// the oldest are revoked; their `(sid, expires_at)` are returned.
-    fn create_session(
+    async fn create_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -136,7 +141,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// [`SessionStore::create_session`], with the metadata the login's
     /// scripts decided written to the user in the same transaction: both
     /// land, or neither.
-    fn create_login_session(
+    async fn create_login_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -145,7 +150,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         metadata: &MetadataUpdate,
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// A refresh token and its session.
-    fn find_refresh(
+    async fn find_refresh(
         &self,
         token_hash: &str,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
@@ -156,28 +161,28 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// can fall between the read and the write. Returns what was read
     /// (`None`: no such token); on an error nothing was written, so the
     /// token was not retired either.
-    fn exchange_refresh(
+    async fn exchange_refresh(
         &self,
         token_hash: &str,
         metadata: &MetadataUpdate,
-        decide: &mut dyn FnMut(&RefreshRecord, &Session) -> Decision,
+        decide: Decide,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError>;
     /// End a session; false when there was none or it had ended.
-    fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError>;
+    async fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError>;
     /// End every live session of a user; returns `(sid, expires_at)` of each.
-    fn revoke_user_sessions(
+    async fn revoke_user_sessions(
         &self,
         user_id: &str,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// A user's sessions that have not expired, newest first.
-    fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError>;
+    async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError>;
     /// Revoked sessions whose tokens may still be presented: `(sid, expires_at)`.
-    fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    async fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// Delete sessions (and their refresh tokens) that expired before `now`.
-    fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError>;
+    async fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError>;
     /// Revocations recorded after `seq` (by any process): `(seq, sid, expires_at)`.
-    fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError>;
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError>;
 }
 
 fn record_revocation(
@@ -255,8 +260,8 @@ fn insert_session(
     Ok(dropped)
 }
 
-impl SessionStore for SqliteStore {
-    fn create_session(
+impl SqliteDb {
+    pub(crate) fn create_session(
         &self,
         s: &Session,
         refresh: Option<&RefreshRecord>,
@@ -266,7 +271,7 @@ impl SessionStore for SqliteStore {
         self.in_tx(|tx| insert_session(tx, s, refresh, max_families, now))
     }
 
-    fn create_login_session(
+    pub(crate) fn create_login_session(
         &self,
         s: &Session,
         refresh: Option<&RefreshRecord>,
@@ -282,14 +287,14 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn find_refresh(
+    pub(crate) fn find_refresh(
         &self,
         token_hash: &str,
     ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
         self.with(|c| super::refresh_exchange::select(c, token_hash))
     }
 
-    fn exchange_refresh(
+    pub(crate) fn exchange_refresh(
         &self,
         token_hash: &str,
         metadata: &MetadataUpdate,
@@ -298,7 +303,7 @@ impl SessionStore for SqliteStore {
         self.in_write_tx(|tx| super::refresh_exchange::exchange(tx, token_hash, metadata, decide))
     }
 
-    fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
+    pub(crate) fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
         self.in_tx(|tx| {
             let changed = tx.execute(
                 "UPDATE sessions SET revoked_at = ?2 WHERE sid = ?1 AND revoked_at IS NULL",
@@ -316,7 +321,7 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn revoke_user_sessions(
+    pub(crate) fn revoke_user_sessions(
         &self,
         user_id: &str,
         now: i64,
@@ -339,7 +344,11 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+    pub(crate) fn list_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<Session>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 AND expires_at >= ?2 ORDER BY created_at DESC"
@@ -349,7 +358,7 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    pub(crate) fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare("SELECT sid, expires_at FROM sessions WHERE revoked_at IS NOT NULL AND expires_at >= ?1")?;
             let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -357,7 +366,7 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
+    pub(crate) fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM revocations WHERE expires_at < ?1",
@@ -367,7 +376,10 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    pub(crate) fn revocations_since(
+        &self,
+        seq: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT seq, sid, expires_at FROM revocations WHERE seq > ?1 ORDER BY seq",

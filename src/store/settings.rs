@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
-use super::sqlite::SqliteStore;
+use super::sqlite::SqliteDb;
 
 /// Schema of the settings table (migration 5).
 pub const SCHEMA: &str = "CREATE TABLE settings (
@@ -15,14 +15,15 @@ pub const SCHEMA: &str = "CREATE TABLE settings (
     );";
 
 /// Named values written once.
+#[async_trait::async_trait]
 pub trait SettingsStore: Send + Sync + std::fmt::Debug {
     /// The value stored under `name`; when there is none yet, store `value`
     /// and return it. Concurrent first calls agree on one value.
-    fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError>;
+    async fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError>;
 }
 
-impl SettingsStore for SqliteStore {
-    fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError> {
+impl SqliteDb {
+    pub(crate) fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError> {
         self.in_tx(|tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
@@ -48,12 +49,12 @@ mod tests {
     fn the_first_value_stays() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.db");
-        let s = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let s = SqliteDb::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.remember_first("a", 10).ok(), Some(10));
         assert_eq!(s.remember_first("a", 20).ok(), Some(10));
         assert_eq!(s.remember_first("b", 5).ok(), Some(5));
         drop(s);
-        let s = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let s = SqliteDb::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             s.remember_first("a", 30).ok(),
             Some(10),

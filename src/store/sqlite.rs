@@ -13,7 +13,7 @@ use super::StoreError;
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug)]
-pub struct SqliteStore {
+pub struct SqliteDb {
     pub(super) conn: Mutex<Connection>,
 }
 
@@ -28,7 +28,7 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-impl SqliteStore {
+impl SqliteDb {
     /// Run `f` in one transaction, committed when it returns `Ok`.
     pub(super) fn in_tx<T>(
         &self,
@@ -70,7 +70,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::store::migrations::{MIGRATIONS, migrate};
-    use crate::store::sessions::SessionStore;
 
     /// A store as passgate left it at schema version 5: refresh tokens retired in seconds.
     #[test]
@@ -89,7 +88,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = SqliteStore::open(&path).unwrap();
+        let store = SqliteDb::open(&path).unwrap();
         let version: i64 = store
             .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .unwrap();

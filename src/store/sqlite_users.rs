@@ -6,8 +6,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::login_key::{describe_clash, login_key, resolve, resolve_per_realm};
-use super::sqlite::SqliteStore;
-use super::{MetadataUpdate, Store, StoreError, User};
+use super::sqlite::SqliteDb;
+use super::{MetadataUpdate, StoreError, User};
 
 pub(super) const COLUMNS: &str = "user_id, realm, username, email, email_verified, name, password_hash, blocked, \
                        app_metadata, user_metadata, created_at, updated_at, last_login, logins_count";
@@ -85,8 +85,8 @@ fn login_clash(
     })))
 }
 
-impl Store for SqliteStore {
-    fn create_user(&self, u: &User) -> Result<(), StoreError> {
+impl SqliteDb {
+    pub(crate) fn create_user(&self, u: &User) -> Result<(), StoreError> {
         let username_key = u.username.as_deref().map(login_key);
         let email_key = u.email.as_deref().map(login_key);
         let clash = self.in_tx(|tx| {
@@ -123,7 +123,11 @@ impl Store for SqliteStore {
         }
     }
 
-    fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) fn find_login(
+        &self,
+        realm: &str,
+        identifier: &str,
+    ) -> Result<Option<User>, StoreError> {
         let key = login_key(identifier);
         let candidates = self.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -135,7 +139,7 @@ impl Store for SqliteStore {
         Ok(resolve(candidates, identifier))
     }
 
-    fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
+    pub(crate) fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
         let key = login_key(identifier);
         let candidates = self.with(|c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -147,7 +151,7 @@ impl Store for SqliteStore {
         Ok(resolve_per_realm(candidates, identifier))
     }
 
-    fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError> {
+    pub(crate) fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT DISTINCT substr(password_hash, 5, 2) FROM users WHERE password_hash LIKE '$2_$%'",
@@ -162,7 +166,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+    pub(crate) fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM users WHERE user_id = ?1"),
@@ -173,7 +177,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError> {
+    pub(crate) fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM users WHERE realm = ?1 ORDER BY COALESCE(username, email) COLLATE NOCASE"
@@ -183,14 +187,19 @@ impl Store for SqliteStore {
         })
     }
 
-    fn remove_user(&self, user_id: &str) -> Result<bool, StoreError> {
+    pub(crate) fn remove_user(&self, user_id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute("DELETE FROM users WHERE user_id = ?1", params![user_id])
                 .map(|n| n > 0)
         })
     }
 
-    fn set_blocked(&self, user_id: &str, blocked: bool, now: i64) -> Result<bool, StoreError> {
+    pub(crate) fn set_blocked(
+        &self,
+        user_id: &str,
+        blocked: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE users SET blocked = ?2, updated_at = ?3 WHERE user_id = ?1",
@@ -200,7 +209,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<bool, StoreError> {
+    pub(crate) fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE user_id = ?1",
@@ -210,7 +224,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_login(
+    pub(crate) fn record_login(
         &self,
         user_id: &str,
         now: i64,
@@ -226,7 +240,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError> {
+    pub(crate) fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError> {
         self.in_tx(|tx| write_metadata(tx, update))
     }
 }
@@ -275,7 +289,7 @@ mod tests {
 
     #[test]
     fn users_round_trip_and_uniqueness_per_realm() {
-        let s = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let s = SqliteDb::in_memory().unwrap_or_else(|e| panic!("{e}"));
         let alice = user("db", "alice", Some("Alice@Example.com"));
         s.create_user(&alice).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
@@ -335,10 +349,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("sub/p.db");
         let u = user("db", "carol", None);
-        SqliteStore::open(&path)
+        SqliteDb::open(&path)
             .and_then(|s| s.create_user(&u))
             .unwrap_or_else(|e| panic!("{e}"));
-        let s = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let s = SqliteDb::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.get_user(&u.user_id).ok().flatten().is_some());
     }
 }

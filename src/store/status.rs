@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{SqliteStore, StoreError};
+use super::{SqliteDb, StoreError};
 
 /// How many of each the store holds now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -31,13 +31,19 @@ pub struct StatusRules {
 }
 
 /// A store that can count what the status page shows.
+#[async_trait::async_trait]
 pub trait StatusStore: Send + Sync + std::fmt::Debug {
     /// The counts at `now` (seconds since the epoch).
-    fn status_counts(&self, now: i64, rules: StatusRules) -> Result<StatusCounts, StoreError>;
+    async fn status_counts(&self, now: i64, rules: StatusRules)
+    -> Result<StatusCounts, StoreError>;
 }
 
-impl StatusStore for SqliteStore {
-    fn status_counts(&self, now: i64, rules: StatusRules) -> Result<StatusCounts, StoreError> {
+impl SqliteDb {
+    pub(crate) fn status_counts(
+        &self,
+        now: i64,
+        rules: StatusRules,
+    ) -> Result<StatusCounts, StoreError> {
         self.with(|c| {
             let count = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<u64> {
                 c.query_row(sql, args, |r| r.get::<_, i64>(0))
@@ -67,11 +73,10 @@ impl StatusStore for SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::protect::ProtectStore;
 
     #[test]
     fn counts_blocks_and_throttles_by_the_rules() {
-        let store = SqliteStore::in_memory().unwrap();
+        let store = SqliteDb::in_memory().unwrap();
         let rules = StatusRules {
             block_threshold: 2,
             block_expiry: 100,

@@ -647,7 +647,7 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 
 /// Add a user to the store in `dir` (`passgate.db`), with light hashing, as an
 /// administrator would before a test logs in.
-pub fn add_user(
+pub async fn add_user(
     dir: &std::path::Path,
     clock: SharedClock,
     realm: &str,
@@ -659,6 +659,7 @@ pub fn add_user(
     let hasher = passgate::identity::password::Hasher::new(Default::default(), 1).unwrap();
     passgate::identity::users::Admin::new(store, hasher, clock)
         .add(realm, username, email, password)
+        .await
         .unwrap();
 }
 
