@@ -28,6 +28,17 @@ pub enum StoreBackend {
     Postgres(Box<PgSettings>),
 }
 
+impl StoreBackend {
+    /// The key and where it points, for messages: `store.path data/passgate.db`
+    /// or `store.url postgres://app:***@db/passgate` (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreBackend::Sqlite { path } => format!("store.path {}", path.display()),
+            StoreBackend::Postgres(pg) => format!("store.url {}", pg.redacted_url),
+        }
+    }
+}
+
 /// How the connection to PostgreSQL is encrypted: `sslmode` in the URL,
 /// and `[store] tls_ca`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -251,7 +251,12 @@ impl<T> Backend for T where
 /// Open the store `config` names (bringing its schema up to date): what
 /// the gateway and every command that reads or changes state use.
 pub async fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Backend>, StoreError> {
-    Ok(Arc::new(SqliteStore::open(&config.path)?))
+    match &config.backend {
+        crate::config::StoreBackend::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
+        crate::config::StoreBackend::Postgres(settings) => {
+            Ok(Arc::new(PgStore::connect(settings).await?))
+        }
+    }
 }
 
 /// A fresh Auth0-style user id: `auth0|` and 24 hex digits.

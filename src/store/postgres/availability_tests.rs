@@ -1,16 +1,15 @@
 //! A database that is down, saturated, slow or dropping its connections:
 //! `Unavailable` at once, never a hanging call, and recovery by itself;
-//! TLS towards the server; futures that can cross threads.
+//! TLS towards the server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use super::tests::{db, session, user};
+use super::tests::db;
 use super::*;
-use crate::store::MetadataUpdate;
-use crate::store::mfa::OtpConfirmation;
-use crate::store::sessions::Decision;
+use crate::store::Store;
+use crate::store::protect::ProtectStore;
 
 #[tokio::test]
 async fn a_database_that_is_down_answers_unavailable_at_once() {
@@ -127,33 +126,6 @@ async fn sslmode_require_encrypts_or_refuses() {
         .unwrap()
         .get(0);
     assert!(ssl, "sslmode=require must encrypt");
-}
-
-/// The store's futures can cross threads: the traits' async methods need it.
-#[test]
-fn calls_are_send() {
-    fn send<T: Send>(_: &T) {}
-    let dir_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _guard = dir_runtime.enter();
-    let store =
-        PgStore::open(&crate::config::PgSettings::from_url("postgres://u@127.0.0.1:1/db").unwrap())
-            .unwrap();
-    let meta = MetadataUpdate::default();
-    send(&store.exchange_refresh("t", &meta, &mut |_, _| Decision::Refuse));
-    send(&store.update_failures("u", &mut |c| c));
-    send(&store.create_login_session(&session("s", "u", 0, 1), None, 1, 0, &meta));
-    send(&store.find_login("r", "u"));
-    send(&store.create_user(&user("r", "u", None)));
-    send(&store.confirm_otp(&OtpConfirmation {
-        user_id: "u",
-        authenticator_id: "a",
-        step: 1,
-        token_hash: "t",
-        now: 0,
-    }));
 }
 
 /// Every connection runs with the configured `statement_timeout`; a

@@ -6,7 +6,7 @@
 use tokio_postgres::Row;
 
 use super::super::StoreError;
-use super::super::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
+use super::super::mfa::{Confirmed, MfaStore, OtpConfirmation, StoredAuthenticator};
 use super::errors::pg;
 use super::{PgStore, begin, commit};
 
@@ -47,12 +47,10 @@ async fn insert_authenticator(
     Ok(())
 }
 
-impl PgStore {
+#[async_trait::async_trait]
+impl MfaStore for PgStore {
     /// Every authenticator of `user_id`, oldest first.
-    pub async fn authenticators(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<StoredAuthenticator>, StoreError> {
+    async fn authenticators(&self, user_id: &str) -> Result<Vec<StoredAuthenticator>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
@@ -68,7 +66,7 @@ impl PgStore {
     }
 
     /// Add authenticators (an enrolment), in one transaction.
-    pub async fn add_authenticators(&self, list: &[StoredAuthenticator]) -> Result<(), StoreError> {
+    async fn add_authenticators(&self, list: &[StoredAuthenticator]) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         for a in list {
@@ -78,7 +76,7 @@ impl PgStore {
     }
 
     /// Accept TOTP step `step` of `id` once.
-    pub async fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
+    async fn accept_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute(
@@ -93,7 +91,7 @@ impl PgStore {
     /// Finish an MFA transaction with a TOTP step, in one transaction: the
     /// MFA transaction's row is locked first, then each check is a
     /// conditional write; when one fails nothing is written.
-    pub async fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError> {
+    async fn confirm_otp(&self, c: &OtpConfirmation<'_>) -> Result<Confirmed, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         let open: Option<bool> = tx
@@ -141,7 +139,7 @@ impl PgStore {
     }
 
     /// Mark these authenticators of `user_id` active.
-    pub async fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
+    async fn activate(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
@@ -155,7 +153,7 @@ impl PgStore {
 
     /// Spend an active recovery code of `user_id` (by hash) and store its
     /// successor, at once; false when no such code was live.
-    pub async fn replace_recovery_code(
+    async fn replace_recovery_code(
         &self,
         user_id: &str,
         used_hash: &[u8],
@@ -181,7 +179,7 @@ impl PgStore {
 
     /// Remove one authenticator of `user_id` (only an inactive one when
     /// `inactive_only`); the recovery codes go too when no factor is left.
-    pub async fn remove_authenticator(
+    async fn remove_authenticator(
         &self,
         user_id: &str,
         id: &str,
@@ -220,7 +218,7 @@ impl PgStore {
     }
 
     /// Remove every authenticator of `user_id`; the number removed.
-    pub async fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError> {
+    async fn reset_authenticators(&self, user_id: &str) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         tx.execute("DELETE FROM mfa_failures WHERE user_id = $1", &[&user_id])
@@ -238,7 +236,7 @@ impl PgStore {
     }
 
     /// Users (ids) with at least one active authenticator.
-    pub async fn enrolled_users(&self) -> Result<Vec<String>, StoreError> {
+    async fn enrolled_users(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(

@@ -5,7 +5,10 @@
 use super::testing::TestDb;
 use super::tests::{db, user};
 use super::*;
+use crate::store::Store;
+use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
+use crate::store::mfa_transactions::MfaTransactionStore;
 use crate::store::mfa_transactions::{FailureCount, MfaTransaction};
 
 fn authenticator(id: &str, kind: &str, secret: &[u8], active: bool) -> StoredAuthenticator {
@@ -140,7 +143,7 @@ async fn an_otp_confirmation_writes_everything_or_nothing() {
     .unwrap();
     s.create_transaction(&mfa_tx("t1")).await.unwrap();
     s.create_transaction(&mfa_tx("t2")).await.unwrap();
-    s.update_failures("auth0|u", &mut |_| Some((3, 0)))
+    s.update_failures("auth0|u", Box::new(|_| Some((3, 0))))
         .await
         .unwrap();
     let confirm = |hash: &'static str, step: i64| OtpConfirmation {
@@ -165,7 +168,7 @@ async fn an_otp_confirmation_writes_everything_or_nothing() {
         Some(5)
     );
     assert_eq!(
-        s.update_failures("auth0|u", &mut |c| c).await.unwrap(),
+        s.update_failures("auth0|u", Box::new(|c| c)).await.unwrap(),
         None
     );
     assert_eq!(
@@ -197,20 +200,20 @@ async fn failures_are_read_and_written_together() {
     let s = store_with_user(&db).await;
     let bump = |stored: Option<FailureCount>| Some((stored.map_or(0, |c| c.0) + 1, 5));
     for _ in 0..3 {
-        s.update_failures("auth0|u", &mut |c| bump(c))
-            .await
-            .unwrap();
+        s.update_failures("auth0|u", Box::new(bump)).await.unwrap();
     }
     assert_eq!(
-        s.update_failures("auth0|u", &mut |c| c).await.unwrap(),
+        s.update_failures("auth0|u", Box::new(|c| c)).await.unwrap(),
         Some((3, 5))
     );
     assert_eq!(
-        s.update_failures("auth0|u", &mut |_| None).await.unwrap(),
+        s.update_failures("auth0|u", Box::new(|_| None))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        s.update_failures("auth0|u", &mut |c| c).await.unwrap(),
+        s.update_failures("auth0|u", Box::new(|c| c)).await.unwrap(),
         None
     );
 }

@@ -6,7 +6,9 @@
 use tokio_postgres::Row;
 
 use super::super::StoreError;
-use super::super::mfa_transactions::{FailureCount, MfaTransaction, OobChallenge};
+use super::super::mfa_transactions::{
+    FailureCount, MfaTransaction, MfaTransactionStore, OobChallenge, UpdateFailures,
+};
 use super::errors::pg;
 use super::{LockSpace, PgStore, begin, commit, lock};
 
@@ -43,9 +45,10 @@ fn transaction_from_row(r: &Row) -> Result<MfaTransaction, tokio_postgres::Error
     })
 }
 
-impl PgStore {
+#[async_trait::async_trait]
+impl MfaTransactionStore for PgStore {
     /// Store a new transaction.
-    pub async fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError> {
+    async fn create_transaction(&self, t: &MfaTransaction) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
@@ -68,7 +71,7 @@ impl PgStore {
     }
 
     /// A transaction by the hash of its token.
-    pub async fn find_transaction(
+    async fn find_transaction(
         &self,
         token_hash: &str,
     ) -> Result<Option<MfaTransaction>, StoreError> {
@@ -87,7 +90,7 @@ impl PgStore {
     }
 
     /// Finish a transaction once: false when it was already used.
-    pub async fn finish_transaction(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    async fn finish_transaction(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute(
@@ -100,7 +103,7 @@ impl PgStore {
     }
 
     /// Record (replacing any earlier one) the e-mail challenge of a transaction.
-    pub async fn set_oob(&self, token_hash: &str, o: &OobChallenge) -> Result<(), StoreError> {
+    async fn set_oob(&self, token_hash: &str, o: &OobChallenge) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
@@ -120,7 +123,7 @@ impl PgStore {
     }
 
     /// Drop transactions that expired before `now`.
-    pub async fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError> {
+    async fn sweep_transactions(&self, now: i64) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute(
@@ -134,10 +137,10 @@ impl PgStore {
 
     /// Read and rewrite `user_id`'s wrong-code count in one transaction,
     /// under the user's advisory lock (the row may not exist yet).
-    pub async fn update_failures(
+    async fn update_failures(
         &self,
         user_id: &str,
-        update: &mut (dyn FnMut(Option<FailureCount>) -> Option<FailureCount> + Send),
+        mut update: UpdateFailures,
     ) -> Result<Option<FailureCount>, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;

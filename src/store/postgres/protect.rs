@@ -4,8 +4,9 @@
 //! across instances add up exactly.
 
 use super::super::StoreError;
-use super::super::protect::{AttemptState, FailureStreak};
-use super::super::status::{StatusCounts, StatusRules};
+use super::super::protect::{AttemptState, FailureStreak, ProtectStore};
+use super::super::settings::SettingsStore;
+use super::super::status::{StatusCounts, StatusRules, StatusStore};
 use super::errors::pg;
 use super::{PgStore, count};
 
@@ -13,13 +14,10 @@ fn u32_of(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-impl PgStore {
+#[async_trait::async_trait]
+impl ProtectStore for PgStore {
     /// The state of `identifier` from `ip` and of `ip` itself, in one read.
-    pub async fn attempt_state(
-        &self,
-        identifier: &str,
-        ip: &str,
-    ) -> Result<AttemptState, StoreError> {
+    async fn attempt_state(&self, identifier: &str, ip: &str) -> Result<AttemptState, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -51,7 +49,7 @@ impl PgStore {
 
     /// Count a failure of the pair; a streak whose last failure is before
     /// `streak_starts_after` starts again at 1. Returns the new count.
-    pub async fn add_login_failure(
+    async fn add_login_failure(
         &self,
         identifier: &str,
         ip: &str,
@@ -77,7 +75,7 @@ impl PgStore {
     }
 
     /// Forget the streaks of `identifier` (from `ip` only, when given).
-    pub async fn clear_login_failures(
+    async fn clear_login_failures(
         &self,
         identifier: &str,
         ip: Option<&str>,
@@ -97,7 +95,7 @@ impl PgStore {
     }
 
     /// Count a failure from `ip` in its suspicious-IP bucket; returns the new `tat`.
-    pub async fn add_ip_failure(&self, ip: &str, now: i64, regain: i64) -> Result<i64, StoreError> {
+    async fn add_ip_failure(&self, ip: &str, now: i64, regain: i64) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -115,7 +113,7 @@ impl PgStore {
     }
 
     /// Forget `ip`'s suspicious-IP bucket; false when there was none.
-    pub async fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError> {
+    async fn clear_ip_failures(&self, ip: &str) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute("DELETE FROM ip_failures WHERE ip = $1", &[&ip])
@@ -125,11 +123,7 @@ impl PgStore {
     }
 
     /// Delete old streaks and empty buckets; returns the rows deleted.
-    pub async fn sweep_protect(
-        &self,
-        now: i64,
-        streak_starts_after: i64,
-    ) -> Result<usize, StoreError> {
+    async fn sweep_protect(&self, now: i64, streak_starts_after: i64) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let a = client
             .execute(
@@ -144,10 +138,13 @@ impl PgStore {
             .map_err(pg)?;
         Ok(usize::try_from(a + b).unwrap_or(usize::MAX))
     }
+}
 
+#[async_trait::async_trait]
+impl SettingsStore for PgStore {
     /// The value stored under `name`; when there is none yet, store `value`
     /// and return it. Concurrent first calls, from any instance, agree.
-    pub async fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError> {
+    async fn remember_first(&self, name: &str, value: i64) -> Result<i64, StoreError> {
         let client = self.client().await?;
         // A no-op update on conflict makes RETURNING give the stored row.
         let row = client
@@ -160,9 +157,12 @@ impl PgStore {
             .map_err(pg)?;
         row.try_get(0).map_err(pg)
     }
+}
 
+#[async_trait::async_trait]
+impl StatusStore for PgStore {
     /// The counts at `now` for the status page.
-    pub async fn status_counts(
+    async fn status_counts(
         &self,
         now: i64,
         rules: StatusRules,

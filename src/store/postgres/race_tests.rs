@@ -12,8 +12,14 @@ use super::mfa_tests::{mfa_tx, store_with_user};
 use super::tests::{db, refresh, session, user};
 use super::*;
 use crate::store::MetadataUpdate;
+use crate::store::Store;
+use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
+use crate::store::mfa_transactions::MfaTransactionStore;
+use crate::store::protect::ProtectStore;
 use crate::store::sessions::Decision;
+use crate::store::sessions::SessionStore;
+use crate::store::settings::SettingsStore;
 
 /// Two exchanges of one token from two instances: exactly one rotates, the
 /// other reads the token retired (the reuse a token endpoint refuses).
@@ -43,23 +49,28 @@ async fn two_instances_racing_on_one_refresh_token_cannot_both_win() {
                 let (sid, token) = (sid.clone(), token.clone());
                 let (rotated, saw_retired, barrier) =
                     (rotated.clone(), saw_retired.clone(), barrier.clone());
+                let presented = token.clone();
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .exchange_refresh(&token, &MetadataUpdate::default(), &mut |r, _| {
-                            if r.retired_at_ms.is_some() {
-                                saw_retired.fetch_add(1, Ordering::SeqCst);
-                                return Decision::Refuse;
-                            }
-                            // Hold the rows a while: the other exchange must wait, not win.
-                            std::thread::sleep(Duration::from_millis(30));
-                            rotated.fetch_add(1, Ordering::SeqCst);
-                            Decision::Rotate {
-                                successor: refresh(&format!("{token}-{i}"), &sid, 101),
-                                retired_at_ms: 101_000,
-                                session_expires_at: 10_000,
-                            }
-                        })
+                        .exchange_refresh(
+                            &presented,
+                            &MetadataUpdate::default(),
+                            Box::new(move |r, _| {
+                                if r.retired_at_ms.is_some() {
+                                    saw_retired.fetch_add(1, Ordering::SeqCst);
+                                    return Decision::Refuse;
+                                }
+                                // Hold the rows a while: the other exchange must wait, not win.
+                                std::thread::sleep(Duration::from_millis(30));
+                                rotated.fetch_add(1, Ordering::SeqCst);
+                                Decision::Rotate {
+                                    successor: refresh(&format!("{token}-{i}"), &sid, 101),
+                                    retired_at_ms: 101_000,
+                                    session_expires_at: 10_000,
+                                }
+                            }),
+                        )
                         .await
                 })
             })
@@ -181,7 +192,7 @@ async fn mfa_codes_are_accepted_once_across_instances() {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {
                 store
-                    .update_failures("auth0|u", &mut |c| Some((c.map_or(0, |c| c.0) + 1, 0)))
+                    .update_failures("auth0|u", Box::new(|c| Some((c.map_or(0, |c| c.0) + 1, 0))))
                     .await
                     .unwrap()
             })
@@ -191,7 +202,7 @@ async fn mfa_codes_are_accepted_once_across_instances() {
         t.await.unwrap();
     }
     assert_eq!(
-        a.update_failures("auth0|u", &mut |c| c).await.unwrap(),
+        a.update_failures("auth0|u", Box::new(|c| c)).await.unwrap(),
         Some((20, 0))
     );
 }

@@ -13,7 +13,7 @@
 
 use tokio_postgres::Row;
 
-use super::super::sessions::{Decision, RefreshRecord, Session};
+use super::super::sessions::{Decide, Decision, RefreshRecord, Session};
 use super::super::{MetadataUpdate, StoreError};
 use super::errors::pg;
 use super::sessions::{SESSION_COLUMNS, insert_refresh, session_from_row};
@@ -69,83 +69,81 @@ async fn extend_session(
     }
 }
 
-impl PgStore {
-    /// A refresh token and its session.
-    pub async fn find_refresh(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&select_sql(false))
-            .await
-            .map_err(pg)?;
-        let row = client.query_opt(&stmt, &[&token_hash]).await.map_err(pg)?;
-        row.as_ref().map(from_row).transpose()
-    }
+/// A refresh token and its session.
+pub(super) async fn find(
+    store: &PgStore,
+    token_hash: &str,
+) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(&select_sql(false))
+        .await
+        .map_err(pg)?;
+    let row = client.query_opt(&stmt, &[&token_hash]).await.map_err(pg)?;
+    row.as_ref().map(from_row).transpose()
+}
 
-    /// Exchange a refresh token in one transaction: read it and its session
-    /// (locked), ask `decide`, apply the [`Decision`] and, unless it is a
-    /// refusal, store `metadata`. Returns what was read (`None`: no such
-    /// token); on an error nothing was written.
-    pub async fn exchange_refresh(
-        &self,
-        token_hash: &str,
-        metadata: &MetadataUpdate,
-        decide: &mut (dyn FnMut(&RefreshRecord, &Session) -> Decision + Send),
-    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = begin(&mut client).await?;
-        let stmt = tx.prepare_cached(&select_sql(true)).await.map_err(pg)?;
-        let Some(row) = tx.query_opt(&stmt, &[&token_hash]).await.map_err(pg)? else {
-            return Ok(None);
-        };
-        let (record, session) = from_row(&row)?;
-        let decision = decide(&record, &session);
-        if !matches!(decision, Decision::Refuse) && !metadata.is_empty() {
-            super::users::write_metadata(&tx, metadata).await?;
-        }
-        match decision {
-            Decision::Refuse => return Ok(Some((record, session))),
-            Decision::Rotate {
-                successor,
-                retired_at_ms,
-                session_expires_at,
-            } => {
-                let stmt = tx
-                    .prepare_cached(
-                        "UPDATE refresh_tokens SET retired_at_ms = $2 \
+/// Exchange a refresh token in one transaction: read it and its session
+/// (locked), ask `decide`, apply the [`Decision`] and, unless it is a
+/// refusal, store `metadata`. Returns what was read (`None`: no such
+/// token); on an error nothing was written.
+pub(super) async fn exchange(
+    store: &PgStore,
+    token_hash: &str,
+    metadata: &MetadataUpdate,
+    mut decide: Decide,
+) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = begin(&mut client).await?;
+    let stmt = tx.prepare_cached(&select_sql(true)).await.map_err(pg)?;
+    let Some(row) = tx.query_opt(&stmt, &[&token_hash]).await.map_err(pg)? else {
+        return Ok(None);
+    };
+    let (record, session) = from_row(&row)?;
+    let decision = decide(&record, &session);
+    if !matches!(decision, Decision::Refuse) && !metadata.is_empty() {
+        super::users::write_metadata(&tx, metadata).await?;
+    }
+    match decision {
+        Decision::Refuse => return Ok(Some((record, session))),
+        Decision::Rotate {
+            successor,
+            retired_at_ms,
+            session_expires_at,
+        } => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET retired_at_ms = $2 \
                          WHERE token_hash = $1 AND retired_at_ms IS NULL RETURNING token_hash",
-                    )
-                    .await
-                    .map_err(pg)?;
-                let retired = tx
-                    .query_opt(&stmt, &[&token_hash, &retired_at_ms])
-                    .await
-                    .map_err(pg)?;
-                if retired.is_none() {
-                    return Err(StoreError::RowCount {
-                        what: "retiring the refresh token",
-                        changed: 0,
-                    });
-                }
-                insert_refresh(&tx, &successor).await?;
-                extend_session(&tx, &session.sid, session_expires_at).await?;
-            }
-            Decision::Touch {
-                last_used_at,
-                session_expires_at,
-            } => {
-                tx.execute(
-                    "UPDATE refresh_tokens SET last_used_at = $2 WHERE token_hash = $1",
-                    &[&token_hash, &last_used_at],
                 )
                 .await
                 .map_err(pg)?;
-                extend_session(&tx, &session.sid, session_expires_at).await?;
+            let retired = tx
+                .query_opt(&stmt, &[&token_hash, &retired_at_ms])
+                .await
+                .map_err(pg)?;
+            if retired.is_none() {
+                return Err(StoreError::RowCount {
+                    what: "retiring the refresh token",
+                    changed: 0,
+                });
             }
+            insert_refresh(&tx, &successor).await?;
+            extend_session(&tx, &session.sid, session_expires_at).await?;
         }
-        commit(tx).await?;
-        Ok(Some((record, session)))
+        Decision::Touch {
+            last_used_at,
+            session_expires_at,
+        } => {
+            tx.execute(
+                "UPDATE refresh_tokens SET last_used_at = $2 WHERE token_hash = $1",
+                &[&token_hash, &last_used_at],
+            )
+            .await
+            .map_err(pg)?;
+            extend_session(&tx, &session.sid, session_expires_at).await?;
+        }
     }
+    commit(tx).await?;
+    Ok(Some((record, session)))
 }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use super::super::MetadataUpdate;
 use super::super::StoreError;
-use super::super::sessions::{RefreshRecord, Session};
+use super::super::sessions::{Decide, RefreshRecord, Session, SessionStore};
 use super::errors::pg;
 use super::{LockSpace, PgStore, begin, commit, lock};
 
@@ -149,10 +149,11 @@ async fn insert_session(
     Ok(dropped)
 }
 
-impl PgStore {
+#[async_trait::async_trait]
+impl SessionStore for PgStore {
     /// Store a new session (and its first refresh token); families of the
     /// user with this client beyond `max_families` are revoked and returned.
-    pub async fn create_session(
+    async fn create_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -166,8 +167,8 @@ impl PgStore {
         Ok(dropped)
     }
 
-    /// [`PgStore::create_session`] and the login's metadata, in one transaction.
-    pub async fn create_login_session(
+    /// [`SessionStore::create_session`] and the login's metadata, in one transaction.
+    async fn create_login_session(
         &self,
         session: &Session,
         refresh: Option<&RefreshRecord>,
@@ -185,8 +186,24 @@ impl PgStore {
         Ok(dropped)
     }
 
+    async fn find_refresh(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+        super::refresh::find(self, token_hash).await
+    }
+
+    async fn exchange_refresh(
+        &self,
+        token_hash: &str,
+        metadata: &MetadataUpdate,
+        decide: Decide,
+    ) -> Result<Option<(RefreshRecord, Session)>, StoreError> {
+        super::refresh::exchange(self, token_hash, metadata, decide).await
+    }
+
     /// End a session; false when there was none or it had ended.
-    pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, sid: &str, now: i64) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         let rows = tx
@@ -205,7 +222,7 @@ impl PgStore {
 
     /// End every live session of a user; returns `(sid, expires_at)` of each
     /// that had not expired.
-    pub async fn revoke_user_sessions(
+    async fn revoke_user_sessions(
         &self,
         user_id: &str,
         now: i64,
@@ -231,7 +248,7 @@ impl PgStore {
     }
 
     /// A user's sessions that have not expired, newest first.
-    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -250,7 +267,7 @@ impl PgStore {
     }
 
     /// Revoked sessions whose tokens may still be presented: `(sid, expires_at)`.
-    pub async fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn revoked_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -265,7 +282,7 @@ impl PgStore {
 
     /// Delete sessions (and their refresh tokens) that expired before `now`,
     /// and the revocations that no longer matter.
-    pub async fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
+    async fn sweep_sessions(&self, now: i64) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         tx.execute("DELETE FROM revocations WHERE expires_at < $1", &[&now])
@@ -280,7 +297,7 @@ impl PgStore {
     }
 
     /// Revocations recorded after `seq` (by any instance): `(seq, sid, expires_at)`.
-    pub async fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(

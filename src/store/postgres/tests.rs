@@ -5,8 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::store::Store;
 use crate::store::protect::FailureStreak;
+use crate::store::protect::ProtectStore;
+use crate::store::sessions::SessionStore;
 use crate::store::sessions::{Decision, RefreshRecord, Session};
+use crate::store::settings::SettingsStore;
+use crate::store::status::StatusStore;
 use crate::store::status::{StatusCounts, StatusRules};
 use crate::store::{MetadataUpdate, User, new_user_id};
 
@@ -260,7 +265,7 @@ async fn an_exchange_rotates_touches_or_refuses() {
     };
     // A refusal writes nothing, metadata included.
     let read = s
-        .exchange_refresh("old", &metadata, &mut |_, _| Decision::Refuse)
+        .exchange_refresh("old", &metadata, Box::new(|_, _| Decision::Refuse))
         .await
         .unwrap();
     assert_eq!(read.map(|(r, _)| r.token_hash).as_deref(), Some("old"));
@@ -272,7 +277,7 @@ async fn an_exchange_rotates_touches_or_refuses() {
         retired_at_ms: 150_500,
         session_expires_at: 2_000,
     };
-    s.exchange_refresh("old", &metadata, &mut { rotate })
+    s.exchange_refresh("old", &metadata, Box::new(rotate))
         .await
         .unwrap();
     let (old, session_now) = s.find_refresh("old").await.unwrap().unwrap();
@@ -282,13 +287,15 @@ async fn an_exchange_rotates_touches_or_refuses() {
     assert_eq!(meta, serde_json::json!({"refreshed": true}));
     // Rotating a retired token breaks the guard: an error, nothing written.
     let again = s
-        .exchange_refresh("old", &MetadataUpdate::default(), &mut |_, _| {
-            Decision::Rotate {
+        .exchange_refresh(
+            "old",
+            &MetadataUpdate::default(),
+            Box::new(move |_, _| Decision::Rotate {
                 successor: refresh("newer", "s", 160),
                 retired_at_ms: 160_000,
                 session_expires_at: 3_000,
-            }
-        })
+            }),
+        )
         .await;
     assert!(
         matches!(again, Err(StoreError::RowCount { changed: 0, .. })),
@@ -296,19 +303,21 @@ async fn an_exchange_rotates_touches_or_refuses() {
     );
     assert!(s.find_refresh("newer").await.unwrap().is_none());
 
-    s.exchange_refresh("new", &MetadataUpdate::default(), &mut |_, _| {
-        Decision::Touch {
+    s.exchange_refresh(
+        "new",
+        &MetadataUpdate::default(),
+        Box::new(move |_, _| Decision::Touch {
             last_used_at: 170,
             session_expires_at: 1_500,
-        }
-    })
+        }),
+    )
     .await
     .unwrap();
     let (new, session_now) = s.find_refresh("new").await.unwrap().unwrap();
     assert_eq!((new.last_used_at, new.retired_at_ms), (170, None));
     assert_eq!(session_now.expires_at, 2_000, "a session never shrinks");
     assert!(
-        s.exchange_refresh("missing", &metadata, &mut |_, _| Decision::Refuse)
+        s.exchange_refresh("missing", &metadata, Box::new(|_, _| Decision::Refuse))
             .await
             .unwrap()
             .is_none()
@@ -316,12 +325,14 @@ async fn an_exchange_rotates_touches_or_refuses() {
     // A revoked session does not grow: the exchange fails and writes nothing.
     assert!(s.revoke_session("s", 180).await.unwrap());
     let touched = s
-        .exchange_refresh("new", &MetadataUpdate::default(), &mut |_, _| {
-            Decision::Touch {
+        .exchange_refresh(
+            "new",
+            &MetadataUpdate::default(),
+            Box::new(move |_, _| Decision::Touch {
                 last_used_at: 190,
                 session_expires_at: 9_000,
-            }
-        })
+            }),
+        )
         .await;
     assert!(
         matches!(touched, Err(StoreError::RowCount { .. })),

@@ -6,7 +6,7 @@
 use tokio_postgres::Row;
 
 use super::super::login_key::{describe_clash, login_key, resolve, resolve_per_realm};
-use super::super::{MetadataUpdate, StoreError, User};
+use super::super::{MetadataUpdate, Store, StoreError, User};
 use super::errors::pg;
 use super::{LockSpace, PgStore, begin, commit, lock};
 
@@ -118,10 +118,11 @@ pub(super) async fn write_metadata(
     Ok(changed > 0)
 }
 
-impl PgStore {
+#[async_trait::async_trait]
+impl Store for PgStore {
     /// Add a user; `Conflict`, with a message naming the clash, when the id is
     /// taken or a login name has the lookup key of one already in the realm.
-    pub async fn create_user(&self, u: &User) -> Result<(), StoreError> {
+    async fn create_user(&self, u: &User) -> Result<(), StoreError> {
         let username_key = u.username.as_deref().map(login_key);
         let email_key = u.email.as_deref().map(login_key);
         let mut client = self.client().await?;
@@ -162,11 +163,7 @@ impl PgStore {
     }
 
     /// The user of `realm` a login as `identifier` means.
-    pub async fn find_login(
-        &self,
-        realm: &str,
-        identifier: &str,
-    ) -> Result<Option<User>, StoreError> {
+    async fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError> {
         let key = login_key(identifier);
         let client = self.client().await?;
         let stmt = client
@@ -179,8 +176,8 @@ impl PgStore {
         Ok(resolve(users_from_rows(&rows)?, identifier))
     }
 
-    /// [`PgStore::find_login`] in every realm: at most one user per realm.
-    pub async fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
+    /// [`Store::find_login`] in every realm: at most one user per realm.
+    async fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
         let key = login_key(identifier);
         let client = self.client().await?;
         let rows = client
@@ -197,7 +194,7 @@ impl PgStore {
     }
 
     /// The distinct bcrypt costs among the stored hashes.
-    pub async fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError> {
+    async fn bcrypt_costs(&self) -> Result<Vec<u32>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -216,7 +213,7 @@ impl PgStore {
     }
 
     /// A user by id.
-    pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE user_id = $1"))
@@ -227,7 +224,7 @@ impl PgStore {
     }
 
     /// Every user of a realm, by username (else e-mail), ASCII case folded.
-    pub async fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError> {
+    async fn list_users(&self, realm: &str) -> Result<Vec<User>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -243,7 +240,7 @@ impl PgStore {
     }
 
     /// Remove a user; false when there was none.
-    pub async fn remove_user(&self, user_id: &str) -> Result<bool, StoreError> {
+    async fn remove_user(&self, user_id: &str) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute("DELETE FROM users WHERE user_id = $1", &[&user_id])
@@ -253,7 +250,7 @@ impl PgStore {
     }
 
     /// Block or unblock a user; false when there was none.
-    pub async fn set_blocked(
+    async fn set_blocked(
         &self,
         user_id: &str,
         blocked: bool,
@@ -271,7 +268,7 @@ impl PgStore {
     }
 
     /// Replace a password hash.
-    pub async fn set_password_hash(
+    async fn set_password_hash(
         &self,
         user_id: &str,
         hash: &str,
@@ -290,7 +287,7 @@ impl PgStore {
 
     /// A successful login: `last_login`, `logins_count`, and a new hash when
     /// the old one was rehashed.
-    pub async fn record_login(
+    async fn record_login(
         &self,
         user_id: &str,
         now: i64,
@@ -313,7 +310,7 @@ impl PgStore {
 
     /// Replace a user's metadata as a login's scripts decided; false when
     /// there was no such user.
-    pub async fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError> {
+    async fn update_metadata(&self, update: &MetadataUpdate) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         let found = write_metadata(&tx, update).await?;
