@@ -153,8 +153,9 @@ pub(super) async fn migrate(
     client: &mut deadpool_postgres::Client,
 ) -> Result<Migrated, StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
-    // A large table's index may take longer than a request's statement.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
+    // A large table's index may take longer than a request's statement;
+    // "already exists, skipping" notices are not news.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL client_min_messages = warning")
         .await
         .map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
