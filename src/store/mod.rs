@@ -259,6 +259,29 @@ pub async fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Backend
     }
 }
 
+/// What `passgate migrate` did: the schema version found and the version now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version found (0: a new store).
+    pub from: i64,
+    /// The version now, the newest this build knows.
+    pub to: i64,
+}
+
+/// Bring the schema of the store `config` names up to date, and nothing
+/// else (`passgate migrate`; `open` does it too).
+pub async fn migrate(config: &crate::config::StoreConfig) -> Result<Migrated, StoreError> {
+    match &config.backend {
+        crate::config::StoreBackend::Sqlite { path } => migrations::migrate_file(path),
+        crate::config::StoreBackend::Postgres(settings) => {
+            let store = PgStore::open(settings)?;
+            let migrated = store.migrate().await;
+            store.close();
+            migrated
+        }
+    }
+}
+
 /// A fresh Auth0-style user id: `auth0|` and 24 hex digits.
 pub fn new_user_id() -> String {
     let bytes: [u8; 12] = rand::random();

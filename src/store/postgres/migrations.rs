@@ -11,7 +11,7 @@
 //! `pg_advisory_xact_lock(MIGRATION_LOCK)`: instances starting together
 //! wait for each other, and each step is applied once.
 
-use super::super::StoreError;
+use super::super::{Migrated, StoreError};
 use super::errors::pg;
 
 /// The advisory lock held while the schema is brought up to date ("passgate"
@@ -132,15 +132,6 @@ const MFA: &str = "CREATE TABLE mfa_authenticators (
         failures BIGINT NOT NULL,
         since BIGINT NOT NULL
     );";
-
-/// What a migration run did: the schema version before and after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Migrated {
-    /// The version found.
-    pub from: i64,
-    /// The version now (the newest this build knows).
-    pub to: i64,
-}
 
 /// The newest schema version this build knows.
 pub fn known_version() -> i64 {

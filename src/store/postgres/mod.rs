@@ -40,11 +40,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use crate::config::PgSettings;
 
-use super::StoreError;
+use super::{Migrated, StoreError};
 pub use connect::{Connector, PgConnection};
 pub use errors::{Unreachable, describe};
 use errors::{pg, pool};
-pub use migrations::{MIGRATION_LOCK, Migrated};
+pub use migrations::MIGRATION_LOCK;
 pub use tls::TlsSetupError;
 
 /// The PostgreSQL implementation of the store's traits.

@@ -12,6 +12,7 @@ use super::mfa_tests::{mfa_tx, store_with_user};
 use super::tests::{db, refresh, session, user};
 use super::*;
 use crate::store::MetadataUpdate;
+use crate::store::Migrated;
 use crate::store::Store;
 use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};

@@ -83,6 +83,12 @@ impl TestDb {
         &self.name
     }
 
+    /// A URL of this database (the server's URL with its database replaced),
+    /// for a config file.
+    pub fn url(&self) -> String {
+        with_database(&server_url(), &self.name)
+    }
+
     /// A store on this database, its schema up to date.
     pub async fn store(&self) -> PgStore {
         match PgStore::connect(&self.settings).await {
@@ -105,6 +111,24 @@ impl TestDb {
     }
 }
 
+/// `url` naming the database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let host_at = base.find("://").map_or(0, |i| i + 3);
+    let end = base[host_at..]
+        .find('/')
+        .map_or(base.len(), |i| host_at + i);
+    let mut out = format!("{}/{name}", &base[..end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Drop runs inside the test's runtime, which cannot block on itself:
@@ -125,5 +149,23 @@ impl Drop for TestDb {
             Ok(Err(e)) => eprintln!("dropping test database {}: {e}", self.name),
             Err(_) => eprintln!("dropping test database {}: the thread panicked", self.name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@h/db?sslmode=require", "t2"),
+            "postgresql://u:p@h/t2?sslmode=require"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
 }
