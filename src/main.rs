@@ -44,6 +44,9 @@ enum Command {
     Reload(ConfigArg),
     /// Validate the config and print every problem with its key path.
     CheckConfig(ConfigArg),
+    /// Bring the store's schema up to date and print its version; nothing
+    /// else (`serve` does it too, at start).
+    Migrate(ConfigArg),
     /// Manage the users of a realm.
     Users {
         #[command(subcommand)]
@@ -125,6 +128,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Migrate(arg) => match cli::block_on(migrate(arg)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
         Command::Actions { action, config } => match cli::block_on(actions(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
@@ -162,6 +172,19 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+async fn migrate(arg: ConfigArg) -> Result<(), String> {
+    let config = Config::load(&arg.config).map_err(|e| format!("{}: {e}", arg.config.display()))?;
+    let store = config.store.backend.describe();
+    let done = passgate::store::migrate(&config.store)
+        .await
+        .map_err(|e| format!("{store}: {e}"))?;
+    match done.from == done.to {
+        true => println!("{store}: schema version {} (up to date)", done.to),
+        false => println!("{store}: schema version {} (was {})", done.to, done.from),
+    }
+    Ok(())
 }
 
 async fn unblock(

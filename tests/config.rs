@@ -133,9 +133,14 @@ fn each_bad_config_names_its_key_and_what_to_fix() {
             "server.admin_listen: 0.0.0.0:8443 overlaps server.listen (127.0.0.1:8443); give the admin listener its own port",
         ),
         (
+            "two store backends",
+            "[store]\npath = \"data/x.db\"\nurl = \"postgres://app:hunter2@db/passgate\"\n",
+            "store.path: give either path (SQLite) or url/url_env (PostgreSQL), not both",
+        ),
+        (
             "unknown key",
             "[store]\npaht = \"data/x.db\"\n",
-            "store.paht: unknown field `paht`, expected one of `path`, `encryption_key_file`, `encryption_key_env` (line 2, column 1)",
+            "store.paht: unknown field `paht`, expected one of `path`, `url`, `url_env`, `pool_size`, `connect_timeout`, `statement_timeout`, `tls_ca`, `encryption_key_file`, `encryption_key_env` (line 2, column 1)",
         ),
         (
             "wrong type",

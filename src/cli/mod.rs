@@ -38,7 +38,7 @@ pub async fn open_store(
 ) -> Result<std::sync::Arc<dyn passgate::store::Backend>, String> {
     passgate::store::open(&config.store)
         .await
-        .map_err(|e| format!("store.path {}: {e}", config.store.path.display()))
+        .map_err(|e| format!("{}: {e}", config.store.backend.describe()))
 }
 
 /// One column of a text listing: header and width (negative: right-aligned).

@@ -12,6 +12,7 @@ mod mfa;
 mod ops;
 mod parse;
 mod raw;
+mod store;
 mod units;
 mod validate;
 
@@ -28,6 +29,7 @@ use jsonwebtoken::Algorithm;
 
 pub use attack::AttackProtectionConfig;
 pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, StepUp};
+pub use store::{PgSettings, PgTls, StoreBackend, redact_url};
 pub use units::{parse_duration, parse_size};
 
 /// The environment variable that names the config file when `--config` is absent.
@@ -346,8 +348,11 @@ pub struct IssuerConfig {
 /// `[store]`
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The SQLite file.
+    /// The SQLite file (`path`, default `data/passgate.db`); the store is
+    /// this file only when [`StoreConfig::backend`] is SQLite.
     pub path: PathBuf,
+    /// Where the state lives: the SQLite file or PostgreSQL.
+    pub backend: StoreBackend,
     /// The key that encrypts secrets at rest (TOTP seeds).
     pub encryption_key: EncryptionKeySource,
 }

@@ -203,11 +203,17 @@ pub struct RawIssuer {
     pub default_realm: Option<String>,
 }
 
-/// `[store]`: the embedded database.
+/// `[store]`: the embedded database, or PostgreSQL.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub path: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub pool_size: Option<i64>,
+    pub connect_timeout: Option<String>,
+    pub statement_timeout: Option<String>,
+    pub tls_ca: Option<String>,
     pub encryption_key_file: Option<String>,
     pub encryption_key_env: Option<String>,
 }

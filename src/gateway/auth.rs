@@ -67,7 +67,7 @@ impl AuthStack {
         self_test(&keys)?;
         let store = store::open(&config.store)
             .await
-            .with_context(|| format!("store.path: {}", config.store.path.display()))?;
+            .with_context(|| config.store.backend.describe())?;
         // Own tokens must be typed at+jwt once the legacy window closes (gate/typ.rs).
         let longest = config.apis.iter().map(|a| a.token_lifetime.as_secs());
         let longest = i64::try_from(longest.max().unwrap_or(0)).unwrap_or(i64::MAX);

@@ -76,6 +76,25 @@ pub(super) fn migrate(conn: &mut Connection, from: usize, to: usize) -> Result<(
     Ok(())
 }
 
+/// `passgate migrate` on SQLite: open (creating and migrating) the file at
+/// `path` and say from which version.
+pub(super) fn migrate_file(path: &Path) -> Result<super::Migrated, StoreError> {
+    let from = match path.exists() {
+        true => Connection::open(path)
+            .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?,
+        false => 0,
+    };
+    SqliteDb::open(path)?;
+    Ok(super::Migrated {
+        from,
+        to: MIGRATIONS.len() as i64,
+    })
+}
+
 impl SqliteDb {
     /// Open (creating when missing) the store at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {

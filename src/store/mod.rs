@@ -12,6 +12,7 @@ mod login_migration;
 pub mod mfa;
 pub mod mfa_transactions;
 mod migrations;
+pub mod postgres;
 pub mod protect;
 mod refresh_exchange;
 pub mod seal;
@@ -30,6 +31,7 @@ use serde_json::Value;
 
 pub use login_key::login_key;
 
+pub use postgres::PgStore;
 pub(crate) use sqlite::SqliteDb;
 pub use sqlite_store::SqliteStore;
 
@@ -148,6 +150,35 @@ pub enum StoreError {
     /// The store's thread stopped, or the call panicked on it.
     #[error("store: the call did not finish on the store's thread")]
     Stopped,
+    /// PostgreSQL refused a statement, or a statement failed in the client
+    /// (the text says how; the error is the source).
+    #[error("store: {}", postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// PostgreSQL cannot be reached now: the connection was refused, timed
+    /// out or lost, no pooled connection came free in time, the server is
+    /// shutting down or in recovery, or a statement ran past
+    /// `statement_timeout`. Trying again later may work.
+    #[error("store: the database is unavailable: {0}")]
+    Unavailable(#[source] postgres::Unreachable),
+    /// The PostgreSQL connection pool failed otherwise (closed at shutdown).
+    #[error("store: the connection pool: {0}")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// The PostgreSQL store was opened outside a tokio runtime (it drives
+    /// its connections on the runtime that opens it).
+    #[error("store: PostgreSQL needs a tokio runtime: {0}")]
+    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    /// TLS towards PostgreSQL could not be set up (`[store] tls_ca`).
+    #[error("store: {0}")]
+    PgTls(#[source] postgres::TlsSetupError),
+    /// A guarded write changed another number of rows than the one it must
+    /// (a decision that broke its own guard); nothing was written.
+    #[error("store: {what}: {changed} rows changed where exactly one must")]
+    RowCount {
+        /// The write.
+        what: &'static str,
+        /// Rows it changed.
+        changed: u64,
+    },
 }
 
 /// Persistence for passgate's state.
@@ -220,7 +251,35 @@ impl<T> Backend for T where
 /// Open the store `config` names (bringing its schema up to date): what
 /// the gateway and every command that reads or changes state use.
 pub async fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Backend>, StoreError> {
-    Ok(Arc::new(SqliteStore::open(&config.path)?))
+    match &config.backend {
+        crate::config::StoreBackend::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
+        crate::config::StoreBackend::Postgres(settings) => {
+            Ok(Arc::new(PgStore::connect(settings).await?))
+        }
+    }
+}
+
+/// What `passgate migrate` did: the schema version found and the version now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version found (0: a new store).
+    pub from: i64,
+    /// The version now, the newest this build knows.
+    pub to: i64,
+}
+
+/// Bring the schema of the store `config` names up to date, and nothing
+/// else (`passgate migrate`; `open` does it too).
+pub async fn migrate(config: &crate::config::StoreConfig) -> Result<Migrated, StoreError> {
+    match &config.backend {
+        crate::config::StoreBackend::Sqlite { path } => migrations::migrate_file(path),
+        crate::config::StoreBackend::Postgres(settings) => {
+            let store = PgStore::open(settings)?;
+            let migrated = store.migrate().await;
+            store.close();
+            migrated
+        }
+    }
 }
 
 /// A fresh Auth0-style user id: `auth0|` and 24 hex digits.

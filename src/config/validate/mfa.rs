@@ -13,7 +13,12 @@ pub(super) fn store(
     raw: RawStore,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> StoreConfig {
-    let path = PathBuf::from(raw.path.unwrap_or_else(|| "data/passgate.db".into()));
+    let path = PathBuf::from(
+        raw.path
+            .clone()
+            .unwrap_or_else(|| "data/passgate.db".into()),
+    );
+    let backend = super::store::backend(p, &raw, &path, env);
     let encryption_key = match (raw.encryption_key_file, raw.encryption_key_env) {
         (Some(_), Some(_)) => {
             p.add(
@@ -48,6 +53,7 @@ pub(super) fn store(
     };
     StoreConfig {
         path,
+        backend,
         encryption_key,
     }
 }

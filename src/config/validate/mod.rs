@@ -2,8 +2,9 @@
 //!
 //! One file per part of the config: `server.rs` (`[server]`, `[log]`, `[upstream]`, `[gate]`),
 //! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
-//! `routes.rs` (`[[routes]]`), `issuers.rs` (`[[trusted_issuers]]`) and
-//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`).
+//! `routes.rs` (`[[routes]]`), `issuers.rs` (`[[trusted_issuers]]`),
+//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`) and
+//! `store.rs` (`[store]`'s backend; its encryption key is in `mfa.rs`).
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ mod mfa;
 mod ops;
 mod routes;
 mod server;
+mod store;
 
 use auth::{apis, audiences_are_not_client_ids, clients, issuer, passwords, realms};
 use issuers::trusted_issuers;
