@@ -284,9 +284,12 @@ fn serve(arg: ConfigArg) -> ExitCode {
         };
         let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
         if let Some((addr, l)) = admin {
+            let addr = l.local_addr().unwrap_or(addr);
             tracing::info!(%addr, "admin endpoints on http://{addr} (/, /status, /healthz, /readyz, /metrics)");
             tokio::spawn(gateway.admin(l, admin_stop));
         }
+        // The bound address: with port 0 in the config, the one the system chose.
+        let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, "passgate listening on https://{listen}");
         let served = gateway.serve(listener, passgate::shutdown_signal()).await;
         let _ = stop_admin.send(true);

@@ -168,7 +168,7 @@ async fn killed_database_connections_lose_nothing_that_was_acknowledged() {
         for chain in chains.iter_mut() {
             let node = if round % 2 == 0 { &c.a } else { &c.b };
             let r = node.refresh(chain).await;
-            match r.status {
+            match r.status.as_u16() {
                 200 => {
                     *chain = tokens(&r).1;
                     ok += 1;

@@ -79,7 +79,18 @@ async fn answer(
             "draining\n".into(),
             "text/plain",
         ),
-        ("GET", "/readyz") => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+        // A store that cannot be reached leaves the proxy serving (keys and
+        // revocations are in memory): still ready, saying what is degraded.
+        ("GET", "/readyz") => match admin.store_unavailable() {
+            None => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+            Some(why) => text(
+                StatusCode::OK,
+                format!(
+                    "ready, degraded: the store is {why}; /oauth/token answers 503 until it is back, proxying goes on\n"
+                ),
+                "text/plain",
+            ),
+        },
         ("GET", "/metrics") if m.enabled() => text(
             StatusCode::OK,
             m.render(&scrape::registry(app.as_ref())),

@@ -31,6 +31,8 @@ pub struct StatusSources {
     pub store: Option<(Arc<dyn StatusStore>, StatusRules)>,
     /// passgate's signing keys.
     pub keys: Option<Arc<KeyRing>>,
+    /// Whether the store can be reached (`/readyz` says when it cannot).
+    pub reachability: Option<Arc<dyn crate::store::Reachability>>,
     /// Wall-clock time.
     pub clock: SharedClock,
 }
@@ -75,6 +77,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    /// `None` while the store (if any) can be reached; else why not.
+    pub fn store_unavailable(&self) -> Option<String> {
+        self.sources.reachability.as_ref()?.unavailable()
+    }
+
     /// State for `app`, loaded now.
     pub fn new(app: Arc<dyn Live>, sources: StatusSources) -> Self {
         let now = sources.clock.now();

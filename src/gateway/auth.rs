@@ -81,6 +81,7 @@ impl AuthStack {
                 .context("loading revoked sessions")?,
         );
         sessions.start_background(tasks, FOLLOW_REVOCATIONS, SWEEP_SESSIONS);
+        listen_for_announcements(config, &sessions, tasks)?;
         let hasher = start_hasher(config, &store).await?;
         let protect = Arc::new(Protect::new(config, store.clone(), Arc::clone(clock)));
         protect.start_sweeper(tasks);
@@ -161,6 +162,35 @@ impl AuthStack {
         })
         .map(Arc::new)
     }
+}
+
+/// With PostgreSQL, other instances (and the CLI) announce revocations:
+/// read the log when they do, rather than at the next poll. The poll stays,
+/// for when the announcements' connection is down.
+fn listen_for_announcements(
+    config: &Config,
+    sessions: &Arc<Sessions>,
+    tasks: &Supervisor,
+) -> anyhow::Result<()> {
+    use crate::store::postgres::{Connector, listen};
+    let config::StoreBackend::Postgres(settings) = &config.store.backend else {
+        return Ok(());
+    };
+    let connector = Connector::new(settings).context("store.url: the announcements' connection")?;
+    let sessions = Arc::downgrade(sessions);
+    tasks.spawn("store announcements", async move {
+        listen::listen(connector, move |announced| match announced {
+            listen::Announcement::Revocation | listen::Announcement::Reconnected => {
+                if let Some(s) = sessions.upgrade() {
+                    s.wake();
+                }
+            }
+            listen::Announcement::Other(_) => {}
+        })
+        .await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// The password hasher with its time floor (fixed, or measured from the

@@ -101,6 +101,9 @@ impl Gateway {
         let admin = Arc::new(AdminState::new(
             Arc::clone(&app) as Arc<dyn admin::Live>,
             StatusSources {
+                reachability: status_store
+                    .clone()
+                    .map(|s| s as Arc<dyn crate::store::Reachability>),
                 store: status_store.map(|s| (s as Arc<dyn StatusStore>, rules)),
                 keys: status_keys,
                 clock: Arc::clone(&clock),

@@ -51,19 +51,10 @@ pub enum MfaError {
     /// The e-mail did not go out.
     #[error("sending the e-mail code failed")]
     Send(#[source] super::email::SendError),
-    /// The store failed, or a sealed seed did not open.
+    /// The store failed.
     #[error("mfa store: {0}")]
-    Store(String),
-}
-
-impl From<StoreError> for MfaError {
-    fn from(e: StoreError) -> Self {
-        MfaError::Store(e.to_string())
-    }
-}
-
-impl From<crate::store::seal::SealError> for MfaError {
-    fn from(e: crate::store::seal::SealError) -> Self {
-        MfaError::Store(e.to_string())
-    }
+    Store(#[from] StoreError),
+    /// A sealed seed did not open (a wrong store key, or a damaged row).
+    #[error("mfa store: {0}")]
+    Sealed(#[from] crate::store::seal::SealError),
 }

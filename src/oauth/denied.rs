@@ -5,7 +5,6 @@
 
 use super::error::{BRUTE_FORCE_BLOCKED, OAuthError, SUSPICIOUS_IP_THROTTLED};
 use crate::protect::{Denied, Refusal};
-use crate::telemetry::ErrorChain;
 
 impl From<Denied> for OAuthError {
     fn from(d: Denied) -> Self {
@@ -21,10 +20,7 @@ impl From<Denied> for OAuthError {
             Denied::Refused(Refusal::SuspiciousIp { .. }) => {
                 OAuthError::TooManyAttempts(SUSPICIOUS_IP_THROTTLED)
             }
-            Denied::Store(e) => {
-                tracing::error!(target: "passgate::protect", error = %ErrorChain(&e), "attack-protection store failed");
-                OAuthError::ServerError("internal error")
-            }
+            Denied::Store(e) => super::error::store_failed("the attack-protection store", &e),
         }
     }
 }

@@ -235,20 +235,28 @@ impl OAuthError {
     }
 }
 
-/// Wait for store work. A failure is logged with `what` and its whole cause
-/// chain, and answered as a 500 without details: the one place a store
-/// failure becomes HTTP.
-pub async fn stored<T, E>(
+/// Wait for store work; a failure becomes [`store_failed`]'s answer.
+pub async fn stored<T>(
     what: &'static str,
-    work: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, OAuthError>
-where
-    E: std::error::Error + 'static,
-{
-    work.await.map_err(|e| {
-        tracing::error!(error = %ErrorChain(&e), "{what} failed");
-        OAuthError::internal()
-    })
+    work: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, OAuthError> {
+    work.await.map_err(|e| store_failed(what, &e))
+}
+
+/// The one place a store failure becomes HTTP: a store that cannot be
+/// reached now is a 503 `temporarily_unavailable` with `Retry-After` (the
+/// client may retry; nothing was acknowledged); any other failure is logged
+/// with `what` and its whole cause chain, and answered as a 500 without
+/// details.
+pub fn store_failed(what: &str, e: &crate::store::StoreError) -> OAuthError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %ErrorChain(e), "{what}: the store is unavailable");
+        return OAuthError::TemporarilyUnavailable {
+            retry_after: RETRY_AFTER_SECS,
+        };
+    }
+    tracing::error!(error = %ErrorChain(e), "{what} failed");
+    OAuthError::internal()
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).

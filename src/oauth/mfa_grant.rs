@@ -71,8 +71,9 @@ pub(super) fn mfa_refused(e: MfaError) -> OAuthError {
                 retry_after: super::error::RETRY_AFTER_SECS,
             }
         }
-        MfaError::Store(e) => {
-            tracing::error!(error = %e, "mfa store failed");
+        MfaError::Store(e) => super::error::store_failed("the MFA store", &e),
+        MfaError::Sealed(e) => {
+            tracing::error!(error = %crate::telemetry::ErrorChain(&e), "an MFA secret did not open");
             OAuthError::internal()
         }
     }

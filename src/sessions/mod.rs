@@ -37,6 +37,8 @@ pub struct Sessions {
     last_seq: AtomicI64,
     issuer: String,
     clock: SharedClock,
+    /// Wakes the revocation feed before its next poll (an announcement).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// What a login needs remembered.
@@ -86,7 +88,14 @@ impl Sessions {
             last_seq: AtomicI64::new(end),
             issuer,
             clock,
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Read the revocation log now rather than at the next poll: another
+    /// instance announced a revocation (or the announcements reconnected).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// A new session id: 128 random bits, hex.
@@ -211,22 +220,37 @@ impl Sessions {
         sweep: Duration,
     ) {
         let weak = Arc::downgrade(self);
+        let wake = Arc::clone(&self.wake);
         tasks.spawn("revocation feed and session sweep", async move {
-            let mut ticks: u64 = 0;
-            let every = (sweep.as_millis() / follow.as_millis().max(1)).max(1) as u64;
+            let mut last_sweep = tokio::time::Instant::now();
+            let mut failing = false;
             loop {
-                tokio::time::sleep(follow).await;
+                tokio::select! {
+                    () = tokio::time::sleep(follow) => {}
+                    () = wake.notified() => {}
+                }
                 let Some(this) = weak.upgrade() else {
                     return Ok(());
                 };
                 let followed = this.follow_log().await;
-                ticks += 1;
-                let swept = match ticks.is_multiple_of(every) {
-                    true => this.sweep().await.map(Some),
+                let swept = match last_sweep.elapsed() >= sweep {
+                    true => {
+                        last_sweep = tokio::time::Instant::now();
+                        this.sweep().await.map(Some)
+                    }
                     false => Ok(None),
                 };
-                if let Err(e) = followed {
-                    tracing::warn!(error = %ErrorChain(&e), "reading the revocation log failed");
+                // Said once per outage, not once a second.
+                match followed {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %ErrorChain(&e), "reading the revocation log failed; the revocations held in memory still apply");
+                    }
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("reading the revocation log again");
+                    }
+                    _ => {}
                 }
                 match swept {
                     Ok(Some(n)) if n > 0 => tracing::debug!(deleted = n, "swept expired sessions"),

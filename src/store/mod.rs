@@ -230,6 +230,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// what each part sees through its own trait.
 pub trait Backend:
     Store
+    + Reachability
     + sessions::SessionStore
     + protect::ProtectStore
     + mfa::MfaStore
@@ -240,12 +241,39 @@ pub trait Backend:
 
 impl<T> Backend for T where
     T: Store
+        + Reachability
         + sessions::SessionStore
         + protect::ProtectStore
         + mfa::MfaStore
         + settings::SettingsStore
         + status::StatusStore
 {
+}
+
+/// Whether the store can be reached now (`/readyz`, the status page).
+pub trait Reachability: Send + Sync + std::fmt::Debug {
+    /// `None` while it can; else since when and why not.
+    fn unavailable(&self) -> Option<String>;
+}
+
+impl Reachability for SqliteStore {
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Reachability for PgStore {
+    fn unavailable(&self) -> Option<String> {
+        PgStore::unavailable(self)
+    }
+}
+
+impl StoreError {
+    /// The store cannot be reached now; trying again later may work
+    /// (the token endpoint answers 503 with `Retry-After`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// Open the store `config` names (bringing its schema up to date): what

@@ -313,6 +313,7 @@ impl Instance {
             .get_with("/api/x", &[("authorization", &format!("Bearer {access}"))])
             .await
             .status
+            .as_u16()
     }
 
     /// `GET http://admin{path}`: status and body.

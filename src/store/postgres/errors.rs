@@ -23,6 +23,9 @@ pub enum Unreachable {
     /// A dedicated connection was not open within the connect timeout.
     #[error("no connection within {0:?}")]
     Timeout(std::time::Duration),
+    /// A recent attempt found it down (this one was not tried).
+    #[error("{0}")]
+    Down(String),
 }
 
 /// The error's text with its cause: tokio-postgres shows a server error

@@ -20,7 +20,19 @@ use super::errors::pg;
 pub const MIGRATION_LOCK: i64 = 0x7061_7373_6761_7465;
 
 /// Schema versions, applied in order; never edit a released one, add another.
-const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA];
+const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA, ANNOUNCE];
+
+/// Every revocation is announced on [`super::listen::CHANNEL`] when its
+/// transaction commits, whoever wrote it (an instance, or the CLI), so the
+/// other instances read the log at once instead of at their next poll.
+const ANNOUNCE: &str = "CREATE FUNCTION passgate_announce_revocation() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('passgate_events', 'revocation:' || NEW.seq);
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER revocations_announced AFTER INSERT ON revocations
+        FOR EACH ROW EXECUTE FUNCTION passgate_announce_revocation();";
 
 const USERS: &str = "CREATE TABLE users (
         user_id TEXT PRIMARY KEY,

@@ -19,6 +19,8 @@
 mod availability_tests;
 mod connect;
 mod errors;
+mod health;
+pub mod listen;
 mod mfa;
 #[cfg(test)]
 mod mfa_tests;
@@ -51,6 +53,7 @@ pub use tls::TlsSetupError;
 pub struct PgStore {
     pool: Pool,
     connector: Connector,
+    health: health::Health,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -99,7 +102,11 @@ impl PgStore {
                     StoreError::Pool(deadpool_postgres::PoolError::NoRuntimeSpecified)
                 }
             })?;
-        Ok(Self { pool, connector })
+        Ok(Self {
+            pool,
+            connector,
+            health: health::Health::default(),
+        })
     }
 
     /// Apply the migrations this database lacks; `Schema` when the database
@@ -120,9 +127,18 @@ impl PgStore {
         self.pool.close();
     }
 
-    /// A pooled connection, within the connect timeout.
+    /// `None` while the database is reachable; else since when and why not.
+    pub fn unavailable(&self) -> Option<String> {
+        self.health.unavailable()
+    }
+
+    /// A pooled connection, within the connect timeout; at once
+    /// `Unavailable` while the database is known to be down.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(pool)
+        self.health.admit()?;
+        let got = self.pool.get().await.map_err(pool);
+        self.health.record(&got);
+        got
     }
 }
 
