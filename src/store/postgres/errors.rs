@@ -28,6 +28,18 @@ pub enum Unreachable {
     Down(String),
 }
 
+impl Unreachable {
+    /// Whether this says the database is down (rather than busy: every
+    /// pooled connection in use), so calls should not wait on it for a while.
+    pub(super) fn means_down(&self) -> bool {
+        match self {
+            Unreachable::Pool(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => false,
+            Unreachable::Down(_) => false,
+            Unreachable::Database(_) | Unreachable::Pool(_) | Unreachable::Timeout(_) => true,
+        }
+    }
+}
+
 /// The error's text with its cause: tokio-postgres shows a server error
 /// as just "db error", and the server's message is the cause.
 pub fn describe(e: &tokio_postgres::Error) -> String {

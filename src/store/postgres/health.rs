@@ -54,8 +54,7 @@ impl Health {
                     tracing::warn!(down_for_s = secs, "the database is reachable again");
                 }
             }
-            Err(StoreError::Unavailable(Unreachable::Down(_))) => {}
-            Err(e @ StoreError::Unavailable(_)) => {
+            Err(e @ StoreError::Unavailable(u)) if u.means_down() => {
                 if down.is_none() {
                     tracing::error!(error = %crate::telemetry::ErrorChain(e), "the database is unreachable; /oauth/token answers 503 until it is back");
                 }
@@ -83,6 +82,16 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_pool_is_not_a_down_database() {
+        let h = Health::default();
+        h.record(&Err::<(), _>(StoreError::Unavailable(Unreachable::Pool(
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+        ))));
+        assert_eq!(h.unavailable(), None);
+        assert!(h.admit().is_ok());
+    }
 
     fn refused() -> Result<(), StoreError> {
         Err(StoreError::Unavailable(Unreachable::Timeout(
