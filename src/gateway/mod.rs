@@ -30,6 +30,7 @@ use crate::tls::{self, CertSlot};
 use crate::upstream::{UpstreamClient, client::root_store};
 use auth::AuthStack;
 use generation::Lasting;
+pub use auth::key_source;
 pub use reload::Reloader;
 
 /// How long the background loops get to stop once the workers have drained.
@@ -81,7 +82,7 @@ impl Gateway {
         };
         // The status page reads the store and the signing keys.
         let status_store = stack.as_ref().map(|s| s.store());
-        let status_keys = stack.as_ref().map(|s| s.keys());
+        let status_keys = stack.as_ref().map(|s| s.keys().ring().clone());
         let lasting = Arc::new(Lasting {
             clock: Arc::clone(&clock),
             tasks: tasks.clone(),

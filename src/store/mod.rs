@@ -7,6 +7,7 @@
 //! readers, bounded queues. Writes are committed before a call returns:
 //! durable before acknowledged.
 
+pub mod keys;
 pub mod login_key;
 mod login_migration;
 pub mod mfa;
@@ -199,6 +200,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// what each part sees through its own trait.
 pub trait Backend:
     Store
+    + keys::KeyStore
     + sessions::SessionStore
     + protect::ProtectStore
     + mfa::MfaStore
@@ -209,6 +211,7 @@ pub trait Backend:
 
 impl<T> Backend for T where
     T: Store
+        + keys::KeyStore
         + sessions::SessionStore
         + protect::ProtectStore
         + mfa::MfaStore
