@@ -29,8 +29,8 @@ use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, CertSlot};
 use crate::upstream::{UpstreamClient, client::root_store};
 use auth::AuthStack;
-use generation::Lasting;
 pub use auth::key_source;
+use generation::Lasting;
 pub use reload::Reloader;
 
 /// How long the background loops get to stop once the workers have drained.

@@ -54,8 +54,8 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::tokens::issue::TokenIssuer;
-use crate::tokens::ring::LiveRing;
 use crate::tokens::pool::SignPool;
+use crate::tokens::ring::LiveRing;
 
 /// The authorization server.
 pub struct AuthServer {

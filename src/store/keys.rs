@@ -63,8 +63,7 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// every stored key, oldest first. "Empty, so insert" is one atomic
     /// step: of instances starting together on an empty store, exactly one
     /// candidate is kept and every caller gets that one.
-    async fn first_signing_key(&self, candidate: &SealedKey)
-    -> Result<Vec<SealedKey>, StoreError>;
+    async fn first_signing_key(&self, candidate: &SealedKey) -> Result<Vec<SealedKey>, StoreError>;
 }
 
 // === impl SqliteDb ===
@@ -111,7 +110,8 @@ impl SqliteDb {
         // BEGIN IMMEDIATE: the write lock is held from the count on, so a
         // second process waits here and then finds the first one's key.
         self.in_write_tx(|tx| {
-            let stored: i64 = tx.query_row("SELECT COUNT(*) FROM signing_keys", [], |r| r.get(0))?;
+            let stored: i64 =
+                tx.query_row("SELECT COUNT(*) FROM signing_keys", [], |r| r.get(0))?;
             if stored == 0 {
                 insert(tx, candidate)?;
             }
@@ -131,10 +131,7 @@ impl KeyStore for SqliteStore {
         let key = key.clone();
         self.lanes.write(move |db| db.add_signing_key(&key)).await
     }
-    async fn first_signing_key(
-        &self,
-        candidate: &SealedKey,
-    ) -> Result<Vec<SealedKey>, StoreError> {
+    async fn first_signing_key(&self, candidate: &SealedKey) -> Result<Vec<SealedKey>, StoreError> {
         let candidate = candidate.clone();
         self.lanes
             .write(move |db| db.first_signing_key(&candidate))

@@ -180,7 +180,9 @@ fn dates_in_name(path: &Path) -> Option<(i64, i64)> {
 
 fn modified_secs(path: &Path) -> std::io::Result<i64> {
     let modified = std::fs::metadata(path)?.modified()?;
-    let secs = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     Ok(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
@@ -272,12 +274,11 @@ pub fn generate_into(dir: &Path, alg: Algorithm) -> Result<SigningKey, KeySource
     let key = new_key(alg, now, now)?;
     let _lock = lock(dir)?;
     let path = write_key(dir, &key)?;
-    let signing = SigningKey::from_pkcs8(&key.pkcs8, alg).map_err(|source| {
-        KeySourceError::File {
+    let signing =
+        SigningKey::from_pkcs8(&key.pkcs8, alg).map_err(|source| KeySourceError::File {
             path: path.clone(),
             source,
-        }
-    })?;
+        })?;
     Ok(signing.with_path(path))
 }
 
@@ -330,7 +331,11 @@ mod tests {
             .map(|k| (k.kid.clone(), k.alg, k.created_at, k.signs_from))
             .collect();
         assert_eq!(seen, want, "oldest first; same second in write order");
-        assert!(got.iter().zip([&a, &b, &c]).all(|(g, w)| *g.pkcs8 == *w.pkcs8));
+        assert!(
+            got.iter()
+                .zip([&a, &b, &c])
+                .all(|(g, w)| *g.pkcs8 == *w.pkcs8)
+        );
         // Read again from the cache: the same answer.
         let again = source.signing_keys().await.unwrap();
         assert_eq!(again.len(), 3);
@@ -353,7 +358,10 @@ mod tests {
         let got = source.signing_keys().await.unwrap();
         assert_eq!(got.len(), 2, "only .pem files");
         assert_eq!(got[0].kid, old.kid);
-        assert_eq!((got[0].created_at, got[0].signs_from), (1_700_000_000, 1_700_000_000));
+        assert_eq!(
+            (got[0].created_at, got[0].signs_from),
+            (1_700_000_000, 1_700_000_000)
+        );
         assert_eq!(got[0].alg, Algorithm::ES256);
         assert_eq!(got[1].kid, by_hand.kid);
         assert_eq!(got[1].alg, Algorithm::EdDSA);
@@ -378,8 +386,14 @@ mod tests {
     #[test]
     fn generated_names_carry_both_dates() {
         let p = |s: &str| dates_in_name(Path::new(s));
-        assert_eq!(p("001700000000-000-es256-signs-001700000305.pem"), Some((1_700_000_000, 1_700_000_305)));
-        assert_eq!(p("001700000000-002-rs256.pem"), Some((1_700_000_000, 1_700_000_000)));
+        assert_eq!(
+            p("001700000000-000-es256-signs-001700000305.pem"),
+            Some((1_700_000_000, 1_700_000_305))
+        );
+        assert_eq!(
+            p("001700000000-002-rs256.pem"),
+            Some((1_700_000_000, 1_700_000_000))
+        );
         assert_eq!(p("mine.pem"), None);
         assert_eq!(p("2024-key.pem"), None);
         assert_eq!(p("001700000000-000-es256-signs-x.pem"), None);
@@ -390,10 +404,7 @@ mod tests {
             created_at: 5,
             signs_from: 310,
         };
-        assert_eq!(
-            dates_in_name(Path::new(&file_name(&k, 1))),
-            Some((5, 310))
-        );
+        assert_eq!(dates_in_name(Path::new(&file_name(&k, 1))), Some((5, 310)));
     }
 
     /// Two passgates starting on one empty folder: each its own source (and
@@ -421,7 +432,13 @@ mod tests {
         assert_eq!(kids.len(), 1, "{kids:?}");
         let pems = std::fs::read_dir(&keys)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pem"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pem")
+            })
             .count();
         assert_eq!(pems, 1);
     }

@@ -21,8 +21,8 @@ use serde_json::{Map, Value, json};
 use jsonwebtoken::Algorithm;
 
 use super::keys::SigningKey;
-use super::ring::LiveRing;
 use super::pool::{PoolError, SignPool};
+use super::ring::LiveRing;
 use crate::clock::SharedClock;
 use crate::store::User;
 
@@ -273,7 +273,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let ring = KeyRing::load_or_generate(dir.path(), alg).unwrap_or_else(|e| panic!("{e:#}"));
         let clock = crate::clock::system();
-        let issuer = TokenIssuer::new("https://i/".into(), LiveRing::new(ring), clock, pool.clone());
+        let issuer = TokenIssuer::new(
+            "https://i/".into(),
+            LiveRing::new(ring),
+            clock,
+            pool.clone(),
+        );
         (issuer, dir)
     }
 

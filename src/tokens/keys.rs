@@ -19,6 +19,8 @@ use rustls::pki_types::pem::PemObject;
 use zeroize::Zeroizing;
 
 pub use super::folder::generate_into;
+/// The ring lives in `ring.rs`; here too for callers that import it with the key.
+pub use super::ring::KeyRing;
 
 /// Why a private key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +123,8 @@ impl SigningKey {
                 let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
                     return Err(KeyError::Invalid("P-256"));
                 };
-                let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
+                let jwk =
+                    serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
                 let encoding = EncodingKey::from_ec_pem(pem.as_bytes())
                     .map_err(|_| KeyError::Invalid("P-256"))?;
                 (Signer::Ecdsa(kp), encoding, jwk)

@@ -203,7 +203,11 @@ mod tests {
         assert_eq!(seen, [2], "the hook saw the new ring before the swap");
         let ring = live.snapshot();
         assert_eq!(ring.keys().len(), 2, "published at once");
-        assert_eq!(ring.signer(clock.now()).kid, first, "the old key still signs");
+        assert_eq!(
+            ring.signer(clock.now()).kid,
+            first,
+            "the old key still signs"
+        );
         clock.set(rotated.signs_from);
         assert_eq!(ring.signer(clock.now()).kid, rotated.kid);
         live.announce_signer();
@@ -217,7 +221,9 @@ mod tests {
         let keys = dir.path().join("k");
         let clock = ManualClock::new(1_000_000);
         let source: Arc<dyn KeySource> = Arc::new(FolderKeys::new(keys.clone()));
-        let live = LiveKeys::open(source, Algorithm::EdDSA, clock).await.unwrap();
+        let live = LiveKeys::open(source, Algorithm::EdDSA, clock)
+            .await
+            .unwrap();
         std::fs::write(keys.join("broken.pem"), "garbage").unwrap();
         assert!(live.refresh(|_| ()).await.is_err());
         live.refresh_logged(|_| ()).await;

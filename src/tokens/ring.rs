@@ -93,7 +93,8 @@ impl KeyRing {
             return Err(RingError::Empty);
         }
         keys.sort_by_key(|k| k.created_at);
-        let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.key.jwk).collect::<Vec<_>>() });
+        let jwks =
+            serde_json::json!({ "keys": keys.iter().map(|k| &k.key.jwk).collect::<Vec<_>>() });
         let jwks = serde_json::to_vec(&jwks).unwrap_or_default().into();
         Ok(KeyRing { keys, jwks })
     }
@@ -230,7 +231,7 @@ mod tests {
         let r = ring(&[late.clone(), now.clone()]);
         assert_eq!(r.signer(6_000).kid, now.kid);
         // Nothing signs yet: the key that starts first.
-        let r = ring(&[late.clone()]);
+        let r = ring(std::slice::from_ref(&late));
         assert_eq!(r.signer(10).kid, late.kid);
     }
 

@@ -145,7 +145,8 @@ mod tests {
             .unwrap();
         assert_ne!(raw, *key.pkcs8);
         assert!(
-            !raw.windows(16).any(|w| key.pkcs8.windows(16).any(|p| p == w)),
+            !raw.windows(16)
+                .any(|w| key.pkcs8.windows(16).any(|p| p == w)),
             "no stretch of the PKCS#8 is stored in the clear"
         );
 
