@@ -133,7 +133,7 @@ async fn a_rotated_key_is_published_at_once_and_signs_after_the_cache_lifetime()
     let c = gw.client(Proto::H2);
     let old_token = token(&c).await;
     let old = kid(&old_token);
-    assert_eq!(jwks_kids(&c).await, [old.clone()]);
+    assert_eq!(jwks_kids(&c).await, vec![old.clone()]);
 
     let (new, said) = rotate(&gw, false).await;
     assert!(said.contains("starts signing at"), "{said}");
@@ -192,7 +192,7 @@ async fn an_emergency_rotation_signs_at_once_and_a_removed_key_is_withdrawn() {
     let oldest = files.iter().min().unwrap();
     std::fs::remove_file(oldest).unwrap();
     gw.reloader.reload().await.unwrap();
-    assert_eq!(jwks_kids(&c).await, [new.clone()]);
+    assert_eq!(jwks_kids(&c).await, vec![new.clone()]);
     assert_eq!(api_status(&c, &old_token).await, 401);
     assert_eq!(api_status(&c, &fresh).await, 200);
     gw.shutdown().await;
