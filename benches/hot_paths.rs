@@ -181,7 +181,7 @@ fn issuance(c: &mut Criterion) {
     };
     let scopes = vec!["openid".to_string(), "read:items".to_string()];
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
-        let ring = Arc::new(
+        let ring = passgate::tokens::ring::LiveRing::new(
             KeyRing::load_or_generate(&dir.path().join(format!("{alg:?}")), alg).expect("keys"),
         );
         let pool = passgate::tokens::pool::SignPool::for_machine().expect("pool");

@@ -14,6 +14,7 @@ use passgate::telemetry::ErrorChain;
 
 mod cli;
 use cli::actions::{ActionsAction, actions};
+use cli::keys::{KeysAction, keys};
 use cli::sessions::{SessionsAction, sessions};
 use cli::users::{UsersAction, users};
 
@@ -90,12 +91,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum KeysAction {
-    /// Make a new signing key; older keys stay published until their tokens expire.
-    Rotate,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -142,10 +137,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Keys {
-            action: KeysAction::Rotate,
-            config,
-        } => keys_rotate(config),
+        Command::Keys { action, config } => match cli::block_on(keys(action, config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
         Command::Sessions { action, config } => match cli::block_on(sessions(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
@@ -302,33 +300,4 @@ fn serve(arg: ConfigArg) -> ExitCode {
             }
         }
     })
-}
-
-fn keys_rotate(arg: ConfigArg) -> ExitCode {
-    let config = match load(&arg) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let Some(issuer) = config.issuer else {
-        eprintln!(
-            "{}: there is no [issuer] section, so no signing keys",
-            arg.config.display()
-        );
-        return ExitCode::from(1);
-    };
-    passgate::tls::install_crypto_providers();
-    match passgate::tokens::keys::generate_into(&issuer.signing_keys, issuer.algorithm) {
-        Ok(key) => {
-            println!(
-                "new signing key {} in {}; restart passgate to sign with it",
-                key.kid,
-                key.path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("keys rotate: {e:#}");
-            ExitCode::from(1)
-        }
-    }
 }

@@ -114,7 +114,9 @@ fn rsa_public_der(key: &SigningKey) -> Vec<u8> {
     use aws_lc_rs::signature::KeyPair;
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    let PrivateKeyDer::Pkcs8(der) = PrivateKeyDer::from_pem_file(&key.path).unwrap() else {
+    let PrivateKeyDer::Pkcs8(der) =
+        PrivateKeyDer::from_pem_file(key.path.as_ref().unwrap()).unwrap()
+    else {
         panic!("not PKCS#8")
     };
     let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();

@@ -24,9 +24,9 @@ async fn serving_runs_every_task_under_the_supervisor_and_shutdown_leaves_none()
     let gateway = passgate::Gateway::new(config).await.unwrap();
     let tasks = gateway.tasks().clone();
     // The token-cache sweep, the attack-protection sweep, the sessions'
-    // revocation feed and the MFA transaction sweep: passgate is its own
-    // issuer here.
-    assert_eq!(tasks.running(), 4, "background loops before serving");
+    // revocation feed, the MFA transaction sweep and the signing-key
+    // refresh: passgate is its own issuer here.
+    assert_eq!(tasks.running(), 5, "background loops before serving");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -39,7 +39,7 @@ async fn serving_runs_every_task_under_the_supervisor_and_shutdown_leaves_none()
         .get("/public/x")
         .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(tasks.running(), 6, "the loops and two worker threads");
+    assert_eq!(tasks.running(), 7, "the loops and two worker threads");
 
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();

@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use cluster::{Cluster, PASSWORD, tokens, until};
 
+/// Request-rate limits out of the way of tests that log in often.
+const GENEROUS: &str =
+    "[attack_protection]\nrequest_limit = 100000\nuser_ip_burst = 100000\nuser_ip_limit = 100000\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_family_is_one_family_on_every_instance() {
     let Some(c) = Cluster::start("", false).await else {
@@ -80,8 +84,8 @@ async fn a_revocation_on_one_instance_is_refused_by_the_other_within_a_second() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_failures_spread_over_instances_block_at_the_threshold() {
-    let extra = "[attack_protection]\nbrute_force_threshold = 4\nrequest_limit = 100000\nuser_ip_burst = 100000\nuser_ip_limit = 100000\n";
-    let Some(c) = Cluster::start(extra, false).await else {
+    let extra = format!("{GENEROUS}brute_force_threshold = 4\n");
+    let Some(c) = Cluster::start(&extra, false).await else {
         return;
     };
     for node in [&c.a, &c.b, &c.a, &c.b] {
@@ -235,6 +239,67 @@ async fn a_database_that_goes_away_keeps_the_proxy_and_answers_503_at_once() {
     );
     let (status, ready) = c.a.admin_get("/readyz").await;
     assert_eq!((status, ready.trim()), (200, "ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_on_one_instance_is_published_and_used_by_both() {
+    let Some(c) = Cluster::start(GENEROUS, false).await else {
+        return;
+    };
+    let kids = |node: &'static str| {
+        let node = if node == "a" { &c.a } else { &c.b };
+        async move {
+            let jwks = node.client.get("/.well-known/jwks.json").await.json();
+            let mut kids: Vec<String> = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect();
+            kids.sort();
+            kids
+        }
+    };
+    // Both instances sign with the one key the first start made.
+    assert_eq!(kids("a").await.len(), 1);
+    assert_eq!(kids("a").await, kids("b").await);
+    let first = kids("a").await;
+    let out = c.cli(&["keys", "rotate"], "");
+    assert!(out.contains("starts signing"), "{out}");
+    // Published everywhere within the refresh interval, not yet signing.
+    let published = until(Duration::from_secs(10), || async {
+        kids("b").await.len() == 2
+    })
+    .await;
+    assert!(
+        published.is_some(),
+        "B's JWKS lacks the rotated key:\n{}",
+        c.b.log()
+    );
+    assert_eq!(kids("a").await, kids("b").await);
+    let (access, _) = tokens(&c.b.login(PASSWORD).await);
+    assert_eq!(
+        kid_of(&access),
+        first[0],
+        "the new key signs only after the JWKS max-age"
+    );
+    // An emergency rotation signs at once on both; each accepts the other's tokens.
+    c.cli(&["keys", "rotate", "--now"], "");
+    let switched = until(Duration::from_secs(10), || async {
+        let (access, _) = tokens(&c.b.login(PASSWORD).await);
+        !kids("a").await.is_empty()
+            && kids("a").await.len() == 3
+            && !first.contains(&kid_of(&access))
+    })
+    .await;
+    assert!(switched.is_some(), "B does not sign with the emergency key");
+    let (from_b, _) = tokens(&c.b.login(PASSWORD).await);
+    assert_eq!(c.a.proxied(&from_b).await, 200);
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(jwt: &str) -> String {
+    jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap()
 }
 
 /// `pg_terminate_backend` on every connection to `database`.

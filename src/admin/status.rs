@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use super::Live;
 use crate::clock::SharedClock;
 use crate::store::status::{StatusRules, StatusStore};
 use crate::telemetry::metrics::Snapshot;
-use crate::tokens::keys::KeyRing;
+use crate::tokens::ring::LiveRing;
 
 /// The window the per-route figures cover.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -29,8 +29,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 pub struct StatusSources {
     /// The store's counts (sessions, blocks, throttles), with passgate's own issuer.
     pub store: Option<(Arc<dyn StatusStore>, StatusRules)>,
-    /// passgate's signing keys.
-    pub keys: Option<Arc<KeyRing>>,
+    /// passgate's signing keys, as they are now.
+    pub keys: Option<LiveRing>,
     /// Whether the store can be reached (`/readyz` says when it cannot).
     pub reachability: Option<Arc<dyn crate::store::Reachability>>,
     /// Wall-clock time.
@@ -244,21 +244,18 @@ impl AdminState {
             .sources
             .keys
             .as_ref()
-            .map(|ring| {
-                let current = ring.current().kid.clone();
+            .map(|live| {
+                let ring = live.snapshot();
+                let current = ring.signer(now).kid.clone();
                 ring.keys()
                     .iter()
                     .map(|k| {
-                        let created = std::fs::metadata(&k.path)
-                            .and_then(|m| m.modified())
-                            .ok()
-                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
                         json!({
-                            "kid": k.kid,
-                            "alg": format!("{:?}", k.alg),
-                            "current": k.kid == current,
-                            "age_seconds": created.map(|c| now.saturating_sub(c).max(0)),
+                            "kid": k.key.kid,
+                            "alg": format!("{:?}", k.key.alg),
+                            "current": k.key.kid == current,
+                            "age_seconds": now.saturating_sub(k.created_at).max(0),
+                            "signs_from": k.signs_from,
                         })
                     })
                     .collect()

@@ -1,7 +1,8 @@
-//! The `users`, `sessions` and `actions` commands of the `passgate` binary; `src/main.rs`
+//! The `users`, `sessions`, `actions` and `keys` commands of the `passgate` binary; `src/main.rs`
 //! holds the command tree and the other commands.
 
 pub mod actions;
+pub mod keys;
 pub mod mfa;
 pub mod reload;
 pub mod sessions;

@@ -1,7 +1,8 @@
 //! Every issuer whose tokens the gate accepts, with its keys.
 //!
-//! Local keys (passgate's own, `jwks_file`, `public_key_file`) are loaded at
-//! start. Remote ones (`jwks_url`, or discovery from the issuer URL) are
+//! Local keys (`jwks_file`, `public_key_file`) are loaded at start;
+//! passgate's own follow its key ring (`tokens/live.rs` calls
+//! [`IssuerKeys::replace`] before a new ring is used). Remote ones (`jwks_url`, or discovery from the issuer URL) are
 //! fetched at start, refreshed in the background (every `jwks_refresh`, sooner
 //! when `Cache-Control: max-age` says so, never more often than
 //! `jwks_min_refresh`), refetched when a token names an unknown `kid` (again
@@ -9,9 +10,10 @@
 //! refresh fails (stale-if-error, logged).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::Uri;
 use jsonwebtoken::Algorithm;
 use tokio::time::Instant;
@@ -51,7 +53,8 @@ struct Remote {
 pub struct IssuerKeys {
     /// The exact `iss`.
     pub issuer: String,
-    keys: RwLock<Arc<KeySet>>,
+    /// Read by every request without a lock; replaced whole.
+    keys: ArcSwap<KeySet>,
     remote: Option<Remote>,
     access_typ: Option<AccessTyp>,
 }
@@ -61,7 +64,7 @@ impl IssuerKeys {
     pub fn fixed(issuer: String, keys: KeySet) -> Self {
         Self {
             issuer,
-            keys: RwLock::new(Arc::new(keys)),
+            keys: ArcSwap::from_pointee(keys),
             remote: None,
             access_typ: None,
         }
@@ -88,17 +91,13 @@ impl IssuerKeys {
     }
 
     fn current(&self) -> Arc<KeySet> {
-        match self.keys.read() {
-            Ok(k) => Arc::clone(&k),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        self.keys.load_full()
     }
 
-    fn replace(&self, keys: KeySet) {
-        match self.keys.write() {
-            Ok(mut k) => *k = Arc::new(keys),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
-        }
+    /// Use `keys` from now on (a remote issuer's fetch, passgate's own
+    /// ring after a rotation). Requests under way keep the set they read.
+    pub fn replace(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
     }
 
     /// The key for a token header; an unknown `kid` of a remote issuer triggers
@@ -237,7 +236,13 @@ impl Issuers {
 
     /// Add an issuer (replacing one with the same `iss`).
     pub fn insert(&mut self, keys: IssuerKeys) {
-        self.by_iss.insert(keys.issuer.clone(), Arc::new(keys));
+        self.insert_shared(Arc::new(keys));
+    }
+
+    /// Add an issuer that outlives this set (passgate's own, whose keys
+    /// are replaced in place and which every config generation shares).
+    pub fn insert_shared(&mut self, keys: Arc<IssuerKeys>) {
+        self.by_iss.insert(keys.issuer.clone(), keys);
     }
 
     /// Load the trusted issuers of the config; remote ones start fetching in
@@ -295,13 +300,13 @@ impl Issuers {
                 }
                 KeySource::JwksUrl(uri) => IssuerKeys {
                     issuer: t.issuer.clone(),
-                    keys: RwLock::new(Arc::new(KeySet::default())),
+                    keys: ArcSwap::from_pointee(KeySet::default()),
                     remote: Some(remote(RemoteSource::Jwks(uri.clone()))),
                     access_typ: None,
                 },
                 KeySource::Discovery(uri) => IssuerKeys {
                     issuer: t.issuer.clone(),
-                    keys: RwLock::new(Arc::new(KeySet::default())),
+                    keys: ArcSwap::from_pointee(KeySet::default()),
                     remote: Some(remote(RemoteSource::Discovery(uri.clone()))),
                     access_typ: None,
                 },

@@ -1,7 +1,8 @@
 //! Everything that exists only when passgate is its own issuer (`[issuer]`):
 //! the signing keys, the store, the sessions, and from them the
 //! authorization server. Built once, as one [`AuthStack`], so "is there an
-//! issuer?" is asked in one place.
+//! issuer?" is asked in one place. Where the signing keys live is chosen
+//! here too ([`key_source`]), for the gateway and `passgate keys rotate`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::clock::SharedClock;
-use crate::config::{self, Config, IssuerConfig};
+use crate::config::{self, Config, IssuerConfig, StoreConfig};
 use crate::extensibility::Scripts;
 use crate::gate::Gate;
 use crate::gate::issuers::IssuerKeys;
@@ -25,7 +26,10 @@ use crate::store::{self, Backend};
 use crate::tasks::{Supervisor, run_blocking};
 use crate::telemetry::metrics::Metrics;
 use crate::tokens;
-use crate::tokens::keys::KeyRing;
+use crate::tokens::folder::FolderKeys;
+use crate::tokens::key_source::KeySource;
+use crate::tokens::live::{LiveKeys, REFRESH_EVERY};
+use crate::tokens::ring::KeyRing;
 
 /// How often the sessions follow the revocation log, and sweep expired rows.
 const FOLLOW_REVOCATIONS: Duration = Duration::from_secs(1);
@@ -38,11 +42,12 @@ const SWEEP_MFA: Duration = Duration::from_secs(600);
 /// signing pool), ready to become the authorization server of each config
 /// generation ([`AuthStack::server`]). A reload keeps all of it.
 pub(super) struct AuthStack {
-    keys: Arc<KeyRing>,
+    keys: Arc<LiveKeys>,
+    /// passgate's own issuer as the gate trusts it, shared by every config
+    /// generation; its keys follow the ring.
+    own: Arc<IssuerKeys>,
     store: Arc<dyn Backend>,
     sessions: Arc<Sessions>,
-    access_typ: AccessTyp,
-    issuer_url: String,
     hasher: Hasher,
     protect: Arc<Protect>,
     mfa: Arc<Mfa>,
@@ -51,7 +56,8 @@ pub(super) struct AuthStack {
 }
 
 impl AuthStack {
-    /// Load (or generate) the keys and check they sign, open the store,
+    /// Open the store and its key, load (or generate) the signing keys,
+    /// check they sign and start following their source under `tasks`;
     /// record the token-type cut-over, load the revoked sessions and start
     /// following the revocation log under `tasks`; start the password
     /// hasher (with its time floor), attack protection and second factors
@@ -62,12 +68,18 @@ impl AuthStack {
         clock: &SharedClock,
         tasks: &Supervisor,
     ) -> anyhow::Result<Self> {
-        let keys = KeyRing::load_or_generate(&issuer.signing_keys, issuer.algorithm)
-            .with_context(|| format!("issuer.signing_keys: {}", issuer.signing_keys.display()))?;
-        self_test(&keys)?;
         let store = store::open(&config.store)
             .await
             .with_context(|| config.store.backend.describe())?;
+        let store_key = Arc::new(
+            StoreKey::load(&config.store.encryption_key)
+                .context("store.encryption_key_file / encryption_key_env")?,
+        );
+        let source = key_source(&config.store, issuer, &store, &store_key);
+        let keys = LiveKeys::open(Arc::clone(&source), issuer.algorithm, Arc::clone(clock))
+            .await
+            .with_context(|| format!("issuer.signing_keys: {}", source.describe()))?;
+        self_test(&keys.snapshot(), clock.now())?;
         // Own tokens must be typed at+jwt once the legacy window closes (gate/typ.rs).
         let longest = config.apis.iter().map(|a| a.token_lifetime.as_secs());
         let longest = i64::try_from(longest.max().unwrap_or(0)).unwrap_or(i64::MAX);
@@ -85,22 +97,25 @@ impl AuthStack {
         let hasher = start_hasher(config, &store).await?;
         let protect = Arc::new(Protect::new(config, store.clone(), Arc::clone(clock)));
         protect.start_sweeper(tasks);
-        let store_key = StoreKey::load(&config.store.encryption_key)
-            .context("store.encryption_key_file / encryption_key_env")?;
         let mfa = Arc::new(Mfa::new(
             store.clone(),
-            Arc::new(store_key),
+            store_key,
             Arc::clone(clock),
             config.mfa.clone(),
             mfa_label(config),
         ));
         mfa.start_sweeper(tasks, SWEEP_MFA);
+        let keys = Arc::new(keys);
+        let own = Arc::new(
+            IssuerKeys::fixed(issuer.url.clone(), own_key_set(&keys.snapshot()))
+                .with_access_typ(access_typ),
+        );
+        start_key_refresh(tasks, &keys, &own);
         Ok(Self {
-            keys: Arc::new(keys),
+            keys,
+            own,
             store,
             sessions,
-            access_typ,
-            issuer_url: issuer.url.clone(),
             hasher,
             protect,
             mfa,
@@ -115,9 +130,21 @@ impl AuthStack {
         Arc::clone(&self.store)
     }
 
-    /// The signing keys (the status page shows their age).
-    pub(super) fn keys(&self) -> Arc<KeyRing> {
-        Arc::clone(&self.keys)
+    /// The signing keys (the status page shows them).
+    pub(super) fn keys(&self) -> &Arc<LiveKeys> {
+        &self.keys
+    }
+
+    /// Read the key source now (`passgate reload`): the gate, the signer
+    /// and the JWKS use what it holds. On error the keys held stay.
+    pub(super) async fn refresh_keys(&self) -> anyhow::Result<()> {
+        let own = &self.own;
+        self.keys
+            .refresh(|ring| own.replace(own_key_set(ring)))
+            .await
+            .with_context(|| format!("issuer.signing_keys: {}", self.keys.source().describe()))?;
+        self.keys.announce_signer();
+        Ok(())
     }
 
     /// The sessions, which the gate asks about revoked `sid`s.
@@ -125,15 +152,10 @@ impl AuthStack {
         &self.sessions
     }
 
-    /// passgate's own issuer as the gate trusts it: its keys, held in memory.
-    pub(super) fn own_issuer(&self) -> IssuerKeys {
-        let verify = self.keys.keys().iter().map(|k| VerifyKey {
-            kid: Some(k.kid.clone()),
-            alg: k.alg,
-            key: k.decoding.clone(),
-        });
-        IssuerKeys::fixed(self.issuer_url.clone(), KeySet::new(verify))
-            .with_access_typ(self.access_typ)
+    /// passgate's own issuer as the gate trusts it: its keys, held in
+    /// memory and replaced when the key ring changes.
+    pub(super) fn own_issuer(&self) -> Arc<IssuerKeys> {
+        Arc::clone(&self.own)
     }
 
     /// The authorization server of one config generation: `config`'s
@@ -148,7 +170,7 @@ impl AuthStack {
     ) -> Option<Arc<AuthServer>> {
         AuthServer::new(AuthParts {
             config: config.clone(),
-            keys: Arc::clone(&self.keys),
+            keys: self.keys.ring().clone(),
             store: self.store.clone(),
             sessions: Arc::clone(&self.sessions),
             protect: Arc::clone(&self.protect),
@@ -255,10 +277,58 @@ fn mfa_label(config: &Config) -> String {
         .unwrap_or_else(|| "passgate".to_string())
 }
 
-/// Sign and verify once with the current key, so a broken crypto setup fails
+/// Where passgate's own signing keys live, for the gateway and for
+/// `passgate keys rotate`: the one place that chooses. On SQLite, the folder
+/// `[issuer] signing_keys` (config.md). On PostgreSQL, the store, sealed
+/// with the store key, so every instance signs with the same keys.
+pub fn key_source(
+    store_config: &StoreConfig,
+    issuer: &IssuerConfig,
+    store: &Arc<dyn Backend>,
+    seal: &Arc<StoreKey>,
+) -> Arc<dyn KeySource> {
+    match &store_config.backend {
+        config::StoreBackend::Sqlite { .. } => {
+            Arc::new(FolderKeys::new(issuer.signing_keys.clone()))
+        }
+        config::StoreBackend::Postgres(_) => Arc::new(crate::tokens::stored::StoreKeys::new(
+            Arc::clone(store) as Arc<dyn crate::store::keys::KeyStore>,
+            Arc::clone(seal),
+        )),
+    }
+}
+
+/// The gate's view of passgate's own keys: every key of the ring.
+fn own_key_set(ring: &KeyRing) -> KeySet {
+    KeySet::new(ring.keys().iter().map(|k| VerifyKey {
+        kid: Some(k.key.kid.clone()),
+        alg: k.key.alg,
+        key: k.key.decoding.clone(),
+    }))
+}
+
+/// Read the key source again every [`REFRESH_EVERY`] until shutdown (or
+/// until the keys are dropped), telling the gate first; log the signing key
+/// each time another one takes over.
+fn start_key_refresh(tasks: &Supervisor, keys: &Arc<LiveKeys>, own: &Arc<IssuerKeys>) {
+    let (keys, own) = (Arc::downgrade(keys), Arc::downgrade(own));
+    tasks.spawn("signing key refresh", async move {
+        loop {
+            tokio::time::sleep(REFRESH_EVERY).await;
+            let (Some(keys), Some(own)) = (keys.upgrade(), own.upgrade()) else {
+                return Ok(());
+            };
+            keys.refresh_logged(|ring| own.replace(own_key_set(ring)))
+                .await;
+            keys.announce_signer();
+        }
+    });
+}
+
+/// Sign and verify once with the signing key, so a broken crypto setup fails
 /// at start and not on the first login.
-fn self_test(ring: &KeyRing) -> anyhow::Result<()> {
-    let key = ring.current();
+fn self_test(ring: &KeyRing, now: i64) -> anyhow::Result<()> {
+    let key = ring.signer(now);
     let jwt = key
         .sign_jwt(
             tokens::issue::ACCESS_TOKEN_TYP,

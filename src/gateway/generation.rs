@@ -49,7 +49,7 @@ impl Lasting {
     pub(super) async fn handler(&self, config: &Config) -> anyhow::Result<Handler> {
         let mut issuers = Issuers::default();
         if let Some(stack) = &self.auth {
-            issuers.insert(stack.own_issuer());
+            issuers.insert_shared(stack.own_issuer());
         }
         issuers.load(&config.trusted_issuers, &config.gate, &self.client)?;
         let scripts = match &self.auth {

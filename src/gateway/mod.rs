@@ -29,6 +29,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, CertSlot};
 use crate::upstream::{UpstreamClient, client::root_store};
 use auth::AuthStack;
+pub use auth::key_source;
 use generation::Lasting;
 pub use reload::Reloader;
 
@@ -81,7 +82,7 @@ impl Gateway {
         };
         // The status page reads the store and the signing keys.
         let status_store = stack.as_ref().map(|s| s.store());
-        let status_keys = stack.as_ref().map(|s| s.keys());
+        let status_keys = stack.as_ref().map(|s| s.keys().ring().clone());
         let lasting = Arc::new(Lasting {
             clock: Arc::clone(&clock),
             tasks: tasks.clone(),

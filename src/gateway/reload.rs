@@ -1,13 +1,14 @@
 //! Reload without a restart (`SIGHUP`, `passgate reload`): read the config
-//! file and the TLS certificate again, validate everything, build the next
+//! file, the TLS certificate and the signing keys' source (`tokens/live.rs`,
+//! which is also read every few seconds) again, validate everything, build the next
 //! generation (`generation.rs`), then swap it in: the request handler
 //! (routes, upstreams, clients, APIs, realms, trusted issuers and their key
 //! sets, scripts, discovery) and the certificate every worker's acceptor
 //! presents. Connections and requests in flight keep what they started
 //! with; new requests see the new config.
 //!
-//! A config with problems, a certificate that does not load or a script that
-//! does not compile refuses the reload: every problem is logged, the status
+//! A config with problems, a certificate that does not load, a signing key
+//! that does not load or a script that does not compile refuses the reload: every problem is logged, the status
 //! page shows why, and the running config keeps serving. Settings that need
 //! a restart (the listeners, workers, connection settings, store, issuer,
 //! passwords, attack protection, MFA, upstream pools, metrics, log format)
@@ -121,6 +122,9 @@ impl Reloader {
         }
         let key = tls::certified_key(&next.server.tls_cert, &next.server.tls_key)
             .context("the TLS certificate")?;
+        if let Some(stack) = &i.lasting.auth {
+            stack.refresh_keys().await?;
+        }
         let handler = i.lasting.handler(&next).await?;
         Ok((next, key, handler))
     }

@@ -11,7 +11,8 @@
 //! - `revoke.rs`: `POST /oauth/revoke` (refresh tokens, and access tokens'
 //!   login sessions);
 //! - `userinfo.rs`: `GET /userinfo`;
-//! - `discovery.rs`: `/.well-known/openid-configuration` and `/.well-known/jwks.json`.
+//! - `discovery.rs`: `/.well-known/openid-configuration` and `/.well-known/jwks.json`,
+//!   following the live key ring.
 //!
 //! The stages `/oauth/token` and `/oauth/revoke` share (client
 //! authentication with the per-IP request limit) are methods here.
@@ -53,8 +54,8 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::tokens::issue::TokenIssuer;
-use crate::tokens::keys::KeyRing;
 use crate::tokens::pool::SignPool;
+use crate::tokens::ring::LiveRing;
 
 /// The authorization server.
 pub struct AuthServer {
@@ -70,8 +71,11 @@ pub struct AuthServer {
     clock: SharedClock,
     scripts: Option<Arc<Scripts>>,
     metrics: Arc<Metrics>,
-    discovery: bytes::Bytes,
-    jwks: bytes::Bytes,
+    /// The signing keys, for the JWKS and discovery answers.
+    keys: LiveRing,
+    discovery: discovery::Discovery,
+    /// `Cache-Control` of the JWKS and discovery answers.
+    public_cache: http::HeaderValue,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -86,8 +90,8 @@ impl std::fmt::Debug for AuthServer {
 pub struct AuthParts {
     /// The whole config.
     pub config: Config,
-    /// The issuer's signing keys.
-    pub keys: Arc<KeyRing>,
+    /// The issuer's signing keys, as they are now.
+    pub keys: LiveRing,
     /// The store.
     pub store: Arc<dyn Store>,
     /// Login sessions and refresh tokens.
@@ -129,14 +133,15 @@ impl AuthServer {
         } = parts;
         let issuer = config.issuer.clone()?;
         Some(Self {
-            discovery: discovery::document(&issuer, &keys, &config.clients),
-            jwks: serde_json::to_vec(&keys.jwks()).unwrap_or_default().into(),
+            discovery: discovery::Discovery::default(),
+            public_cache: discovery::cache_control(),
             tokens: TokenIssuer::new(
                 issuer.url.clone(),
-                Arc::clone(&keys),
+                keys.clone(),
                 Arc::clone(&clock),
                 signing,
             ),
+            keys,
             config,
             issuer,
             store,
@@ -175,10 +180,14 @@ impl AuthServer {
     ) -> Response<ResponseBody> {
         match endpoint {
             AuthEndpoint::Discovery => get_only(&req, || {
-                discovery::json_response(&self.discovery, "public, max-age=300")
+                let doc = self.discovery.for_ring(self.keys.snapshot(), |ring| {
+                    discovery::document(&self.issuer, ring, &self.config.clients)
+                });
+                discovery::json_response(doc, &self.public_cache)
             }),
             AuthEndpoint::Jwks => get_only(&req, || {
-                discovery::json_response(&self.jwks, "public, max-age=300")
+                let jwks = self.keys.snapshot().jwks_bytes().clone();
+                discovery::json_response(jwks, &self.public_cache)
             }),
             AuthEndpoint::Token if req.method() == Method::POST => self.token(req, peer).await,
             AuthEndpoint::Token => method_not_allowed("POST"),

@@ -58,6 +58,8 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration::Sql(""),
     // 8: second factors and the methods of a session's login (src/store/mfa.rs)
     Migration::Sql(super::mfa::SCHEMA),
+    // 9: signing keys, sealed (src/store/keys.rs)
+    Migration::Sql(super::keys::SCHEMA),
 ];
 
 /// Apply the migrations after schema version `from` up to version `to`, each in its own transaction.

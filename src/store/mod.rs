@@ -7,6 +7,7 @@
 //! readers, bounded queues. Writes are committed before a call returns:
 //! durable before acknowledged.
 
+pub mod keys;
 pub mod login_key;
 mod login_migration;
 pub mod mfa;
@@ -231,6 +232,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub trait Backend:
     Store
     + Reachability
+    + keys::KeyStore
     + sessions::SessionStore
     + protect::ProtectStore
     + mfa::MfaStore
@@ -242,6 +244,7 @@ pub trait Backend:
 impl<T> Backend for T where
     T: Store
         + Reachability
+        + keys::KeyStore
         + sessions::SessionStore
         + protect::ProtectStore
         + mfa::MfaStore

@@ -30,7 +30,8 @@ const QUEUE: usize = 1024;
 /// The SQLite implementation of the store traits.
 #[derive(Debug)]
 pub struct SqliteStore {
-    lanes: Lanes,
+    /// The store's threads (the table modules' trait impls call them too).
+    pub(super) lanes: Lanes,
 }
 
 impl SqliteStore {

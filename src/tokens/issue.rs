@@ -20,8 +20,9 @@ use serde_json::{Map, Value, json};
 
 use jsonwebtoken::Algorithm;
 
-use super::keys::{KeyRing, SigningKey};
+use super::keys::SigningKey;
 use super::pool::{PoolError, SignPool};
+use super::ring::LiveRing;
 use crate::clock::SharedClock;
 use crate::store::User;
 
@@ -67,11 +68,11 @@ pub struct Issued {
     pub expires_in: u64,
 }
 
-/// Signs tokens with the issuer's current key.
+/// Signs tokens with the issuer's signing key of the moment.
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
     url: String,
-    keys: Arc<KeyRing>,
+    keys: LiveRing,
     clock: SharedClock,
     pool: SignPool,
 }
@@ -133,9 +134,9 @@ pub fn profile_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
 }
 
 impl TokenIssuer {
-    /// An issuer `url` (with its trailing slash) signing with `keys`; RS256
-    /// signatures run on `pool`.
-    pub fn new(url: String, keys: Arc<KeyRing>, clock: SharedClock, pool: SignPool) -> Self {
+    /// An issuer `url` (with its trailing slash) signing with the key of
+    /// `keys` whose time has come (`ring.rs`); RS256 signatures run on `pool`.
+    pub fn new(url: String, keys: LiveRing, clock: SharedClock, pool: SignPool) -> Self {
         Self {
             url,
             keys,
@@ -154,14 +155,16 @@ impl TokenIssuer {
         format!("{}userinfo", self.url)
     }
 
-    /// Sign the access token and, if any, the ID token with the current key:
-    /// on the signing pool for RS256, inline for the cheap algorithms.
+    /// Sign the access token and, if any, the ID token with the key that
+    /// signs at `now`: on the signing pool for RS256, inline for the cheap
+    /// algorithms.
     async fn sign(
         &self,
+        now: i64,
         access: Value,
         id: Option<Value>,
     ) -> Result<(String, Option<String>), SignError> {
-        let key = Arc::clone(self.keys.current());
+        let key = Arc::clone(self.keys.snapshot().signer(now));
         match key.alg {
             Algorithm::RS256 => self
                 .pool
@@ -217,7 +220,7 @@ impl TokenIssuer {
         } else {
             None
         };
-        let (access_token, id_token) = self.sign(Value::Object(access), id).await?;
+        let (access_token, id_token) = self.sign(now, Value::Object(access), id).await?;
         Ok(Issued {
             access_token,
             id_token,
@@ -244,6 +247,7 @@ fn sign_both(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::ring::KeyRing;
 
     fn user() -> User {
         User {
@@ -269,7 +273,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let ring = KeyRing::load_or_generate(dir.path(), alg).unwrap_or_else(|e| panic!("{e:#}"));
         let clock = crate::clock::system();
-        let issuer = TokenIssuer::new("https://i/".into(), Arc::new(ring), clock, pool.clone());
+        let issuer = TokenIssuer::new(
+            "https://i/".into(),
+            LiveRing::new(ring),
+            clock,
+            pool.clone(),
+        );
         (issuer, dir)
     }
 

@@ -1,13 +1,13 @@
-//! Signing keys: PEM (PKCS#8) private keys in `[issuer] signing_keys`, one per
-//! file, generated on first start when the folder holds none. The `kid` is the
-//! RFC 7638 thumbprint of the public key, so it is derived from the key and
-//! stable across restarts. Every key in the folder is published in the JWKS
-//! (so tokens signed before a rotation stay valid); the newest signs.
+//! One signing key: a PKCS#8 private key (RSA, P-256 or Ed25519) parsed once
+//! for signing, with its public half as a JWK. The `kid` is the RFC 7638
+//! thumbprint of the public key, so it follows from the key and is the same
+//! on every instance and across restarts.
+//!
+//! Where keys come from (a folder, the store) is `key_source.rs`; which key
+//! signs and which are published is `ring.rs`.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
@@ -16,6 +16,37 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
+use zeroize::Zeroizing;
+
+pub use super::folder::generate_into;
+/// The ring lives in `ring.rs`; here too for callers that import it with the key.
+pub use super::ring::KeyRing;
+
+/// Why a private key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not a PEM private key.
+    #[error("not a PEM private key")]
+    NotPem(#[source] rustls::pki_types::pem::Error),
+    /// A PEM private key, but not in PKCS#8 form.
+    #[error("write the key in PKCS#8 form (BEGIN PRIVATE KEY)")]
+    NotPkcs8,
+    /// PKCS#8, but not of a kind passgate signs with.
+    #[error("not an RSA, P-256 or Ed25519 private key")]
+    UnknownType,
+    /// The algorithm is not one passgate signs with.
+    #[error("{0:?} keys are not supported for signing; use RS256, ES256 or EdDSA")]
+    Unsupported(Algorithm),
+    /// The key does not parse as a key of its algorithm.
+    #[error("not a valid {0} private key")]
+    Invalid(&'static str),
+    /// The crypto library could not make or encode a key.
+    #[error("{0} key generation failed")]
+    Generate(&'static str),
+    /// The public half does not make a JWK.
+    #[error("building the public JWK")]
+    Jwk(#[source] jsonwebtoken::errors::Error),
+}
 
 /// One signing key with its public half.
 pub struct SigningKey {
@@ -31,8 +62,8 @@ pub struct SigningKey {
     pub decoding: DecodingKey,
     /// Public JWK with `kid`, `use` and `alg`.
     pub jwk: serde_json::Value,
-    /// The file it was read from.
-    pub path: PathBuf,
+    /// The file it was read from, for a key from a folder.
+    pub path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -52,24 +83,6 @@ enum Signer {
 }
 
 impl Signer {
-    fn from_pkcs8(der: &[u8], alg: Algorithm) -> Option<Signer> {
-        match alg {
-            Algorithm::RS256 => aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
-                .ok()
-                .map(Signer::Rsa),
-            Algorithm::ES256 => signature::EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                der,
-            )
-            .ok()
-            .map(Signer::Ecdsa),
-            Algorithm::EdDSA => signature::Ed25519KeyPair::from_pkcs8(der)
-                .ok()
-                .map(Signer::Ed25519),
-            _ => None,
-        }
-    }
-
     fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         match self {
@@ -86,6 +99,72 @@ impl Signer {
 }
 
 impl SigningKey {
+    /// Parse a PKCS#8 private key of `alg`, deriving its public JWK and `kid`.
+    pub fn from_pkcs8(der: &[u8], alg: Algorithm) -> Result<SigningKey, KeyError> {
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let pem = pem_encode("PRIVATE KEY", der);
+        let (signer, encoding, mut jwk) = match alg {
+            Algorithm::RS256 => {
+                let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+                    .map_err(|_| KeyError::Invalid("RSA"))?;
+                let parts = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(kp.public_key());
+                let jwk = serde_json::json!({"kty": "RSA", "n": b64(&parts.n), "e": b64(&parts.e)});
+                let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|_| KeyError::Invalid("RSA"))?;
+                (Signer::Rsa(kp), encoding, jwk)
+            }
+            Algorithm::ES256 => {
+                let kp = signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(|_| KeyError::Invalid("P-256"))?;
+                let point = kp.public_key().as_ref();
+                let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
+                    return Err(KeyError::Invalid("P-256"));
+                };
+                let jwk =
+                    serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
+                let encoding = EncodingKey::from_ec_pem(pem.as_bytes())
+                    .map_err(|_| KeyError::Invalid("P-256"))?;
+                (Signer::Ecdsa(kp), encoding, jwk)
+            }
+            Algorithm::EdDSA => {
+                let kp = signature::Ed25519KeyPair::from_pkcs8(der)
+                    .map_err(|_| KeyError::Invalid("Ed25519"))?;
+                let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(kp.public_key().as_ref())});
+                let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
+                    .map_err(|_| KeyError::Invalid("Ed25519"))?;
+                (Signer::Ed25519(kp), encoding, jwk)
+            }
+            other => return Err(KeyError::Unsupported(other)),
+        };
+        let parsed: Jwk = serde_json::from_value(jwk.clone())
+            .map_err(|e| KeyError::Jwk(jsonwebtoken::errors::Error::from(e)))?;
+        let kid = parsed.thumbprint(ThumbprintHash::SHA256);
+        let decoding = DecodingKey::from_jwk(&parsed).map_err(KeyError::Jwk)?;
+        if let Some(obj) = jwk.as_object_mut() {
+            obj.insert("kid".into(), kid.clone().into());
+            obj.insert("use".into(), "sig".into());
+            obj.insert("alg".into(), crate::config::jwa::alg_name(alg).into());
+        }
+        Ok(SigningKey {
+            kid,
+            alg,
+            encoding,
+            signer,
+            decoding,
+            jwk,
+            path: None,
+        })
+    }
+
+    /// The same key, remembering the file it came from.
+    pub(super) fn with_path(mut self, path: PathBuf) -> SigningKey {
+        self.path = Some(path);
+        self
+    }
+
     /// A compact JWS of `claims`, with header `alg`, `typ` and this key's `kid`.
     /// `typ` is [`super::issue::ACCESS_TOKEN_TYP`] for access tokens and
     /// [`super::issue::ID_TOKEN_TYP`] for ID tokens.
@@ -101,105 +180,59 @@ impl SigningKey {
     }
 }
 
-/// All signing keys of the issuer, oldest first; the last one signs.
-#[derive(Debug, Clone)]
-pub struct KeyRing {
-    keys: Vec<Arc<SigningKey>>,
-}
-
-impl KeyRing {
-    /// Every key, oldest first.
-    pub fn keys(&self) -> &[Arc<SigningKey>] {
-        &self.keys
-    }
-
-    /// The key new tokens are signed with.
-    pub fn current(&self) -> &Arc<SigningKey> {
-        // A ring is never empty: `load_or_generate` makes one key at least.
-        &self.keys[self.keys.len() - 1]
-    }
-
-    /// `{"keys": [...]}` with every public key.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
-    }
-
-    /// Read every key in `dir`, generating one with `alg` when there is none.
-    pub fn load_or_generate(dir: &Path, alg: Algorithm) -> anyhow::Result<KeyRing> {
-        let mut keys = load_dir(dir)?;
-        if keys.is_empty() {
-            let key = generate_into(dir, alg)?;
-            tracing::warn!(kid = %key.kid, dir = %dir.display(), "generated a new signing key");
-            keys.push(Arc::new(key));
-        }
-        Ok(KeyRing { keys })
-    }
-
-    /// Read every key in `dir`; fails when there is none.
-    pub fn load(dir: &Path) -> anyhow::Result<KeyRing> {
-        let keys = load_dir(dir)?;
-        if keys.is_empty() {
-            bail!("{} holds no signing key", dir.display());
-        }
-        Ok(KeyRing { keys })
+/// The PKCS#8 DER inside a PEM private key (`BEGIN PRIVATE KEY`).
+pub fn pkcs8_from_pem(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match PrivateKeyDer::from_pem_slice(pem).map_err(KeyError::NotPem)? {
+        PrivateKeyDer::Pkcs8(der) => Ok(Zeroizing::new(der.secret_pkcs8_der().to_vec())),
+        _ => Err(KeyError::NotPkcs8),
     }
 }
 
-/// Generate a new key with `alg` into `dir` (created if missing); it becomes the signing key.
-pub fn generate_into(dir: &Path, alg: Algorithm) -> anyhow::Result<SigningKey> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pkcs8 = generate_pkcs8(alg)?;
-    let pem = pem_encode("PRIVATE KEY", &pkcs8);
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    // Names sort by creation time, so the newest key is the last one read.
-    let mut n = 0;
-    let mut path = dir.join(format!("{now:012}-{n:03}-{}.pem", file_tag(alg)));
-    while path.exists() {
-        n += 1;
-        path = dir.join(format!("{now:012}-{n:03}-{}.pem", file_tag(alg)));
-    }
-    crate::tls::write_private(&path, pem.as_bytes())?;
-    from_pkcs8(&pkcs8, alg, path)
-}
-
-/// The algorithm's tag in a generated key's file name.
-fn file_tag(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::ES256 => "es256",
-        Algorithm::EdDSA => "eddsa",
-        _ => "rs256",
+/// The algorithm a PKCS#8 key signs with, from its type.
+pub fn pkcs8_algorithm(der: &[u8]) -> Result<Algorithm, KeyError> {
+    if aws_lc_rs::rsa::KeyPair::from_pkcs8(der).is_ok() {
+        Ok(Algorithm::RS256)
+    } else if signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+        .is_ok()
+    {
+        Ok(Algorithm::ES256)
+    } else if signature::Ed25519KeyPair::from_pkcs8(der).is_ok() {
+        Ok(Algorithm::EdDSA)
+    } else {
+        Err(KeyError::UnknownType)
     }
 }
 
-fn generate_pkcs8(alg: Algorithm) -> anyhow::Result<Vec<u8>> {
-    Ok(match alg {
-        Algorithm::RS256 => {
-            let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
-            kp.as_der()
-                .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?
-                .as_ref()
-                .to_vec()
-        }
+/// A new PKCS#8 private key for `alg` (RSA keys are 2048 bits).
+pub fn generate_pkcs8(alg: Algorithm) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let der = match alg {
+        Algorithm::RS256 => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| KeyError::Generate("RSA"))?
+            .as_der()
+            .map_err(|_| KeyError::Generate("RSA"))?
+            .as_ref()
+            .to_vec(),
         Algorithm::ES256 => {
             signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                 .and_then(|kp| kp.to_pkcs8v1())
-                .map_err(|_| anyhow::anyhow!("ECDSA key generation failed"))?
+                .map_err(|_| KeyError::Generate("P-256"))?
                 .as_ref()
                 .to_vec()
         }
         Algorithm::EdDSA => signature::Ed25519KeyPair::generate()
             .and_then(|kp| kp.to_pkcs8())
-            .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?
+            .map_err(|_| KeyError::Generate("Ed25519"))?
             .as_ref()
             .to_vec(),
-        other => bail!("{other:?} keys cannot be generated; use RS256, ES256 or EdDSA"),
-    })
+        other => return Err(KeyError::Unsupported(other)),
+    };
+    Ok(Zeroizing::new(der))
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
+/// `der` as PEM with `label`; wiped when dropped, since it holds a private key.
+pub(super) fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
     for line in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).unwrap_or(""));
         out.push('\n');
@@ -208,128 +241,20 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn load_dir(dir: &Path) -> anyhow::Result<Vec<Arc<SigningKey>>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| load_file(&p).map(Arc::new))
-        .collect()
-}
-
-/// Read one PEM private key; its algorithm follows from the key type.
-pub fn load_file(path: &Path) -> anyhow::Result<SigningKey> {
-    let key = PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("{}: not a PEM private key", path.display()))?;
-    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
-        bail!(
-            "{}: write the key in PKCS#8 form (BEGIN PRIVATE KEY)",
-            path.display()
-        );
-    };
-    let der = pkcs8.secret_pkcs8_der();
-    let alg = if aws_lc_rs::rsa::KeyPair::from_pkcs8(der).is_ok() {
-        Algorithm::RS256
-    } else if signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-        .is_ok()
-    {
-        Algorithm::ES256
-    } else if signature::Ed25519KeyPair::from_pkcs8(der).is_ok() {
-        Algorithm::EdDSA
-    } else {
-        bail!(
-            "{}: not an RSA, P-256 or Ed25519 private key",
-            path.display()
-        );
-    };
-    from_pkcs8(der, alg, path.to_path_buf())
-}
-
-fn from_pkcs8(der: &[u8], alg: Algorithm, path: PathBuf) -> anyhow::Result<SigningKey> {
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let pem = pem_encode("PRIVATE KEY", der);
-    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
-    let (encoding, mut jwk) = match alg {
-        Algorithm::RS256 => {
-            let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| bad("bad RSA key"))?;
-            let parts = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(kp.public_key());
-            (
-                EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| bad("bad RSA key"))?,
-                serde_json::json!({"kty": "RSA", "n": b64(&parts.n), "e": b64(&parts.e)}),
-            )
-        }
-        Algorithm::ES256 => {
-            let kp = signature::EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                der,
-            )
-            .map_err(|_| bad("bad P-256 key"))?;
-            let point = kp.public_key().as_ref();
-            if point.len() != 65 {
-                bail!("{}: unexpected P-256 public key encoding", path.display());
-            }
-            (
-                EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad("bad P-256 key"))?,
-                serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}),
-            )
-        }
-        Algorithm::EdDSA => {
-            let kp =
-                signature::Ed25519KeyPair::from_pkcs8(der).map_err(|_| bad("bad Ed25519 key"))?;
-            (
-                EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| bad("bad Ed25519 key"))?,
-                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(kp.public_key().as_ref())}),
-            )
-        }
-        other => bail!("{other:?} is not supported for signing"),
-    };
-    let parsed: Jwk = serde_json::from_value(jwk.clone()).context("building the public JWK")?;
-    let kid = parsed.thumbprint(ThumbprintHash::SHA256);
-    let decoding = DecodingKey::from_jwk(&parsed).map_err(|e| bad(&format!("public key: {e}")))?;
-    if let Some(obj) = jwk.as_object_mut() {
-        obj.insert("kid".into(), kid.clone().into());
-        obj.insert("use".into(), "sig".into());
-        obj.insert("alg".into(), format!("{alg:?}").into());
-    }
-    let signer =
-        Signer::from_pkcs8(der, alg).ok_or_else(|| bad("cannot parse the key for signing"))?;
-    Ok(SigningKey {
-        kid,
-        alg,
-        encoding,
-        signer,
-        decoding,
-        jwk,
-        path,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn generate_load_sign_verify_each_algorithm() {
+    fn generate_parse_sign_verify_each_algorithm() {
         crate::tls::install_crypto_providers();
         for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
-            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let ring = KeyRing::load_or_generate(dir.path(), alg)
-                .unwrap_or_else(|e| panic!("{alg:?}: {e:#}"));
-            let again = KeyRing::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
-            assert_eq!(
-                ring.current().kid,
-                again.current().kid,
-                "kid is stable for {alg:?}"
-            );
-            let key = again.current();
+            let der = generate_pkcs8(alg).unwrap();
+            assert_eq!(pkcs8_algorithm(&der).unwrap(), alg);
+            let key = SigningKey::from_pkcs8(&der, alg).unwrap();
+            let again = SigningKey::from_pkcs8(&der, alg).unwrap();
+            assert_eq!(key.kid, again.kid, "kid is stable for {alg:?}");
             let sig = jsonwebtoken::crypto::sign(b"hello", &key.encoding, alg).unwrap_or_default();
             let ok =
                 jsonwebtoken::crypto::verify(&sig, b"hello", &key.decoding, alg).unwrap_or(false);
@@ -351,23 +276,37 @@ mod tests {
                 jsonwebtoken::decode_header(&jwt).ok().and_then(|h| h.kid),
                 Some(key.kid.clone())
             );
-            assert_eq!(
-                ring.jwks()["keys"][0]["kid"],
-                serde_json::Value::from(key.kid.clone())
-            );
+            assert_eq!(key.jwk["alg"], crate::config::jwa::alg_name(alg));
+            // PEM round trip.
+            let pem = pem_encode("PRIVATE KEY", &der);
+            assert_eq!(*pkcs8_from_pem(pem.as_bytes()).unwrap(), *der);
         }
     }
 
     #[test]
-    fn rotation_keeps_old_keys_and_signs_with_the_new_one() {
+    fn unusable_keys_say_why() {
         crate::tls::install_crypto_providers();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let first = KeyRing::load_or_generate(dir.path(), Algorithm::ES256)
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let new = generate_into(dir.path(), Algorithm::ES256).unwrap_or_else(|e| panic!("{e:#}"));
-        let ring = KeyRing::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(ring.keys().len(), 2);
-        assert_eq!(ring.current().kid, new.kid);
-        assert_eq!(ring.keys()[0].kid, first.current().kid);
+        assert!(matches!(
+            pkcs8_from_pem(b"not a key"),
+            Err(KeyError::NotPem(_))
+        ));
+        let rsa_pkcs1 = pem_encode("RSA PRIVATE KEY", b"\x30\x03\x02\x01\x00");
+        assert!(matches!(
+            pkcs8_from_pem(rsa_pkcs1.as_bytes()),
+            Err(KeyError::NotPkcs8)
+        ));
+        assert!(matches!(
+            pkcs8_algorithm(b"\x30\x00"),
+            Err(KeyError::UnknownType)
+        ));
+        let es = generate_pkcs8(Algorithm::ES256).unwrap();
+        assert!(matches!(
+            SigningKey::from_pkcs8(&es, Algorithm::EdDSA),
+            Err(KeyError::Invalid("Ed25519"))
+        ));
+        assert!(matches!(
+            generate_pkcs8(Algorithm::HS256),
+            Err(KeyError::Unsupported(Algorithm::HS256))
+        ));
     }
 }

@@ -22,9 +22,9 @@ pub const PASSWORD: &str = "correct horse battery";
 /// One `passgate serve` child.
 pub struct Instance {
     pub name: &'static str,
-    child: tokio::process::Child,
+    /// Killed when the instance is dropped.
+    _child: tokio::process::Child,
     log: Arc<Mutex<String>>,
-    pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub client: TestClient,
 }
@@ -253,9 +253,8 @@ impl Instance {
         let client = TestClient::new(addr, &cert, Proto::H1);
         Instance {
             name,
-            child,
+            _child: child,
             log,
-            addr,
             admin,
             client,
         }
@@ -319,11 +318,6 @@ impl Instance {
     /// `GET http://admin{path}`: status and body.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         crate::common::admin_text(self.admin, path).await
-    }
-
-    /// Stop the process.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }
 

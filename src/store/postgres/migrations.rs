@@ -20,7 +20,7 @@ use super::errors::pg;
 pub const MIGRATION_LOCK: i64 = 0x7061_7373_6761_7465;
 
 /// Schema versions, applied in order; never edit a released one, add another.
-const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA, ANNOUNCE];
+const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA, ANNOUNCE, KEYS];
 
 /// Every revocation is announced on [`super::listen::CHANNEL`] when its
 /// transaction commits, whoever wrote it (an instance, or the CLI), so the
@@ -33,6 +33,15 @@ const ANNOUNCE: &str = "CREATE FUNCTION passgate_announce_revocation() RETURNS t
         END $$;
     CREATE TRIGGER revocations_announced AFTER INSERT ON revocations
         FOR EACH ROW EXECUTE FUNCTION passgate_announce_revocation();";
+
+/// passgate's own signing keys, sealed with the store key (`store/keys.rs`).
+const KEYS: &str = "CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        private_sealed BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        signs_from BIGINT NOT NULL
+    );";
 
 const USERS: &str = "CREATE TABLE users (
         user_id TEXT PRIMARY KEY,

@@ -20,6 +20,7 @@ mod availability_tests;
 mod connect;
 mod errors;
 mod health;
+mod keys;
 pub mod listen;
 mod mfa;
 #[cfg(test)]
@@ -169,6 +170,8 @@ enum LockSpace {
     /// The revocation log: one writer at a time, so `seq` order is commit
     /// order and a reader that saw `seq` n never later finds a smaller one.
     Revocations = 0x7067_0004,
+    /// The first signing key of an empty database.
+    SigningKeys = 0x7067_0005,
 }
 
 /// Hold the lock of `key` in `space` until `tx` ends.
