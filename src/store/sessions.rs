@@ -351,7 +351,7 @@ impl SqliteDb {
     ) -> Result<Vec<Session>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 AND expires_at >= ?2 ORDER BY created_at DESC"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 AND expires_at >= ?2 ORDER BY created_at DESC, rowid DESC"
             ))?;
             let rows = stmt.query_map(params![user_id, now], |r| session_from_row(r, 0))?;
             rows.collect()
