@@ -14,6 +14,8 @@
 
 #[path = "store_suite/fixtures.rs"]
 mod fixtures;
+#[path = "store_suite/keys.rs"]
+mod keys;
 #[path = "store_suite/mfa.rs"]
 mod mfa;
 #[path = "store_suite/mfa_once.rs"]
@@ -40,6 +42,8 @@ mod users;
 macro_rules! for_each_case {
     ($backend:ident) => {
         $backend! {
+            keys::signing_keys_oldest_first_each_kid_once,
+            keys::the_first_key_is_made_once,
             users::user_round_trips,
             users::login_names_clash_by_lookup_key,
             users::find_login_by_username_or_email,
@@ -90,9 +94,7 @@ macro_rules! for_each_case {
     };
 }
 
+#[path = "store_suite/postgres.rs"]
+mod postgres;
 #[path = "store_suite/sqlite.rs"]
 mod sqlite;
-// The PostgreSQL half needs `passgate::store::postgres` (branch `pg`);
-// include it here when that is merged:
-// #[path = "store_suite/postgres.rs"]
-// mod postgres;
