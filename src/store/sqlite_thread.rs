@@ -17,14 +17,42 @@ use super::sqlite::SqliteDb;
 
 type Job = Box<dyn FnOnce(&SqliteDb) + Send>;
 
-/// The queues to the store's threads. The threads end when this is dropped
-/// (their queues close) after finishing what was queued.
+/// The queues to the store's threads. When this is dropped the queues
+/// close, the threads finish what was queued, and the drop waits for them:
+/// their connections are closed (the WAL checkpointed into the file)
+/// before a short-lived command exits.
 #[derive(Debug)]
 pub(super) struct Lanes {
     writer: mpsc::Sender<Job>,
     /// `None` when there are no reader connections (an in-memory store):
     /// reads then queue behind the writes.
     readers: Option<mpsc::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        // Readers first, the writer last: SQLite checkpoints the WAL into
+        // the file when the last connection closes, and only a connection
+        // that may write can. (The writer is `threads[0]`.)
+        self.readers = None;
+        let mut threads = std::mem::take(&mut self.threads);
+        let writer = (!threads.is_empty()).then(|| threads.remove(0));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a store reader thread panicked while closing");
+            }
+        }
+        // Close the writer's queue: a sender whose receiver is gone takes
+        // the place of the real one, which drops.
+        let (closed, _) = mpsc::channel(1);
+        self.writer = closed;
+        if let Some(thread) = writer
+            && thread.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked while closing");
+        }
+    }
 }
 
 impl Lanes {
@@ -36,11 +64,11 @@ impl Lanes {
         queue: usize,
     ) -> Result<Lanes, StoreError> {
         let (write_tx, mut write_rx) = mpsc::channel::<Job>(queue.max(1));
-        spawn("passgate-sqlite-writer", move || {
+        let mut threads = vec![spawn("passgate-sqlite-writer", move || {
             while let Some(job) = write_rx.blocking_recv() {
                 run(job, &writer);
             }
-        })?;
+        })?];
         let readers = match readers.is_empty() {
             true => None,
             false => {
@@ -48,11 +76,11 @@ impl Lanes {
                 let shared = Arc::new(Mutex::new(read_rx));
                 for (i, db) in readers.into_iter().enumerate() {
                     let rx = Arc::clone(&shared);
-                    spawn(&format!("passgate-sqlite-reader-{i}"), move || {
+                    threads.push(spawn(&format!("passgate-sqlite-reader-{i}"), move || {
                         while let Some(job) = next(&rx) {
                             run(job, &db);
                         }
-                    })?;
+                    })?);
                 }
                 Some(read_tx)
             }
@@ -60,6 +88,7 @@ impl Lanes {
         Ok(Lanes {
             writer: write_tx,
             readers,
+            threads,
         })
     }
 
@@ -108,11 +137,13 @@ fn run(job: Job, db: &SqliteDb) {
     }
 }
 
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+fn spawn(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(body)
-        .map(drop)
         .map_err(|source| StoreError::Io {
             context: format!("starting the thread {name}"),
             source,
