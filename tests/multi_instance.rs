@@ -297,6 +297,47 @@ async fn a_key_rotated_on_one_instance_is_published_and_used_by_both() {
     assert_eq!(c.a.proxied(&from_b).await, 200);
 }
 
+/// A measurement, not a check (run by hand, figures in docs/benchmarks.md):
+/// `cargo test --test multi_instance propagation -- --ignored --nocapture`.
+/// Revoke on B, time until A refuses, 50 times: p50 and p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn propagation_delay_of_a_revocation() {
+    let Some(c) = Cluster::start(GENEROUS, false).await else {
+        return;
+    };
+    let mut delays = Vec::new();
+    for _ in 0..50 {
+        let (access, refresh) = tokens(&c.a.login(PASSWORD).await);
+        assert_eq!(c.a.proxied(&access).await, 200);
+        let revoked =
+            c.b.post(
+                "/oauth/revoke",
+                &[
+                    ("token", refresh.as_str()),
+                    ("client_id", "app"),
+                    ("client_secret", "app-secret"),
+                ],
+            )
+            .await;
+        assert_eq!(revoked.status, 200);
+        let started = std::time::Instant::now();
+        while c.a.proxied(&access).await != 401 {
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    let at = |q: f64| delays[((delays.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "revocation on B refused on A: p50 {:?}, p99 {:?}, max {:?} ({} runs)",
+        at(0.5),
+        at(0.99),
+        delays[delays.len() - 1],
+        delays.len()
+    );
+}
+
 /// The `kid` in a JWT's header.
 fn kid_of(jwt: &str) -> String {
     jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap()
