@@ -147,7 +147,7 @@ async fn blocking_a_user_from_the_cli_reaches_both_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_database_connections_lose_nothing_that_was_acknowledged() {
-    let Some(c) = Cluster::start("", false).await else {
+    let Some(c) = Cluster::start(GENEROUS, false).await else {
         return;
     };
     // Four refresh chains, rotated on alternate instances while every

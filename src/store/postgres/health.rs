@@ -6,7 +6,7 @@
 //! the outage by itself.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::super::StoreError;
 use super::errors::Unreachable;
@@ -22,7 +22,7 @@ pub struct Health {
 
 #[derive(Debug, Clone)]
 struct Down {
-    since: SystemTime,
+    since: Instant,
     reason: String,
     last_try: Instant,
 }
@@ -50,7 +50,7 @@ impl Health {
         match outcome {
             Ok(_) => {
                 if let Some(d) = down.take() {
-                    let secs = d.since.elapsed().map_or(0, |e| e.as_secs());
+                    let secs = d.since.elapsed().as_secs();
                     tracing::warn!(down_for_s = secs, "the database is reachable again");
                 }
             }
@@ -58,7 +58,7 @@ impl Health {
                 if down.is_none() {
                     tracing::error!(error = %crate::telemetry::ErrorChain(e), "the database is unreachable; /oauth/token answers 503 until it is back");
                 }
-                let since = down.as_ref().map_or_else(SystemTime::now, |d| d.since);
+                let since = down.as_ref().map_or_else(Instant::now, |d| d.since);
                 *down = Some(Down {
                     since,
                     reason: e.to_string(),
@@ -73,7 +73,7 @@ impl Health {
     pub fn unavailable(&self) -> Option<String> {
         let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         down.as_ref().map(|d| {
-            let secs = d.since.elapsed().map_or(0, |e| e.as_secs());
+            let secs = d.since.elapsed().as_secs();
             format!("unreachable for {secs} s: {}", d.reason)
         })
     }
