@@ -15,6 +15,7 @@ use passgate::telemetry::ErrorChain;
 mod cli;
 use cli::actions::{ActionsAction, actions};
 use cli::sessions::{SessionsAction, sessions};
+use cli::store::{StoreAction, store};
 use cli::users::{UsersAction, users};
 
 #[derive(Parser)]
@@ -78,6 +79,13 @@ enum Command {
     Actions {
         #[command(subcommand)]
         action: ActionsAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// The store itself: copy an embedded store into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -158,6 +166,13 @@ fn main() -> ExitCode {
             ip,
             config,
         } => match cli::block_on(unblock(identifier.as_deref(), ip, config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Store { action, config } => match cli::block_on(store(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");

@@ -1,10 +1,11 @@
-//! The `users`, `sessions` and `actions` commands of the `passgate` binary; `src/main.rs`
+//! The `users`, `sessions`, `actions` and `store` commands of the `passgate` binary; `src/main.rs`
 //! holds the command tree and the other commands.
 
 pub mod actions;
 pub mod mfa;
 pub mod reload;
 pub mod sessions;
+pub mod store;
 pub mod users;
 
 /// The user a command acts on.
