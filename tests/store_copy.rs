@@ -115,7 +115,7 @@ async fn embedded(dir: &Path) -> PathBuf {
     assert_eq!(report.imported, 1);
 
     for (i, sid) in ["s1", "s2", "s3", "s4", "s5"].into_iter().enumerate() {
-        let owner = if i % 2 == 0 {
+        let owner = if i.is_multiple_of(2) {
             "auth0|jurgen"
         } else {
             "auth0|ann"
