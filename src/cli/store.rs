@@ -3,7 +3,7 @@
 //! per table at the end. Part of the `passgate` binary; the copy itself is
 //! `passgate::store::postgres::copy`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -51,7 +51,11 @@ pub async fn store(action: StoreAction, arg: ConfigArg) -> Result<(), String> {
                 force,
                 ..CopyOptions::default()
             };
-            println!("copying {} into {}", from.display(), settings.redacted_url);
+            line(format_args!(
+                "copying {} into {}",
+                from.display(),
+                settings.redacted_url
+            ));
             let mut progress = Shown::new();
             let report = copy_sqlite(&from, &settings, &options, &mut progress)
                 .await
@@ -90,21 +94,29 @@ fn target(
     }
 }
 
+/// Print a line; a closed stdout (`| head`) must not stop the copy half-way.
+fn line(text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
 fn print_report(report: &CopyReport) {
     if report.resumed {
-        println!("resumed an interrupted copy of {}", report.source);
+        line(format_args!(
+            "resumed an interrupted copy of {}",
+            report.source
+        ));
     }
-    println!(
+    line(format_args!(
         "{:<20} {:>10} {:>10} {:>14}",
         "table", "rows", "copied", "already there"
-    );
+    ));
     for t in &report.tables {
-        println!(
+        line(format_args!(
             "{:<20} {:>10} {:>10} {:>14}",
             t.table, t.rows, t.copied, t.already_there
-        );
+        ));
     }
-    println!("copy complete");
+    line(format_args!("copy complete"));
 }
 
 /// A bar on a terminal, a line per table otherwise.
@@ -135,7 +147,7 @@ impl Shown {
         if let Shown::Lines { table, rows } = self
             && let Some(name) = table.take()
         {
-            println!("{name}: {rows} rows read");
+            line(format_args!("{name}: {rows} rows read"));
             *rows = 0;
         }
     }
@@ -145,7 +157,7 @@ impl Progress for Shown {
     fn start(&mut self, rows: u64) {
         match self {
             Shown::Bar(bar) => bar.set_length(rows),
-            Shown::Lines { .. } => println!("{rows} rows to read"),
+            Shown::Lines { .. } => line(format_args!("{rows} rows to read")),
         }
     }
 
