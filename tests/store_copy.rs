@@ -511,6 +511,30 @@ async fn a_database_with_other_data_is_refused_unless_forced() {
 }
 
 #[tokio::test]
+async fn one_copy_at_a_time() {
+    let db = db!();
+    let dir = tempfile::tempdir().unwrap();
+    let path = embedded(dir.path()).await;
+    // Another copy holds the lock on its connection.
+    let connector = passgate::store::postgres::Connector::new(db.settings()).unwrap();
+    let (client, connection) = connector.dedicated().await.unwrap();
+    let io = tokio::spawn(connection);
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&passgate::store::postgres::copy::COPY_LOCK],
+        )
+        .await
+        .unwrap();
+    let busy = copy(&path, &db, CopyOptions::default()).await;
+    assert!(matches!(busy, Err(CopyError::Busy)), "{busy:?}");
+    assert_eq!(target_tables(&db).await, 0, "nothing written");
+    drop(client);
+    let _ = io.await;
+    copy(&path, &db, CopyOptions::default()).await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_sources_and_targets_are_refused_before_anything_is_written() {
     let db = db!();
     let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,8 @@ pub(super) struct Record {
 pub(super) struct Found {
     /// `passgate_schema` exists.
     pub passgate_schema: bool,
+    /// The copied tables that exist.
+    pub tables: Vec<&'static str>,
     /// Rows per copied table that exists and is not empty.
     pub rows: Vec<(&'static str, i64)>,
     /// The record of this source, if any.
@@ -82,6 +84,7 @@ pub(super) async fn inspect(
     };
     for t in TABLES {
         if exists(client, t.name).await? {
+            found.tables.push(t.name);
             let sql = format!("SELECT COUNT(*) FROM {}", t.name);
             let n: i64 = client.query_one(&sql, &[]).await.map_err(target)?.get(0);
             if n > 0 {

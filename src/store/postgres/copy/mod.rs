@@ -33,8 +33,8 @@ use source::Source;
 use tables::{TABLES, Table};
 
 /// One copy at a time per database: the session advisory lock a copy holds
-/// ("pgcopy" in ASCII).
-const COPY_LOCK: i64 = 0x7067_636f_7079;
+/// while it runs ("pgcopy" in ASCII).
+pub const COPY_LOCK: i64 = 0x7067_636f_7079;
 
 /// Rows per batch unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 500;
@@ -209,9 +209,8 @@ async fn copy(
 /// Refuse a target whose data is not this source's (unless `force`), and
 /// one whose tables are not passgate's (always).
 fn check_target(found: &Found, force: bool) -> Result<(), CopyError> {
-    if !found.passgate_schema && !found.rows.is_empty() {
-        let names: Vec<&str> = found.rows.iter().map(|(t, _)| *t).collect();
-        return Err(CopyError::NotPassgate(names.join(", ")));
+    if !found.passgate_schema && !found.tables.is_empty() {
+        return Err(CopyError::NotPassgate(found.tables.join(", ")));
     }
     if found.record.is_none() && !found.rows.is_empty() && !force {
         return Err(CopyError::ForeignData(ledger::summary(found)));
