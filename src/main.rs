@@ -16,6 +16,7 @@ mod cli;
 use cli::actions::{ActionsAction, actions};
 use cli::keys::{KeysAction, keys};
 use cli::sessions::{SessionsAction, sessions};
+use cli::store::{StoreAction, store};
 use cli::users::{UsersAction, users};
 
 #[derive(Parser)]
@@ -79,6 +80,13 @@ enum Command {
     Actions {
         #[command(subcommand)]
         action: ActionsAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// The store itself: copy an embedded store into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -156,6 +164,13 @@ fn main() -> ExitCode {
             ip,
             config,
         } => match cli::block_on(unblock(identifier.as_deref(), ip, config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Store { action, config } => match cli::block_on(store(action, config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("{msg}");

@@ -151,6 +151,35 @@ async fn smoke_refresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_token_and_refresh_on_postgres() {
+    // Skipped loudly without a server outside CI (a failure under CI=true),
+    // as every PostgreSQL test is.
+    if passgate::store::postgres::testing::TestDb::create()
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let (w, json) = smoke("token-pg", &["--scenario", "token", "--store", "postgres"]).await;
+    clean(&json, "login");
+    assert_eq!(w.report.target, "in-process (postgres)");
+    let (w, json) = smoke(
+        "refresh-pg",
+        &[
+            "--scenario",
+            "refresh",
+            "--store",
+            "postgres",
+            "--duration",
+            "3s",
+        ],
+    )
+    .await;
+    assert_eq!(w.report.fatal, None);
+    clean(&json, "refresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_flood() {
     let (w, json) = smoke(
         "flood",

@@ -45,6 +45,28 @@ impl Scenario {
     ];
 }
 
+/// The in-process gateway's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite file, in the run's temp dir.
+    Sqlite,
+    /// A PostgreSQL database of its own on the server of
+    /// `PASSGATE_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+    /// created for the run and dropped after it.
+    Postgres,
+}
+
+impl StoreKind {
+    /// The lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
 /// HTTP version spoken to the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum HttpVersion {
@@ -131,6 +153,11 @@ pub struct Args {
     /// the gateway runs on every login; repeatable, run in order.
     #[arg(long = "action")]
     pub actions: Vec<std::path::PathBuf>,
+    /// In-process mode: where the gateway keeps its state: `sqlite` (a file in the temp dir)
+    /// or `postgres` (a database of its own on the server of PASSGATE_TEST_POSTGRES_URL,
+    /// default postgres://postgres@127.0.0.1:5432/test, dropped after the run).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
     /// Drive an already-running passgate at https://host:port (loopback or this machine only).
     #[arg(long)]
     pub target: Option<String>,
@@ -228,6 +255,10 @@ impl Args {
             if let Some((_, name)) = remote_only.iter().find(|(set, _)| *set) {
                 return Err(format!("{name} only applies with --target"));
             }
+        } else if self.store != StoreKind::Sqlite {
+            return Err(
+                "--store picks the in-process gateway's store; a --target has its own".into(),
+            );
         }
         if !self.path.starts_with('/') {
             return Err("--path must start with /".into());
@@ -267,7 +298,14 @@ impl Args {
                 HttpVersion::H1 => 1,
                 HttpVersion::H2 => 2,
             };
-            PathBuf::from(format!("target/load/{}-h{h}.json", self.scenario.name()))
+            let store = match self.store {
+                StoreKind::Sqlite => String::new(),
+                other => format!("-{}", other.name()),
+            };
+            PathBuf::from(format!(
+                "target/load/{}-h{h}{store}.json",
+                self.scenario.name()
+            ))
         })
     }
 
@@ -296,6 +334,26 @@ mod tests {
         assert_eq!(a.rate, None);
         assert_eq!(a.out_path(), PathBuf::from("target/load/proxy-h1.json"));
         assert_eq!(a.svg_path(), PathBuf::from("target/load/proxy-h1.svg"));
+        assert_eq!(a.store, StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn the_store_of_the_in_process_gateway() {
+        let a = parse(&["--scenario", "refresh", "--store", "postgres"]).unwrap();
+        assert_eq!(a.store, StoreKind::Postgres);
+        assert_eq!(
+            a.out_path(),
+            PathBuf::from("target/load/refresh-h1-postgres.json")
+        );
+        let remote = parse(&[
+            "--target",
+            "https://127.0.0.1:8443",
+            "--insecure",
+            "--store",
+            "postgres",
+        ]);
+        assert!(remote.is_err());
+        assert!(parse(&["--store", "mysql"]).is_err());
     }
 
     #[test]

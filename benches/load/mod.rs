@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use http::Method;
 use http_body_util::Full;
 
-use args::{Args, HttpVersion, Scenario};
+use args::{Args, HttpVersion, Scenario, StoreKind};
 use client::{Endpoint, Lane, SharedH2, Trust};
 use login::Reply;
 use report::Report;
@@ -55,6 +55,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
                 !args.metrics_off,
                 &args.actions,
                 args.reload_every,
+                args.store,
             )
             .await
             .context("starting the in-process gateway")?;
@@ -75,7 +76,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Written> {
                 timeout: args.timeout,
             };
             world = Some(w);
-            (setup, "in-process".to_string(), trust)
+            let target = match args.store {
+                StoreKind::Sqlite => "in-process".to_string(),
+                other => format!("in-process ({})", other.name()),
+            };
+            (setup, target, trust)
         }
         Some(_) if args.reload_every.is_some() => {
             bail!("--reload-every reloads the in-process gateway; it cannot reload a --target")

@@ -19,10 +19,13 @@ use hyper_util::rt::TokioIo;
 use passgate::config::Config;
 use passgate::identity::password::{HashParams, Hasher};
 use passgate::identity::users::Admin;
-use passgate::store::{SqliteStore, Store};
+use passgate::store::postgres::testing::{self, TestDb};
+use passgate::store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
+
+use super::args::StoreKind;
 
 /// The generated config's names.
 pub const API: &str = "https://api.load.test";
@@ -44,7 +47,9 @@ pub fn username(i: usize) -> String {
 /// `dir`, one API (offline access allowed), one trusted confidential client,
 /// one realm, a protected `/api/` route and a public `/public/` route; the
 /// request-rate limits of `[attack_protection]` raised out of the way.
-pub fn config_toml(dir: &str, upstream: SocketAddr) -> String {
+///
+/// `store` is the `[store]` section's body ([`store_toml`]).
+pub fn config_toml(dir: &str, upstream: SocketAddr, store: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -74,7 +79,7 @@ default_audience = "{API}"
 default_realm = "{REALM}"
 
 [store]
-path = "{dir}/passgate.db"
+{store}
 
 [[apis]]
 audience = "{API}"
@@ -102,6 +107,15 @@ upstream = "http://{upstream}"
 public = true
 "#
     )
+}
+
+/// The `[store]` keys: the SQLite file in `dir`, or the PostgreSQL
+/// database at `url` (with the store key in `dir`, where SQLite would keep it).
+pub fn store_toml(dir: &str, url: Option<&str>) -> String {
+    match url {
+        None => format!("path = \"{dir}/passgate.db\""),
+        Some(url) => format!("url = \"{url}\"\nencryption_key_file = \"{dir}/store.key\""),
+    }
 }
 
 /// `[[actions]]` entries for `--action` files, run on every login.
@@ -132,6 +146,8 @@ pub struct World {
     pub reloads: Arc<Reloads>,
     rt: Option<Runtime>,
     stop: Option<oneshot::Sender<()>>,
+    /// With `--store postgres`: the run's database, dropped after the gateway stops.
+    db: Option<TestDb>,
     _dir: tempfile::TempDir,
 }
 
@@ -183,12 +199,13 @@ impl std::fmt::Debug for World {
 }
 
 impl World {
-    /// Start everything and create `users` users.
+    /// Start everything, on `store`, and create `users` users.
     pub async fn start(
         users: usize,
         metrics: bool,
         actions: &[std::path::PathBuf],
         reload_every: Option<Duration>,
+        store: StoreKind,
     ) -> anyhow::Result<World> {
         let scripts = actions_toml(actions);
         let threads = std::thread::available_parallelism()
@@ -208,12 +225,25 @@ impl World {
         let (stop, stopped) = oneshot::channel::<()>();
         let reloads = Arc::new(Reloads::default());
         let counts = Arc::clone(&reloads);
+        // The database's connections are driven by the runtime that makes it.
+        let db = match store {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(rt.spawn(TestDb::create()).await?.with_context(|| {
+                format!(
+                    "--store postgres: no PostgreSQL at {} (set {})",
+                    passgate::config::redact_url(&testing::server_url()),
+                    testing::URL_ENV
+                )
+            })?),
+        };
+        let url = db.as_ref().map(TestDb::url);
         let addr = rt
             .spawn(async move {
                 let upstream = start_upstream().await?;
+                let store = store_toml(&dir_text, url.as_deref());
                 let text = format!(
                     "{}\n[metrics]\nenabled = {metrics}\n{scripts}",
-                    config_toml(&dir_text, upstream)
+                    config_toml(&dir_text, upstream, &store)
                 );
                 let config = Config::from_toml(&text)
                     .map_err(|e| anyhow::anyhow!("generated config: {e}"))?;
@@ -232,8 +262,17 @@ impl World {
                 anyhow::Ok(addr)
             })
             .await??;
-        let db = dir.path().join("passgate.db");
-        let users = create_users(&db, users).await?;
+        let user_store: Arc<dyn Store> = match &db {
+            None => Arc::new(SqliteStore::open(&dir.path().join("passgate.db"))?),
+            Some(db) => {
+                let settings = db.settings().clone();
+                Arc::new(
+                    rt.spawn(async move { PgStore::connect(&settings).await })
+                        .await??,
+                )
+            }
+        };
+        let users = create_users(user_store, users).await?;
         let cert_pem = std::fs::read(dir.path().join("cert.pem"))?;
         Ok(World {
             addr,
@@ -242,6 +281,7 @@ impl World {
             reloads,
             rt: Some(rt),
             stop: Some(stop),
+            db,
             _dir: dir,
         })
     }
@@ -255,11 +295,12 @@ impl Drop for World {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+        // The database goes after the gateway (DROP DATABASE ... WITH (FORCE)).
+        drop(self.db.take());
     }
 }
 
-async fn create_users(db: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
+async fn create_users(store: Arc<dyn Store>, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let admin = Admin::new(
         store,
         Hasher::new(HashParams::default(), 1)?,
@@ -338,10 +379,21 @@ mod tests {
     #[test]
     fn generated_config_is_valid() {
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let c = Config::from_toml(&config_toml("/tmp/x", addr)).unwrap();
+        let c =
+            Config::from_toml(&config_toml("/tmp/x", addr, &store_toml("/tmp/x", None))).unwrap();
         assert_eq!(c.clients.len(), 1);
         assert!(c.clients[0].trust_forwarded_for);
         assert_eq!(c.routes.len(), 2);
         assert!(!c.log.access);
+        assert!(matches!(
+            c.store.backend,
+            passgate::config::StoreBackend::Sqlite { .. }
+        ));
+        let pg = store_toml("/tmp/x", Some("postgres://postgres@127.0.0.1:5432/bench"));
+        let c = Config::from_toml(&config_toml("/tmp/x", addr, &pg)).unwrap();
+        assert!(matches!(
+            c.store.backend,
+            passgate::config::StoreBackend::Postgres(_)
+        ));
     }
 }

@@ -1,4 +1,4 @@
-//! The `users`, `sessions`, `actions` and `keys` commands of the `passgate` binary; `src/main.rs`
+//! The `users`, `sessions`, `actions`, `keys` and `store` commands of the `passgate` binary; `src/main.rs`
 //! holds the command tree and the other commands.
 
 pub mod actions;
@@ -6,6 +6,7 @@ pub mod keys;
 pub mod mfa;
 pub mod reload;
 pub mod sessions;
+pub mod store;
 pub mod users;
 
 /// The user a command acts on.

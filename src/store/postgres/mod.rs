@@ -18,6 +18,7 @@
 #[cfg(test)]
 mod availability_tests;
 mod connect;
+pub mod copy;
 mod errors;
 mod health;
 mod keys;
