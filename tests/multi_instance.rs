@@ -170,7 +170,7 @@ async fn killed_database_connections_lose_nothing_that_was_acknowledged() {
     let mut round = 0usize;
     while started.elapsed() < Duration::from_millis(1500) {
         for chain in chains.iter_mut() {
-            let node = if round % 2 == 0 { &c.a } else { &c.b };
+            let node = if round.is_multiple_of(2) { &c.a } else { &c.b };
             let r = node.refresh(chain).await;
             match r.status.as_u16() {
                 200 => {
