@@ -40,15 +40,16 @@ pub struct Outgoing {
     pub parts: http::request::Parts,
     /// The client's body.
     pub body: Incoming,
-    /// Path (normalised, prefix stripped when configured) and query, as the upstream gets them.
-    pub path_and_query: String,
+    /// Path (normalised, prefix stripped when configured) and query, as the
+    /// upstream gets them ([`upstream_path_and_query`]).
+    pub path_and_query: PathAndQuery,
     /// The `Host` / `:authority` the client asked for.
     pub client_host: Option<HeaderValue>,
     /// The client side of a WebSocket upgrade, when the request is one
     /// (no other upgrade is ever forwarded).
     pub upgrade: Option<OnUpgrade>,
     /// The request id, for logs.
-    pub request_id: String,
+    pub request_id: HeaderValue,
 }
 
 /// Where a request goes: the route as configured and what the router
@@ -203,7 +204,7 @@ impl Proxy {
                 }
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
-                    tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
+                    tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
                     let other = match health {
                         None => balancer.pick_other(index),
                         Some(_) => balancer.pick_other_where(index, usable),
@@ -303,19 +304,34 @@ fn source_chain<'a>(
     })
 }
 
+/// The path and query an upstream gets, before its base path: the request's
+/// own (sharing its bytes) when the route leaves the path as the client sent
+/// it, else `path` (normalised, the prefix stripped) with the client's query.
+pub fn upstream_path_and_query(uri: &Uri, path: &str) -> Result<PathAndQuery, http::Error> {
+    if let Some(pq) = uri.path_and_query()
+        && pq.path() == path
+    {
+        return Ok(pq.clone());
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    Ok(PathAndQuery::try_from(pq)?)
+}
+
 /// `scheme://authority` + the upstream's base path + the request's path and query.
-fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
-    let pq = if target.base_path.is_empty() {
-        PathAndQuery::try_from(path_and_query)
+fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(if target.base_path.is_empty() {
+        path_and_query.clone()
     } else {
         PathAndQuery::try_from(format!("{}{}", target.base_path, path_and_query))
-    }
-    .map_err(http::Error::from)?;
-    Ok(Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()?)
+            .map_err(http::Error::from)?
+    });
+    Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
 }
 
 /// The upstream's response, cleaned for the client. A `101` is accepted only
@@ -328,7 +344,7 @@ fn finish(
     mut resp: Response<Incoming>,
     upgrade: Option<(OnUpgrade, Option<ConnContext>)>,
     upstream: &str,
-    request_id: String,
+    request_id: HeaderValue,
     over_h2: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -338,6 +354,7 @@ fn finish(
     let reason = match upgrade {
         Some((client, context)) if switches_to_websocket(resp.headers()) => {
             let upstream = hyper::upgrade::on(&mut resp);
+            let request_id = request_id.to_str().unwrap_or("-").to_owned();
             upgrade::splice(client, upstream, context, request_id);
             strip_hop_by_hop(resp.headers_mut(), !over_h2);
             if over_h2 {
