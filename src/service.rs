@@ -102,12 +102,15 @@ impl Outcome {
 }
 
 impl Handler {
-    /// Answer one request from `peer`.
+    /// Answer one request from `peer`, which came on a connection with
+    /// `context`. The future owns everything it uses, so the server can box
+    /// it as it is (`server/conn.rs`): no wrapper around it, no second copy.
     pub async fn handle(
-        &self,
+        self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-        proxy: &Proxy,
+        proxy: Arc<Proxy>,
+        context: ConnContext,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let mut request_id = match req.headers().get(&X_REQUEST_ID) {
@@ -129,7 +132,9 @@ impl Handler {
             route_prefix,
             upstream,
             matched,
-        } = self.dispatch(req, peer, &request_id, &trace, proxy).await;
+        } = self
+            .dispatch(req, peer, &request_id, &trace, &proxy, context)
+            .await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
         let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
         if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
@@ -170,10 +175,9 @@ impl Handler {
         request_id: &HeaderValue,
         trace: &TraceContext,
         proxy: &Proxy,
+        context: ConnContext,
     ) -> Outcome {
-        let max_header_size =
-            ConnContext::of(req.extensions()).map_or(usize::MAX, |c| c.max_header_size);
-        if let Err(e) = request_head::check(&mut req, max_header_size) {
+        if let Err(e) = request_head::check(&mut req, context.max_header_size) {
             let version = req.version();
             return Outcome::local(
                 refuse_unread(e.into_response(), version, req.into_body()),
@@ -210,6 +214,8 @@ impl Handler {
         };
 
         if let Some(endpoint) = AuthEndpoint::at(&path) {
+            // The token endpoint reads its body deadline from the request.
+            req.extensions_mut().insert(context);
             let resp = match &self.auth {
                 Some(auth) => auth.handle(endpoint, req, peer).await,
                 None => not_found(),
@@ -332,6 +338,7 @@ impl Handler {
             client_host,
             upgrade,
             request_id: request_id.clone(),
+            context,
         };
         let target = Target {
             config: &route.config,

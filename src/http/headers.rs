@@ -86,7 +86,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 fn present(headers: &HeaderMap) -> u16 {
     let mut found = 0;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        let name = name.as_str();
+        // Every fixed hop-by-hop name starts with one of these letters.
+        if !matches!(
+            name.as_bytes().first(),
+            Some(b'c' | b'k' | b'p' | b't' | b'u')
+        ) {
+            continue;
+        }
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h.as_str() == name) {
             found |= 1 << i;
         }
     }

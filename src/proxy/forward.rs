@@ -50,6 +50,8 @@ pub struct Outgoing {
     pub upgrade: Option<OnUpgrade>,
     /// The request id, for logs.
     pub request_id: HeaderValue,
+    /// The client connection's settings and slot (body read deadline, tunnels).
+    pub context: ConnContext,
 }
 
 /// Where a request goes: the route as configured and what the router
@@ -100,6 +102,7 @@ impl Proxy {
             client_host,
             upgrade,
             request_id,
+            context,
         } = out;
         // With active health checks, only upstreams passing them are picked.
         let health = target.health;
@@ -126,17 +129,16 @@ impl Proxy {
             .max_body
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
-        let context = parts.extensions.remove::<ConnContext>();
         let over_h2 = parts.extensions.remove::<ExtendedConnect>().is_some();
         let progress = Progress::new();
-        let read_timeout = context.as_ref().map(|c| c.body_read_timeout);
+        let read_timeout = Some(context.body_read_timeout);
         let mut body = Some(RequestBody::streaming(
             body,
             limit,
             read_timeout,
             Arc::clone(&progress),
         ));
-        let mut upgrade = upgrade.map(|client| (client, context));
+        let mut upgrade = upgrade.map(|client| (client, Some(context)));
 
         parts.version = Version::HTTP_11;
         match (route.host_header, &client_host) {
