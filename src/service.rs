@@ -217,7 +217,10 @@ impl Handler {
             // The token endpoint reads its body deadline from the request.
             req.extensions_mut().insert(context);
             let resp = match &self.auth {
-                Some(auth) => auth.handle(endpoint, req, peer).await,
+                // Boxed: the token endpoint's state (password checks,
+                // scripts, signing) would otherwise size every proxied
+                // request's future too.
+                Some(auth) => Box::pin(auth.handle(endpoint, req, peer)).await,
                 None => not_found(),
             };
             return Outcome::local(resp, "auth");
