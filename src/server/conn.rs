@@ -36,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::listener::Open;
 use crate::config::ServerConfig;
 use crate::http::activity::ConnActivity;
 use crate::http::connection::{ConnContext, ConnSlot};
@@ -121,16 +122,18 @@ impl ConnShared {
 
 /// Serve one accepted TCP connection until it closes. The permit is the
 /// connection's place under `max_connections`, released when this returns
-/// and every tunnel opened on the connection has closed.
+/// and every tunnel opened on the connection has closed; `_open` counts the
+/// connection among the open ones until this returns.
 pub async fn serve(
     shared: Arc<ConnShared>,
     tcp: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
+    _open: Open,
 ) {
     let slot = ConnSlot::new(permit);
-    let _open = shared.app.metrics.connection();
+    let _gauge = shared.app.metrics.connection();
     let tls =
         match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,

@@ -54,11 +54,16 @@ pub async fn accept_until_stopped(
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
         let counted = Open::count(&open);
-        let serve = conn::serve(Arc::clone(&shared), tcp, peer, stop.clone(), permit);
-        tokio::spawn(async move {
-            let _counted = counted;
-            serve.await
-        });
+        // Spawned as it is: an async block around it would hold a second
+        // copy of the connection's whole state (docs/benchmarks.md).
+        tokio::spawn(conn::serve(
+            Arc::clone(&shared),
+            tcp,
+            peer,
+            stop.clone(),
+            permit,
+            counted,
+        ));
     }
     // Stop accepting: this worker's handle on the socket closes now.
     drop(listener);
@@ -67,7 +72,7 @@ pub async fn accept_until_stopped(
 /// One accepted connection in `open` (what shutdown reports as
 /// `open_connections`), until its task ends. Permits alone over-count: each
 /// worker waiting in accept holds one.
-struct Open(Arc<AtomicUsize>);
+pub struct Open(Arc<AtomicUsize>);
 
 impl Open {
     fn count(open: &Arc<AtomicUsize>) -> Open {
