@@ -338,8 +338,26 @@ async fn every_table_is_copied_and_works_on_postgres() {
     let db = db!();
     let dir = tempfile::tempdir().unwrap();
     let path = embedded(dir.path()).await;
+    // A signing key kept in the store (PostgreSQL keeps them there; an
+    // embedded store holds none unless put there, as here).
+    let key = passgate::store::keys::SealedKey {
+        kid: "kid-1".into(),
+        alg: "ES256".into(),
+        private_sealed: vec![9; 64],
+        created_at: NOW - 100,
+        signs_from: NOW - 100,
+    };
+    passgate::store::keys::KeyStore::add_signing_key(&SqliteStore::open(&path).unwrap(), &key)
+        .await
+        .unwrap();
     let report = copy(&path, &db, CopyOptions::default()).await.unwrap();
     assert!(!report.resumed);
+    assert_eq!(
+        passgate::store::keys::KeyStore::signing_keys(&db.store().await)
+            .await
+            .unwrap(),
+        vec![key]
+    );
     for t in &report.tables {
         assert_eq!((t.copied, t.already_there), (t.rows, 0), "{t:?}");
         assert!(t.rows > 0, "every table has a row: {t:?}");

@@ -93,7 +93,8 @@ impl AuthStack {
                 .context("loading revoked sessions")?,
         );
         sessions.start_background(tasks, FOLLOW_REVOCATIONS, SWEEP_SESSIONS);
-        listen_for_announcements(config, &sessions, tasks)?;
+        let keys_changed = Arc::new(tokio::sync::Notify::new());
+        listen_for_announcements(config, &sessions, &keys_changed, tasks)?;
         let hasher = start_hasher(config, &store).await?;
         let protect = Arc::new(Protect::new(config, store.clone(), Arc::clone(clock)));
         protect.start_sweeper(tasks);
@@ -110,7 +111,7 @@ impl AuthStack {
             IssuerKeys::fixed(issuer.url.clone(), own_key_set(&keys.snapshot()))
                 .with_access_typ(access_typ),
         );
-        start_key_refresh(tasks, &keys, &own);
+        start_key_refresh(tasks, &keys, &own, keys_changed);
         Ok(Self {
             keys,
             own,
@@ -192,6 +193,7 @@ impl AuthStack {
 fn listen_for_announcements(
     config: &Config,
     sessions: &Arc<Sessions>,
+    keys_changed: &Arc<tokio::sync::Notify>,
     tasks: &Supervisor,
 ) -> anyhow::Result<()> {
     use crate::store::postgres::{Connector, listen};
@@ -200,14 +202,21 @@ fn listen_for_announcements(
     };
     let connector = Connector::new(settings).context("store.url: the announcements' connection")?;
     let sessions = Arc::downgrade(sessions);
+    let keys_changed = Arc::clone(keys_changed);
     tasks.spawn("store announcements", async move {
-        listen::listen(connector, move |announced| match announced {
-            listen::Announcement::Revocation | listen::Announcement::Reconnected => {
-                if let Some(s) = sessions.upgrade() {
-                    s.wake();
-                }
+        listen::listen(connector, move |announced| {
+            let (revocations, keys) = match announced {
+                listen::Announcement::Revocation => (true, false),
+                listen::Announcement::Keys => (false, true),
+                listen::Announcement::Reconnected => (true, true),
+                listen::Announcement::Other(_) => (false, false),
+            };
+            if revocations && let Some(s) = sessions.upgrade() {
+                s.wake();
             }
-            listen::Announcement::Other(_) => {}
+            if keys {
+                keys_changed.notify_one();
+            }
         })
         .await;
         Ok(())
@@ -307,14 +316,23 @@ fn own_key_set(ring: &KeyRing) -> KeySet {
     }))
 }
 
-/// Read the key source again every [`REFRESH_EVERY`] until shutdown (or
+/// Read the key source again every [`REFRESH_EVERY`], and at once when
+/// `changed` is told (PostgreSQL announces a new key), until shutdown (or
 /// until the keys are dropped), telling the gate first; log the signing key
 /// each time another one takes over.
-fn start_key_refresh(tasks: &Supervisor, keys: &Arc<LiveKeys>, own: &Arc<IssuerKeys>) {
+fn start_key_refresh(
+    tasks: &Supervisor,
+    keys: &Arc<LiveKeys>,
+    own: &Arc<IssuerKeys>,
+    changed: Arc<tokio::sync::Notify>,
+) {
     let (keys, own) = (Arc::downgrade(keys), Arc::downgrade(own));
     tasks.spawn("signing key refresh", async move {
         loop {
-            tokio::time::sleep(REFRESH_EVERY).await;
+            tokio::select! {
+                () = tokio::time::sleep(REFRESH_EVERY) => {}
+                () = changed.notified() => {}
+            }
             let (Some(keys), Some(own)) = (keys.upgrade(), own.upgrade()) else {
                 return Ok(());
             };

@@ -1,7 +1,8 @@
-//! `LISTEN` for what other instances (and the CLI) announce. A trigger
-//! announces every revocation on [`CHANNEL`] when its transaction commits
-//! (migration 5), so an instance reads the revocation log at once instead
-//! of at its next poll. The connection is a dedicated one: notifications
+//! `LISTEN` for what other instances (and the CLI) announce. Triggers
+//! announce every revocation (migration 5) and every new signing key
+//! (migration 7) on [`CHANNEL`] when their transaction commits, so an
+//! instance reads the revocation log or the keys at once instead of at its
+//! next poll. The connection is a dedicated one: notifications
 //! arrive as its messages. When it drops, the listener reconnects (backing
 //! off up to [`MAX_BACKOFF`]) and reports [`Announcement::Reconnected`], on
 //! which the caller reads the log from where it stopped, so nothing
@@ -27,6 +28,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub enum Announcement {
     /// A session was revoked somewhere: read the revocation log.
     Revocation,
+    /// A signing key was added somewhere (`keys rotate`): read the keys.
+    Keys,
     /// The listener (re)connected: anything may have been missed while it
     /// was away, so read everything that announces would have said.
     Reconnected,
@@ -39,6 +42,7 @@ impl Announcement {
     fn parse(payload: &str) -> Announcement {
         match payload.split(':').next() {
             Some("revocation") => Announcement::Revocation,
+            Some("keys") => Announcement::Keys,
             _ => Announcement::Other(payload.to_string()),
         }
     }
@@ -124,9 +128,10 @@ mod tests {
             Announcement::parse("revocation:42"),
             Announcement::Revocation
         );
+        assert_eq!(Announcement::parse("keys:abc"), Announcement::Keys);
         assert_eq!(
-            Announcement::parse("keys"),
-            Announcement::Other("keys".into())
+            Announcement::parse("news"),
+            Announcement::Other("news".into())
         );
     }
 

@@ -20,7 +20,7 @@ use super::errors::pg;
 pub const MIGRATION_LOCK: i64 = 0x7061_7373_6761_7465;
 
 /// Schema versions, applied in order; never edit a released one, add another.
-const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA, ANNOUNCE, KEYS];
+const MIGRATIONS: &[&str] = &[USERS, SESSIONS, PROTECT, MFA, ANNOUNCE, KEYS, ANNOUNCE_KEYS];
 
 /// Every revocation is announced on [`super::listen::CHANNEL`] when its
 /// transaction commits, whoever wrote it (an instance, or the CLI), so the
@@ -33,6 +33,16 @@ const ANNOUNCE: &str = "CREATE FUNCTION passgate_announce_revocation() RETURNS t
         END $$;
     CREATE TRIGGER revocations_announced AFTER INSERT ON revocations
         FOR EACH ROW EXECUTE FUNCTION passgate_announce_revocation();";
+
+/// Every new signing key is announced on [`super::listen::CHANNEL`] at commit.
+const ANNOUNCE_KEYS: &str = "CREATE FUNCTION passgate_announce_key() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('passgate_events', 'keys:' || NEW.kid);
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER signing_keys_announced AFTER INSERT ON signing_keys
+        FOR EACH ROW EXECUTE FUNCTION passgate_announce_key();";
 
 /// passgate's own signing keys, sealed with the store key (`store/keys.rs`).
 const KEYS: &str = "CREATE TABLE signing_keys (
