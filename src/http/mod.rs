@@ -4,7 +4,6 @@
 pub mod activity;
 pub mod body;
 pub mod connection;
-pub mod forwarded;
 pub mod headers;
 pub mod host;
 pub mod hygiene;

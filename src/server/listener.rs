@@ -3,7 +3,7 @@
 //! accepting so at most `max_connections` are open, and hands each socket to
 //! its own task, where the TLS handshake happens under a deadline.
 //!
-//! Each worker thread runs this loop on its own listening socket (`listen.rs`).
+//! Each worker thread runs this loop on its own clone of the listening socket.
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! requests and close, then wait until all have closed or the drain deadline passes.
 
@@ -16,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::conn::{self, ConnShared};
-use super::listen;
 
 /// Accept connections on `listener` until `stop` turns true. The permits are
 /// shared by every worker of the gateway: together they hold at most
@@ -50,20 +49,13 @@ pub async fn accept_until_stopped(
                 }
             },
         };
-        if let Err(e) = listen::accepted(&tcp) {
-            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-        }
+        let _ = tcp.set_nodelay(true);
         let counted = Open::count(&open);
-        // Spawned as it is: an async block around it would hold a second
-        // copy of the connection's whole state (docs/benchmarks.md).
-        tokio::spawn(conn::serve(
-            Arc::clone(&shared),
-            tcp,
-            peer,
-            stop.clone(),
-            permit,
-            counted,
-        ));
+        let serve = conn::serve(Arc::clone(&shared), tcp, peer, stop.clone(), permit);
+        tokio::spawn(async move {
+            let _counted = counted;
+            serve.await
+        });
     }
     // Stop accepting: this worker's handle on the socket closes now.
     drop(listener);
@@ -72,7 +64,7 @@ pub async fn accept_until_stopped(
 /// One accepted connection in `open` (what shutdown reports as
 /// `open_connections`), until its task ends. Permits alone over-count: each
 /// worker waiting in accept holds one.
-pub struct Open(Arc<AtomicUsize>);
+struct Open(Arc<AtomicUsize>);
 
 impl Open {
     fn count(open: &Arc<AtomicUsize>) -> Open {

@@ -2,7 +2,6 @@
 //! (handshake deadline, HTTP/1.1 + HTTP/2, idle timeout, graceful shutdown).
 
 pub mod conn;
-pub mod listen;
 pub mod listener;
 pub mod workers;
 
