@@ -255,7 +255,9 @@ fn serve(arg: ConfigArg) -> ExitCode {
     };
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        // SO_REUSEPORT where the system has it: each worker then accepts on a
+        // socket of its own (server/listen.rs).
+        let listener = match passgate::server::listen::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("server.listen: cannot listen on {listen}: {e}");

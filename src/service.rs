@@ -17,7 +17,7 @@ use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{
-    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
+    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, ip_value, new_request_id,
     strip_request_hop_by_hop,
 };
 use crate::http::host::{HostError, check_host};
@@ -28,7 +28,7 @@ use crate::http::response::{Fault, close_connection, gateway_error, with_request
 use crate::http::trace::TraceContext;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
-use crate::proxy::forward::Outgoing;
+use crate::proxy::forward::{Outgoing, upstream_path_and_query};
 use crate::proxy::websocket_h2::client_websocket;
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
@@ -102,18 +102,25 @@ impl Outcome {
 }
 
 impl Handler {
-    /// Answer one request from `peer`.
+    /// Answer one request from `peer`, which came on a connection with
+    /// `context`. The future owns everything it uses, so the server can box
+    /// it as it is (`server/conn.rs`): no wrapper around it, no second copy.
     pub async fn handle(
-        &self,
+        self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-        proxy: &Proxy,
+        proxy: Arc<Proxy>,
+        context: ConnContext,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
-        let request_id = match req.headers().get(&X_REQUEST_ID) {
+        let mut request_id = match req.headers().get(&X_REQUEST_ID) {
             Some(v) if acceptable_request_id(v) => v.clone(),
             _ => new_request_id(),
         };
+        // Unique to this request: HTTP/2 sends it as a literal HPACK never
+        // indexes, instead of adding an entry no later message can use
+        // (and evicting ones they could). docs/benchmarks.md, the hop.
+        request_id.set_sensitive(true);
         let method = req.method().clone();
         let trace = TraceContext::of(req.headers());
         // A clone of the URI shares its bytes: no copy of the path.
@@ -125,7 +132,9 @@ impl Handler {
             route_prefix,
             upstream,
             matched,
-        } = self.dispatch(req, peer, &request_id, &trace, proxy).await;
+        } = self
+            .dispatch(req, peer, &request_id, &trace, &proxy, context)
+            .await;
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
         let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
         if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
@@ -166,10 +175,9 @@ impl Handler {
         request_id: &HeaderValue,
         trace: &TraceContext,
         proxy: &Proxy,
+        context: ConnContext,
     ) -> Outcome {
-        let max_header_size =
-            ConnContext::of(req.extensions()).map_or(usize::MAX, |c| c.max_header_size);
-        if let Err(e) = request_head::check(&mut req, max_header_size) {
+        if let Err(e) = request_head::check(&mut req, context.max_header_size) {
             let version = req.version();
             return Outcome::local(
                 refuse_unread(e.into_response(), version, req.into_body()),
@@ -189,8 +197,11 @@ impl Handler {
                 return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
             }
         };
-        let path = match normalize(req.uri().path()) {
-            Ok(p) => p.into_owned(),
+        // A clone of the URI shares its bytes: the path is borrowed from it
+        // unless normalising changed it.
+        let uri = req.uri().clone();
+        let path = match normalize(uri.path()) {
+            Ok(p) => p,
             Err(e) => {
                 let resp = gateway_error(
                     StatusCode::BAD_REQUEST,
@@ -203,8 +214,13 @@ impl Handler {
         };
 
         if let Some(endpoint) = AuthEndpoint::at(&path) {
+            // The token endpoint reads its body deadline from the request.
+            req.extensions_mut().insert(context);
             let resp = match &self.auth {
-                Some(auth) => auth.handle(endpoint, req, peer).await,
+                // Boxed: the token endpoint's state (password checks,
+                // scripts, signing) would otherwise size every proxied
+                // request's future too.
+                Some(auth) => Box::pin(auth.handle(endpoint, req, peer)).await,
                 None => not_found(),
             };
             return Outcome::local(resp, "auth");
@@ -298,18 +314,26 @@ impl Handler {
             };
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
-        if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
-            parts.headers.insert(&X_REAL_IP, v);
-        }
+        parts.headers.insert(&X_REAL_IP, ip_value(client_ip));
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
         trace.apply(&mut parts.headers);
 
-        let upstream_path = upstream_path(config, &path);
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{upstream_path}?{q}"),
-            None => upstream_path.to_string(),
+        let path_and_query = match upstream_path_and_query(&parts.uri, upstream_path(config, &path))
+        {
+            Ok(pq) => pq,
+            Err(e) => {
+                let e = ProxyError::from(e);
+                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %prefix, error = %ErrorChain(&e), "forwarding failed");
+                let resp = refuse_unread(e.into_response(), parts.version, body);
+                return Outcome {
+                    resp,
+                    route: "-",
+                    route_prefix: Some(prefix),
+                    upstream: None,
+                    matched: Some(Arc::clone(route)),
+                };
+            }
         };
-        let request_id = request_id.to_str().unwrap_or("-").to_string();
         let out = Outgoing {
             parts,
             body,
@@ -317,6 +341,7 @@ impl Handler {
             client_host,
             upgrade,
             request_id: request_id.clone(),
+            context,
         };
         let target = Target {
             config: &route.config,
@@ -328,7 +353,7 @@ impl Handler {
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!(request_id, route = %prefix, error = %ErrorChain(&e), "forwarding failed");
+                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %prefix, error = %ErrorChain(&e), "forwarding failed");
                 e.into_response()
             }
         };

@@ -3,8 +3,10 @@
 //! tunnels, header size) and the connection's place under `max_connections`,
 //! which a WebSocket tunnel keeps for as long as it lives.
 //!
-//! The server (`server/conn.rs`) inserts one [`ConnContext`] into every
-//! request; the token endpoint and the proxy read it.
+//! The server (`server/conn.rs`) hands one [`ConnContext`] to every request
+//! (`App::handle`); the proxy takes it with the request it forwards, and
+//! passgate's own endpoints find it among the request's extensions (the
+//! token endpoint reads its body deadline there).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,20 +3,12 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and never
 //! cross the proxy, and neither does any header a `Connection` header names;
 //! the one upgrade that does cross is a WebSocket handshake.
-//! Forwarding headers say who the client was:
-//!
-//! - `X-Forwarded-For`: the client's address is appended to any list the client sent;
-//!   upstreams should trust only the right-most entry, which passgate wrote.
-//! - `X-Forwarded-Proto`: always `https` (passgate only listens on TLS); replaces the client's.
-//! - `X-Forwarded-Host`: the `Host` (or HTTP/2 `:authority`) the client asked for, once
-//!   [`super::host::check_host`] accepted it; replaces the client's.
-//! - `X-Real-IP`: the client's address as passgate determined it; replaces the client's.
-//! - `Forwarded` (RFC 7239): an element `for=...;host=...;proto=https` is appended,
-//!   keeping any elements the client sent, in the same spirit as `X-Forwarded-For`.
-
-use std::net::IpAddr;
+//! The forwarding headers that say who the client was are written by
+//! [`super::forwarded`] (re-exported here).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub use super::forwarded::{add_forwarded, ip_value};
 
 /// `X-Forwarded-For`
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -31,24 +23,30 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `Forwarded`
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// The fixed hop-by-hop header names (RFC 9110 §7.6.1, and the legacy
+/// `keep-alive` and `proxy-connection`). Their positions are the bits of
+/// [`present`].
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const CONNECTION_BIT: u16 = 1;
+const TE_BIT: u16 = 1 << 5;
 
 /// [`strip_hop_by_hop`] for a request going upstream: of `TE`, only
 /// `trailers` stays (gRPC needs it; RFC 9113 allows it on HTTP/2), and the
 /// proxy drops even that towards an HTTP/1.1-only upstream.
 pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
-    let trailers = accepts_trailers(headers);
-    strip_hop_by_hop(headers, websocket);
+    let found = present(headers);
+    let trailers = found & TE_BIT != 0 && accepts_trailers(headers);
+    strip_present(headers, found, websocket);
     if trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -70,7 +68,7 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 
 /// True for the fixed hop-by-hop header names.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    HOP_BY_HOP.contains(name)
 }
 
 /// Remove hop-by-hop headers and every header named in any `Connection` header.
@@ -78,24 +76,75 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection: upgrade` and `Upgrade: websocket` are written back, and only
 /// that token (a client's other upgrade tokens, such as `h2c`, are dropped).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(&name);
+    let found = present(headers);
+    strip_present(headers, found, websocket);
+}
+
+/// Which of [`HOP_BY_HOP`] `headers` holds, one bit each. Most messages hold
+/// none of them, or only `Connection`: one pass over the names finds out, so
+/// only the names present are looked up again to be removed (docs/benchmarks.md).
+fn present(headers: &HeaderMap) -> u16 {
+    let mut found = 0;
+    for name in headers.keys() {
+        let name = name.as_str();
+        // Every fixed hop-by-hop name starts with one of these letters.
+        if !matches!(
+            name.as_bytes().first(),
+            Some(b'c' | b'k' | b'p' | b't' | b'u')
+        ) {
+            continue;
+        }
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h.as_str() == name) {
+            found |= 1 << i;
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    found
+}
+
+fn strip_present(headers: &mut HeaderMap, found: u16, websocket: bool) {
+    if found & CONNECTION_BIT != 0 {
+        let mut lines = headers.get_all(header::CONNECTION).iter();
+        match (lines.next().cloned(), lines.next()) {
+            // The usual case, one line: a clone of it shares its bytes.
+            (Some(line), None) => remove_listed(headers, &line),
+            _ => {
+                let all: Vec<HeaderValue> = headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .cloned()
+                    .collect();
+                for line in &all {
+                    remove_listed(headers, line);
+                }
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+}
+
+/// Remove the headers one `Connection` line names. The fixed hop-by-hop names
+/// (`keep-alive`, `upgrade`, ...) are left to the caller, which removes them
+/// anyway; a token that is no header name matches nothing.
+fn remove_listed(headers: &mut HeaderMap, line: &HeaderValue) {
+    let Ok(line) = line.to_str() else {
+        return;
+    };
+    for token in line.split(',').map(str::trim) {
+        let fixed = HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_str().eq_ignore_ascii_case(token));
+        if !token.is_empty() && !fixed {
+            // Looked up by `&str`: parsed on the stack, never allocated.
+            headers.remove(token);
+        }
     }
 }
 
@@ -134,68 +183,28 @@ pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
     matches!((tokens.next(), tokens.next()), (Some(t), None) if is_websocket(t))
 }
 
-/// Add the forwarding headers for a request from `client` that asked for `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
-    let ip = client.to_string();
-    let xff = match joined(headers, &X_FORWARDED_FOR) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
-    };
-    // Only the joined list of already-valid values and an IP: always a valid header value.
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
-    }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    headers.remove(&X_FORWARDED_HOST);
-    let node = match client {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
-    };
-    let mut element = format!("for={node};proto=https");
-    if let Some(host) = host {
-        headers.insert(&X_FORWARDED_HOST, host.clone());
-        if let Ok(h) = host.to_str()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
-            element.push_str(";host=\"");
-            element.push_str(h);
-            element.push('"');
-        }
-    }
-    let forwarded = match joined(headers, &FORWARDED) {
-        Some(prev) => format!("{prev}, {element}"),
-        None => element,
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert(&FORWARDED, v);
-    }
-}
-
-/// Every line of a list-valued header joined with `, ` (a client may split the
-/// list over several lines); `None` when there is nothing usable.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}
-
 /// A client-supplied request id is kept when it is 1..=200 visible ASCII characters.
 pub fn acceptable_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
     !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-/// A fresh request id: 32 hex digits.
+/// A fresh request id: 32 hex digits (written on the stack, not through `fmt`).
 pub fn new_request_id() -> HeaderValue {
-    let n: u128 = rand::random();
-    let text = format!("{n:032x}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let random: [u8; 16] = rand::random();
+    let mut text = [0u8; 32];
+    hex_into(&mut text, &random);
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Write `bytes` as lower-case hex into the start of `out` (two digits a byte,
+/// as many bytes as fit).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
+    }
 }
 
 #[cfg(test)]
@@ -304,54 +313,6 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append_and_replace() {
-        let mut h = map(&[
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-forwarded-proto", "http"),
-            ("x-forwarded-host", "evil.example"),
-        ]);
-        let host = HeaderValue::from_static("api.example.com");
-        add_forwarded(
-            &mut h,
-            "192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            Some(&host),
-        );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "api.example.com");
-        assert_eq!(
-            h["forwarded"],
-            "for=192.0.2.1;proto=https;host=\"api.example.com\""
-        );
-
-        let mut h = HeaderMap::new();
-        add_forwarded(
-            &mut h,
-            "::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            None,
-        );
-        assert_eq!(h["x-forwarded-for"], "::1");
-        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
-        assert!(h.get("x-forwarded-host").is_none());
-    }
-
-    #[test]
-    fn lists_split_over_several_lines_are_kept_whole() {
-        let mut h = map(&[
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-forwarded-for", "198.51.100.7"),
-            ("forwarded", "for=203.0.113.9"),
-            ("forwarded", "for=198.51.100.7"),
-        ]);
-        add_forwarded(&mut h, IpAddr::from([192, 0, 2, 1]), None);
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, 192.0.2.1");
-        assert_eq!(
-            h["forwarded"],
-            "for=203.0.113.9, for=198.51.100.7, for=192.0.2.1;proto=https"
-        );
-    }
-
-    #[test]
     fn request_ids() {
         assert!(acceptable_request_id(&HeaderValue::from_static("abc-123")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("")));
@@ -360,6 +321,14 @@ mod tests {
         )));
         let id = new_request_id();
         assert_eq!(id.len(), 32);
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|b| b"0123456789abcdef".contains(b))
+        );
         assert_ne!(id, new_request_id());
+        let mut out = [0u8; 6];
+        hex_into(&mut out, &[0x00, 0xa5, 0xff]);
+        assert_eq!(&out, b"00a5ff");
     }
 }

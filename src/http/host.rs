@@ -109,9 +109,7 @@ fn check_reg_name(host: &str) -> Result<(), HostError> {
             i += 3;
             continue;
         }
-        let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
-        let sub_delim = b"!$&'()*+,;=".contains(&b);
-        if !(unreserved || sub_delim) {
+        if !REG_NAME[usize::from(b)] {
             return Err(HostError::BadCharacter);
         }
         i += 1;
@@ -119,9 +117,41 @@ fn check_reg_name(host: &str) -> Result<(), HostError> {
     Ok(())
 }
 
+/// The characters a reg-name may hold besides `%` escapes: unreserved
+/// (`A-Z a-z 0-9 - . _ ~`) and sub-delims (`! $ & ' ( ) * + , ; =`), one
+/// lookup a byte on every request's Host.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~')
+            || matches!(
+                c,
+                b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            );
+        b += 1;
+    }
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reg_name_table_is_rfc_3986s() {
+        for b in 0..=255u8 {
+            let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+            let sub_delim = b"!$&'()*+,;=".contains(&b);
+            assert_eq!(
+                REG_NAME[usize::from(b)],
+                unreserved || sub_delim,
+                "{b:#04x}"
+            );
+        }
+    }
 
     #[test]
     fn hosts_and_ports() {

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod body;
 pub mod connection;
+pub mod forwarded;
 pub mod headers;
 pub mod host;
 pub mod hygiene;

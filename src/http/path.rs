@@ -194,7 +194,7 @@ fn parameters_at(segment: &str) -> Option<usize> {
 /// Jetty and Spring read it before they route: `/api;v=1/items` is
 /// `/api/items`. Borrowed when the path has no parameters.
 pub fn without_parameters(path: &str) -> Cow<'_, str> {
-    if !path.contains(';') && !path.contains("%3B") {
+    if !has_parameters(path.as_bytes()) {
         return Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
@@ -205,6 +205,14 @@ pub fn without_parameters(path: &str) -> Cow<'_, str> {
         out.push_str(parameters_at(seg).map_or(seg, |at| &seg[..at]));
     }
     Cow::Owned(out)
+}
+
+/// `;` or `%3B` (escapes are upper case once normalised) anywhere in `path`:
+/// one pass over the bytes, since every request's path is checked.
+fn has_parameters(path: &[u8]) -> bool {
+    path.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b';' || (b == b'%' && path.get(i + 1..i + 3) == Some(b"3B")))
 }
 
 #[cfg(test)]

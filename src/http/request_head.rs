@@ -104,15 +104,17 @@ pub fn header_section_size<B>(req: &Request<B>) -> usize {
 
 fn settle_host<B>(req: &mut Request<B>) -> Result<(), HeadError> {
     let mut hosts = req.headers().get_all(HOST).iter();
-    let host = hosts.next().cloned();
+    let host = hosts.next();
     if hosts.next().is_some() {
         return Err(HeadError::DuplicateHost);
     }
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let authority = req.uri().authority();
     if req.version() >= Version::HTTP_2 {
         return match (host, authority) {
             (Some(host), Some(authority))
-                if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) =>
+                if !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
             {
                 Err(HeadError::ConflictingHost)
             }
@@ -123,9 +125,13 @@ fn settle_host<B>(req: &mut Request<B>) -> Result<(), HeadError> {
         return Err(HeadError::MissingHost);
     }
     // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
-    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
-        && host.as_ref() != Some(&value)
-    {
+    let replacement = match authority {
+        Some(a) if host.map(HeaderValue::as_bytes) != Some(a.as_str().as_bytes()) => {
+            HeaderValue::from_str(a.as_str()).ok()
+        }
+        _ => None,
+    };
+    if let Some(value) = replacement {
         req.headers_mut().insert(HOST, value);
     }
     Ok(())

@@ -6,8 +6,14 @@
 //! Format: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lower
 //! case, ids not all zeros; a later version may append `-...` fields, which
 //! are kept; version `ff` is invalid.
+//!
+//! The header is marked sensitive: unique to one request, it is sent to an
+//! HTTP/2 upstream as a literal HPACK never indexes, rather than as a table
+//! entry no later request could use.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::headers::hex_into;
 
 /// `traceparent`
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -27,30 +33,29 @@ impl TraceContext {
     pub fn of(headers: &HeaderMap) -> Self {
         let mut sent = headers.get_all(&TRACEPARENT).iter();
         match (sent.next(), sent.next()) {
-            (Some(v), None) if valid(v.as_bytes()) => TraceContext {
-                header: v.clone(),
-                kept: true,
-            },
+            (Some(v), None) if valid(v.as_bytes()) => {
+                let mut header = v.clone();
+                header.set_sensitive(true);
+                TraceContext { header, kept: true }
+            }
             _ => Self::start(),
         }
     }
 
     /// A new trace: random trace and parent ids, sampled flag off.
     pub fn start() -> Self {
-        let mut trace: [u8; 16] = rand::random();
-        let mut parent: [u8; 8] = rand::random();
-        trace[0] |= 1; // never all zeros
-        parent[0] |= 1;
-        let mut text = String::with_capacity(55);
-        text.push_str("00-");
-        push_hex(&mut text, &trace);
-        text.push('-');
-        push_hex(&mut text, &parent);
-        text.push_str("-00");
+        let mut ids: [u8; 24] = rand::random();
+        ids[0] |= 1; // the trace id is never all zeros
+        ids[16] |= 1; // nor the parent id
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&mut text[3..35], &ids[..16]);
+        hex_into(&mut text[36..52], &ids[16..]);
+        let mut header = HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(
+            "00-00000000000000000000000000000001-0000000000000001-00",
+        ));
+        header.set_sensitive(true);
         TraceContext {
-            header: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(
-                "00-00000000000000000000000000000001-0000000000000001-00",
-            )),
+            header,
             kept: false,
         }
     }
@@ -71,14 +76,6 @@ impl TraceContext {
             headers.remove(&TRACESTATE);
         }
         headers.insert(&TRACEPARENT, self.header.clone());
-    }
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
     }
 }
 

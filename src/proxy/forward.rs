@@ -40,15 +40,18 @@ pub struct Outgoing {
     pub parts: http::request::Parts,
     /// The client's body.
     pub body: Incoming,
-    /// Path (normalised, prefix stripped when configured) and query, as the upstream gets them.
-    pub path_and_query: String,
+    /// Path (normalised, prefix stripped when configured) and query, as the
+    /// upstream gets them ([`upstream_path_and_query`]).
+    pub path_and_query: PathAndQuery,
     /// The `Host` / `:authority` the client asked for.
     pub client_host: Option<HeaderValue>,
     /// The client side of a WebSocket upgrade, when the request is one
     /// (no other upgrade is ever forwarded).
     pub upgrade: Option<OnUpgrade>,
     /// The request id, for logs.
-    pub request_id: String,
+    pub request_id: HeaderValue,
+    /// The client connection's settings and slot (body read deadline, tunnels).
+    pub context: ConnContext,
 }
 
 /// Where a request goes: the route as configured and what the router
@@ -99,6 +102,7 @@ impl Proxy {
             client_host,
             upgrade,
             request_id,
+            context,
         } = out;
         // With active health checks, only upstreams passing them are picked.
         let health = target.health;
@@ -125,17 +129,16 @@ impl Proxy {
             .max_body
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
-        let context = parts.extensions.remove::<ConnContext>();
         let over_h2 = parts.extensions.remove::<ExtendedConnect>().is_some();
         let progress = Progress::new();
-        let read_timeout = context.as_ref().map(|c| c.body_read_timeout);
+        let read_timeout = Some(context.body_read_timeout);
         let mut body = Some(RequestBody::streaming(
             body,
             limit,
             read_timeout,
             Arc::clone(&progress),
         ));
-        let mut upgrade = upgrade.map(|client| (client, context));
+        let mut upgrade = upgrade.map(|client| (client, Some(context)));
 
         parts.version = Version::HTTP_11;
         match (route.host_header, &client_host) {
@@ -203,7 +206,7 @@ impl Proxy {
                 }
                 Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
                     balancer.mark_down(index);
-                    tracing::warn!(request_id, upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
+                    tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
                     let other = match health {
                         None => balancer.pick_other(index),
                         Some(_) => balancer.pick_other_where(index, usable),
@@ -303,19 +306,34 @@ fn source_chain<'a>(
     })
 }
 
+/// The path and query an upstream gets, before its base path: the request's
+/// own (sharing its bytes) when the route leaves the path as the client sent
+/// it, else `path` (normalised, the prefix stripped) with the client's query.
+pub fn upstream_path_and_query(uri: &Uri, path: &str) -> Result<PathAndQuery, http::Error> {
+    if let Some(pq) = uri.path_and_query()
+        && pq.path() == path
+    {
+        return Ok(pq.clone());
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    Ok(PathAndQuery::try_from(pq)?)
+}
+
 /// `scheme://authority` + the upstream's base path + the request's path and query.
-fn upstream_uri(target: &UpstreamTarget, path_and_query: &str) -> Result<Uri, ProxyError> {
-    let pq = if target.base_path.is_empty() {
-        PathAndQuery::try_from(path_and_query)
+fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(if target.base_path.is_empty() {
+        path_and_query.clone()
     } else {
         PathAndQuery::try_from(format!("{}{}", target.base_path, path_and_query))
-    }
-    .map_err(http::Error::from)?;
-    Ok(Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()?)
+            .map_err(http::Error::from)?
+    });
+    Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
 }
 
 /// The upstream's response, cleaned for the client. A `101` is accepted only
@@ -328,7 +346,7 @@ fn finish(
     mut resp: Response<Incoming>,
     upgrade: Option<(OnUpgrade, Option<ConnContext>)>,
     upstream: &str,
-    request_id: String,
+    request_id: HeaderValue,
     over_h2: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -338,6 +356,7 @@ fn finish(
     let reason = match upgrade {
         Some((client, context)) if switches_to_websocket(resp.headers()) => {
             let upstream = hyper::upgrade::on(&mut resp);
+            let request_id = request_id.to_str().unwrap_or("-").to_owned();
             upgrade::splice(client, upstream, context, request_id);
             strip_hop_by_hop(resp.headers_mut(), !over_h2);
             if over_h2 {

@@ -15,7 +15,7 @@
 //! size) stop reading at [`HEADER_BACKSTOP`] more, with a bare 431, so an
 //! unfinished or huge header section costs a bounded amount of memory.
 //!
-//! Every request carries the connection's [`ConnContext`] (body read timeout,
+//! Every request is handed the connection's [`ConnContext`] (body read timeout,
 //! tunnel settings, the connection's slot under `max_connections`).
 
 use std::convert::Infallible;
@@ -25,6 +25,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -35,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::listener::Open;
 use crate::config::ServerConfig;
 use crate::http::activity::ConnActivity;
 use crate::http::connection::{ConnContext, ConnSlot};
@@ -59,7 +61,7 @@ pub struct ConnShared {
     pub(crate) tunnel_idle_timeout: Duration,
     pub(crate) max_header_size: usize,
     pub(crate) app: Arc<App>,
-    pub(crate) proxy: Proxy,
+    pub(crate) proxy: Arc<Proxy>,
 }
 
 /// How far past `max_header_size` hyper and h2 keep reading a header section
@@ -113,23 +115,25 @@ impl ConnShared {
             tunnel_idle_timeout: server.tunnel_idle_timeout,
             max_header_size: server.max_header_size,
             app,
-            proxy,
+            proxy: Arc::new(proxy),
         }
     }
 }
 
 /// Serve one accepted TCP connection until it closes. The permit is the
 /// connection's place under `max_connections`, released when this returns
-/// and every tunnel opened on the connection has closed.
+/// and every tunnel opened on the connection has closed; `_open` counts the
+/// connection among the open ones until this returns.
 pub async fn serve(
     shared: Arc<ConnShared>,
     tcp: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
+    _open: Open,
 ) {
     let slot = ConnSlot::new(permit);
-    let _open = shared.app.metrics.connection();
+    let _gauge = shared.app.metrics.connection();
     let tls =
         match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
@@ -155,19 +159,22 @@ pub async fn serve(
         slot,
         shutdown: shutdown.clone(),
     };
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
         let guard = conn_activity.begin();
-        req.extensions_mut().insert(context.clone());
-        let shared = Arc::clone(&for_requests);
+        let shared = &for_requests;
         // Boxed: hyper keeps a slot the size of the service's future for the
-        // connection's whole life; a box there is 16 bytes on an idle
+        // connection's whole life; a box there is a pointer on an idle
         // connection instead of the whole request path's state
-        // (docs/benchmarks.md, memory per idle connection).
-        let handle: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
-            let resp = shared.app.handle(req, peer, &shared.proxy).await;
-            Ok::<_, Infallible>(resp.map(|body| body.with_guard(guard)))
-        });
-        handle
+        // (docs/benchmarks.md, memory per idle connection). The handler's own
+        // future is what is boxed, with no async block around it: each level
+        // of wrapping would copy (and hold) the whole state once more.
+        let handling = Box::pin(shared.app.handle(
+            req,
+            peer,
+            Arc::clone(&shared.proxy),
+            context.clone(),
+        ));
+        handling.map(move |resp| Ok::<_, Infallible>(resp.map(|body| body.with_guard(guard))))
     });
 
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);

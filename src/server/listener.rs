@@ -3,7 +3,7 @@
 //! accepting so at most `max_connections` are open, and hands each socket to
 //! its own task, where the TLS handshake happens under a deadline.
 //!
-//! Each worker thread runs this loop on its own clone of the listening socket.
+//! Each worker thread runs this loop on its own listening socket (`listen.rs`).
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! requests and close, then wait until all have closed or the drain deadline passes.
 
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::conn::{self, ConnShared};
+use super::listen;
 
 /// Accept connections on `listener` until `stop` turns true. The permits are
 /// shared by every worker of the gateway: together they hold at most
@@ -49,13 +50,20 @@ pub async fn accept_until_stopped(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
+        if let Err(e) = listen::accepted(&tcp) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let counted = Open::count(&open);
-        let serve = conn::serve(Arc::clone(&shared), tcp, peer, stop.clone(), permit);
-        tokio::spawn(async move {
-            let _counted = counted;
-            serve.await
-        });
+        // Spawned as it is: an async block around it would hold a second
+        // copy of the connection's whole state (docs/benchmarks.md).
+        tokio::spawn(conn::serve(
+            Arc::clone(&shared),
+            tcp,
+            peer,
+            stop.clone(),
+            permit,
+            counted,
+        ));
     }
     // Stop accepting: this worker's handle on the socket closes now.
     drop(listener);
@@ -64,7 +72,7 @@ pub async fn accept_until_stopped(
 /// One accepted connection in `open` (what shutdown reports as
 /// `open_connections`), until its task ends. Permits alone over-count: each
 /// worker waiting in accept holds one.
-struct Open(Arc<AtomicUsize>);
+pub struct Open(Arc<AtomicUsize>);
 
 impl Open {
     fn count(open: &Arc<AtomicUsize>) -> Open {

@@ -1,5 +1,6 @@
 //! The worker threads: one per `server.workers`, each a current-thread
-//! runtime running the accept loop on a clone of the listener, with its own
+//! runtime running the accept loop on a listening socket of its own
+//! (`SO_REUSEPORT`, else a clone of the one socket: `listen.rs`), with its own
 //! upstream pool so a request and its upstream connection live on one thread.
 //! They run under the gateway's supervisor; a worker that cannot start is an
 //! error for the caller (passgate exits), never a gateway running with fewer.
@@ -14,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::ConnShared;
+use super::listen::worker_sockets;
 use super::listener::{accept_until_stopped, wait_drained};
 use crate::config::{ServerConfig, UpstreamConfig};
 use crate::proxy::Proxy;
@@ -42,15 +44,16 @@ pub struct Workers {
 impl Workers {
     /// Start `server.workers` threads on `listener` under `tasks`. Each stops
     /// accepting when `tasks` shuts down, then keeps its open connections
-    /// until they close or `server.shutdown_timeout` passes.
+    /// until they close or `server.shutdown_timeout` passes. A listener
+    /// bound with [`super::listen::bind`] gives each worker a socket of its own.
     pub async fn start(self, tasks: &Supervisor, listener: TcpListener) -> anyhow::Result<()> {
         let listener = listener
             .into_std()
             .context("cannot hand the listener to the workers")?;
-        for i in 0..self.server.workers {
-            let socket = listener
-                .try_clone()
-                .context("cannot clone the listener for a worker")?;
+        let (sockets, sharing) = worker_sockets(listener, self.server.workers)
+            .context("cannot give each worker a listening socket")?;
+        tracing::debug!(workers = self.server.workers, ?sharing, "workers accepting");
+        for (i, socket) in sockets.into_iter().enumerate() {
             let proxy = Proxy::new(UpstreamClient::with_roots(
                 &self.upstream,
                 self.roots.clone(),

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::Handler;
 use crate::http::body::ResponseBody;
+use crate::http::connection::ConnContext;
 use crate::proxy::Proxy;
 use crate::telemetry::metrics::Metrics;
 
@@ -44,14 +45,17 @@ impl App {
         self.live.store(Arc::new(handler));
     }
 
-    /// Answer one request from `peer` with the current handler.
-    pub async fn handle(
+    /// Answer one request from `peer` (on a connection with `context`) with
+    /// the current handler. The future is the handler's own: it owns what it
+    /// uses and is boxed by the server without another wrapper around it.
+    pub fn handle(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        proxy: &Proxy,
-    ) -> Response<ResponseBody> {
-        self.current().handle(req, peer, proxy).await
+        proxy: Arc<Proxy>,
+        context: ConnContext,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static + use<> {
+        Handler::handle(self.current(), req, peer, proxy, context)
     }
 }
 

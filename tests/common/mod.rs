@@ -410,7 +410,11 @@ impl Builder {
         let config_file = dir.path().join("passgate.toml");
         std::fs::write(&config_file, &text).unwrap();
         let reloader = gateway.reloader(config_file);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // As `passgate serve` binds: each worker gets a socket of its own
+        // (SO_REUSEPORT); tests/lifecycle.rs covers a plain listener.
+        let listener = passgate::server::listen::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin_listener.local_addr().unwrap();

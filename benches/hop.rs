@@ -1,0 +1,85 @@
+//! criterion benches of the per-request header work on the proxy path (issue
+//! 14, "the hop"): hop-by-hop stripping of a request and of an upstream's
+//! answer, the forwarding headers, a new request id and a new trace.
+//! The header sets are what the side-by-side bench sends and gets back
+//! (h2load / wrk through passgate to nginx).
+//!
+//!     cargo bench --bench hop
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+
+fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+/// A request as h2load sends it over HTTP/1.1.
+fn request() -> HeaderMap {
+    map(&[
+        ("host", "127.0.0.1:18445"),
+        ("user-agent", "h2load nghttp2/1.52.0"),
+        ("accept", "*/*"),
+    ])
+}
+
+/// nginx's answer, as the stand-in upstream sends it.
+fn response() -> HeaderMap {
+    map(&[
+        ("server", "nginx/1.22.1"),
+        ("date", "Mon, 30 Nov 2026 12:00:00 GMT"),
+        ("content-type", "application/octet-stream"),
+        ("content-length", "11"),
+        ("connection", "keep-alive"),
+    ])
+}
+
+fn headers(c: &mut Criterion) {
+    let req = request();
+    let resp = response();
+    let host = HeaderValue::from_static("127.0.0.1:18445");
+    let client: IpAddr = "127.0.0.1".parse().expect("ip");
+    c.bench_function("hop/strip_request", |b| {
+        b.iter(|| {
+            let mut h = req.clone();
+            passgate::http::headers::strip_request_hop_by_hop(&mut h, false);
+            black_box(h.len())
+        })
+    });
+    c.bench_function("hop/strip_response", |b| {
+        b.iter(|| {
+            let mut h = resp.clone();
+            passgate::http::headers::strip_hop_by_hop(&mut h, false);
+            black_box(h.len())
+        })
+    });
+    c.bench_function("hop/forwarded", |b| {
+        b.iter(|| {
+            let mut h = req.clone();
+            passgate::http::headers::add_forwarded(&mut h, black_box(client), Some(&host));
+            black_box(h.len())
+        })
+    });
+    c.bench_function("hop/request_id", |b| {
+        b.iter(passgate::http::headers::new_request_id)
+    });
+    let empty = HeaderMap::new();
+    c.bench_function("hop/trace_of_none", |b| {
+        b.iter(|| passgate::http::trace::TraceContext::of(black_box(&empty)))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = headers
+}
+criterion_main!(benches);

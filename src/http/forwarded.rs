@@ -1,0 +1,282 @@
+//! The headers that tell an upstream who the client was, written on every
+//! proxied request:
+//!
+//! - `X-Forwarded-For`: the client's address is appended to any list the client sent;
+//!   upstreams should trust only the right-most entry, which passgate wrote.
+//! - `X-Forwarded-Proto`: always `https` (passgate only listens on TLS); replaces the client's.
+//! - `X-Forwarded-Host`: the `Host` (or HTTP/2 `:authority`) the client asked for, once
+//!   [`super::host::check_host`] accepted it; replaces the client's.
+//! - `X-Real-IP`: the client's address as passgate determined it; replaces the client's
+//!   (written by the caller with [`ip_value`]).
+//! - `Forwarded` (RFC 7239): an element `for=...;proto=https;host=...` is appended,
+//!   keeping any elements the client sent, in the same spirit as `X-Forwarded-For`.
+//!
+//! This runs once per request, so each value is built in one buffer and
+//! handed to its header without another copy, and an address is written
+//! out by hand rather than through `fmt` (docs/benchmarks.md, the hop).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+
+/// Add the forwarding headers for a request from `client` that asked for `host`.
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
+    let ip = IpText::new(client);
+    let xff = match list_len(headers, &X_FORWARDED_FOR) {
+        0 => HeaderValue::from_bytes(ip.as_bytes()),
+        len => {
+            let mut value = Vec::with_capacity(len + 2 + ip.as_bytes().len());
+            push_list(&mut value, headers, &X_FORWARDED_FOR);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_maybe_shared(Bytes::from(value))
+        }
+    };
+    // The joined list of values that were valid already and an IP: always valid.
+    if let Ok(v) = xff {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+
+    let previous = list_len(headers, &FORWARDED);
+    let host_len = host.map_or(0, |h| h.len() + 8);
+    let mut element = Vec::with_capacity(previous + 2 + 28 + ip.as_bytes().len() + host_len);
+    if previous > 0 {
+        push_list(&mut element, headers, &FORWARDED);
+        element.extend_from_slice(b", ");
+    }
+    element.extend_from_slice(b"for=");
+    match client {
+        IpAddr::V4(_) => element.extend_from_slice(ip.as_bytes()),
+        IpAddr::V6(_) => {
+            element.extend_from_slice(b"\"[");
+            element.extend_from_slice(ip.as_bytes());
+            element.extend_from_slice(b"]\"");
+        }
+    }
+    element.extend_from_slice(b";proto=https");
+    match host {
+        Some(host) => {
+            headers.insert(&X_FORWARDED_HOST, host.clone());
+            let plain = host
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b));
+            if plain {
+                element.extend_from_slice(b";host=\"");
+                element.extend_from_slice(host.as_bytes());
+                element.push(b'"');
+            }
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(element)) {
+        headers.insert(&FORWARDED, v);
+    }
+}
+
+/// `ip` as a header value (`X-Real-IP`).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // Digits, dots, colons and hex: always a valid header value.
+    HeaderValue::from_bytes(IpText::new(ip).as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The length of every usable line of a list-valued header joined with `, `
+/// (a client may split the list over several lines); 0 when there is none.
+fn list_len(headers: &HeaderMap, name: &HeaderName) -> usize {
+    let mut len = 0;
+    for line in usable_lines(headers, name) {
+        len += line.len() + if len > 0 { 2 } else { 0 };
+    }
+    len
+}
+
+/// Append the lines [`list_len`] counted, joined with `, `.
+fn push_list(out: &mut Vec<u8>, headers: &HeaderMap, name: &HeaderName) {
+    for (i, line) in usable_lines(headers, name).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(line);
+    }
+}
+
+/// The lines of a header that are visible ASCII, trimmed, without empty ones.
+fn usable_lines<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter(|v| v.to_str().is_ok())
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|v| !v.is_empty())
+}
+
+/// An address written out on the stack: an IPv4 address digit by digit,
+/// an IPv6 one (rare on this path) through `fmt`.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut text = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            // The longest IPv6 text (an IPv4-mapped address) is 45 bytes.
+            IpAddr::V6(v6) => {
+                let _ = write!(text, "{v6}");
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.push(b);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap_or(http::header::WARNING),
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        h
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_replace() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil.example"),
+        ]);
+        let host = HeaderValue::from_static("api.example.com");
+        add_forwarded(&mut h, ip("192.0.2.1"), Some(&host));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.1;proto=https;host=\"api.example.com\""
+        );
+
+        let mut h = map(&[("x-forwarded-host", "evil.example")]);
+        add_forwarded(&mut h, ip("::1"), None);
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
+        assert!(h.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn lists_split_over_several_lines_are_kept_whole() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", " "),
+            ("x-forwarded-for", " 198.51.100.7 "),
+            ("forwarded", "for=203.0.113.9"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        add_forwarded(&mut h, IpAddr::from([192, 0, 2, 1]), None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, 192.0.2.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=198.51.100.7, for=192.0.2.1;proto=https"
+        );
+    }
+
+    #[test]
+    fn a_host_with_other_characters_stays_out_of_forwarded() {
+        let mut h = HeaderMap::new();
+        let host = HeaderValue::from_static("api.example.com:8443");
+        add_forwarded(&mut h, ip("10.0.0.1"), Some(&host));
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.1;proto=https;host=\"api.example.com:8443\""
+        );
+        let mut h = HeaderMap::new();
+        let odd = HeaderValue::from_static("a_b.example");
+        add_forwarded(&mut h, ip("10.0.0.1"), Some(&odd));
+        assert_eq!(h["x-forwarded-host"], "a_b.example");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=https");
+    }
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.200.7.30",
+            "::",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            let addr = ip(text);
+            assert_eq!(IpText::new(addr).as_bytes(), addr.to_string().as_bytes());
+            assert_eq!(ip_value(addr), addr.to_string().as_str());
+        }
+        for n in 0..=255u8 {
+            let addr = IpAddr::from([n, 255 - n, n / 3, 7]);
+            assert_eq!(IpText::new(addr).as_bytes(), addr.to_string().as_bytes());
+        }
+    }
+}
