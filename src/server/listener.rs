@@ -1,7 +1,7 @@
 //! The accept loop. It never dies on an accept error (it sleeps a second when
-//! the process is out of file descriptors), takes a connection permit before
-//! accepting so at most `max_connections` are open, and hands each socket to
-//! its own task, where the TLS handshake happens under a deadline.
+//! the process is out of file descriptors), takes a connection permit for each
+//! accepted socket so at most `max_connections` are served, and hands each
+//! socket to its own task, where the TLS handshake happens under a deadline.
 //!
 //! Each worker thread runs this loop on its own listening socket (`listen.rs`).
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
@@ -33,13 +33,13 @@ pub async fn accept_until_stopped(
         return;
     }
     loop {
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
+        // Accept first, then wait for a permit with the connection in hand.
+        // Each worker accepts on a socket of its own (`listen.rs`), and the
+        // kernel has already queued a connection on one of them: a worker
+        // that took the last permit before accepting would sit in accept on
+        // its own empty socket while the connection waits in another's
+        // queue, never served once the permit frees. So at most one accepted
+        // connection per worker waits here, beyond `max_connections`.
         let (tcp, peer) = tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -48,6 +48,16 @@ pub async fn accept_until_stopped(
                     accept_error(e).await;
                     continue;
                 }
+            },
+        };
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                _ = stop.changed() => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             },
         };
         if let Err(e) = listen::accepted(&tcp) {
@@ -70,8 +80,8 @@ pub async fn accept_until_stopped(
 }
 
 /// One accepted connection in `open` (what shutdown reports as
-/// `open_connections`), until its task ends. Permits alone over-count: each
-/// worker waiting in accept holds one.
+/// `open_connections`), until its task ends: the count shutdown reports,
+/// kept apart from the permits, which are the limit.
 pub struct Open(Arc<AtomicUsize>);
 
 impl Open {
