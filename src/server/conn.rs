@@ -23,22 +23,28 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::listener::Open;
+use super::park::{PARK_AFTER, ParkableIo, WAKE_READ};
 use crate::config::ServerConfig;
 use crate::http::activity::ConnActivity;
+use crate::http::body::ResponseBody;
 use crate::http::connection::{ConnContext, ConnSlot};
 use crate::proxy::Proxy;
 use crate::service::App;
@@ -178,8 +184,7 @@ pub async fn serve(
     });
 
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let io = TokioIo::new(tls);
-    let watcher = Watch {
+    let mut watcher = Watch {
         shared: &shared,
         peer,
         shutdown,
@@ -187,22 +192,78 @@ pub async fn serve(
     };
     match alpn.as_deref() {
         Some(b"h2") => {
-            let conn = shared.h2.serve_connection(io, service);
-            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
+            let conn = shared.h2.serve_connection(TokioIo::new(tls), service);
+            watcher
+                .run(pin!(conn), |c| c.graceful_shutdown(), None)
+                .await;
         }
-        Some(b"http/1.1") => {
-            let conn = shared.h1.serve_connection(io, service).with_upgrades();
-            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
-        }
+        Some(b"http/1.1") => serve_h1(&shared, tls, service, watcher).await,
         _ => {
-            let conn = shared.builder.serve_connection_with_upgrades(io, service);
-            watcher.run(pin!(conn), |c| c.graceful_shutdown()).await;
+            let conn = shared
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service);
+            watcher
+                .run(pin!(conn), |c| c.graceful_shutdown(), None)
+                .await;
         }
     }
 }
 
+/// Serve an HTTP/1.1 connection, parking it whenever it has been idle for
+/// [`PARK_AFTER`] (`park.rs`): hyper's connection, with its buffers, is
+/// closed and a new one started on the same socket when the client speaks again.
+async fn serve_h1<S>(
+    shared: &ConnShared,
+    tls: TlsStream<TcpStream>,
+    mut service: S,
+    mut watcher: Watch<'_>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody> + Send + Unpin + 'static,
+    S::Future: Send + Unpin + 'static,
+{
+    let mut io = ParkableIo::new(tls);
+    loop {
+        let parking = io.switch();
+        // Boxed, so that a parked connection gives back hyper's state too.
+        let mut conn = Box::pin(
+            shared
+                .h1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
+        let ended = watcher
+            .run(conn.as_mut(), |c| c.graceful_shutdown(), Some(&parking))
+            .await;
+        // `None` once upgraded: the tunnel has the socket.
+        let parts = match ended {
+            Ended::Parked => Pin::into_inner(conn).into_parts(),
+            Ended::Closed => None,
+        };
+        let Some(parts) = parts else { return };
+        io = parts.io.into_inner();
+        service = parts.service;
+        let first = match parts.read_buf.is_empty() {
+            // Bytes hyper had read and not parsed: the next request's start.
+            false => parts.read_buf,
+            true => match watcher.parked(&mut io).await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        io.resume(first);
+    }
+}
+
+/// How hyper's connection ended under [`Watch::run`].
+enum Ended {
+    /// Closed, by either side, or upgraded.
+    Closed,
+    /// Shut down to park, with the socket kept open.
+    Parked,
+}
+
 /// What watches a connection while hyper serves it: shutdown, the first
-/// request's deadline, the idle timeout.
+/// request's deadline, the idle timeout, and parking.
 struct Watch<'a> {
     shared: &'a ConnShared,
     peer: SocketAddr,
@@ -211,8 +272,15 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Drive `conn` until it ends; `graceful` starts its graceful close.
-    async fn run<C, E>(mut self, mut conn: Pin<&mut C>, graceful: fn(Pin<&mut C>))
+    /// Drive `conn` until it ends; `graceful` starts its graceful close. With
+    /// `park`, the connection is closed to park once idle for [`PARK_AFTER`],
+    /// the switch turned on first so the socket stays open.
+    async fn run<C, E>(
+        &mut self,
+        mut conn: Pin<&mut C>,
+        graceful: fn(Pin<&mut C>),
+        park: Option<&AtomicBool>,
+    ) -> Ended
     where
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
@@ -223,15 +291,21 @@ impl Watch<'_> {
         if closing {
             graceful(conn.as_mut());
         }
+        let mut parking = false;
         let mut check_at = Instant::now() + idle_timeout;
+        let mut park_at = park.map(|_| Instant::now() + PARK_AFTER);
         let mut first_request_by = activity.first_request_deadline(shared.header_read_timeout);
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    return;
+                    return match result {
+                        Ok(()) if parking => Ended::Parked,
+                        Ok(()) => Ended::Closed,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            Ended::Closed
+                        }
+                    };
                 }
                 changed = self.shutdown.changed(), if !closing => {
                     if changed.is_err() || *self.shutdown.borrow() {
@@ -243,7 +317,24 @@ impl Watch<'_> {
                     first_request_by = None;
                     if activity.first_request_deadline(shared.header_read_timeout).is_some() {
                         tracing::debug!(%peer, "no request headers within header_read_timeout");
-                        return;
+                        return Ended::Closed;
+                    }
+                }
+                _ = sleep_until_some(park_at), if !closing => {
+                    let now = Instant::now();
+                    let begun = activity.first_request_deadline(Duration::ZERO).is_none();
+                    match activity.idle_deadline(PARK_AFTER) {
+                        Some(at) if at <= now && begun => {
+                            if let Some(switch) = park {
+                                switch.store(true, Ordering::Release);
+                            }
+                            parking = true;
+                            closing = true;
+                            park_at = None;
+                            graceful(conn.as_mut());
+                        }
+                        Some(at) if at > now => park_at = Some(at),
+                        _ => park_at = Some(now + PARK_AFTER),
                     }
                 }
                 _ = tokio::time::sleep_until(check_at), if !closing => {
@@ -260,7 +351,42 @@ impl Watch<'_> {
             }
         }
     }
+
+    /// Wait on a parked connection for the client's next bytes, holding no
+    /// buffer but [`WAKE_READ`] bytes in this future. `Some(bytes read)` to
+    /// resume; `None` when the client has gone, or the connection is closed
+    /// for being idle for `idle_timeout` or for the gateway's shutdown.
+    async fn parked<T>(&mut self, io: &mut ParkableIo<T>) -> Option<Bytes>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle_at = self
+            .activity
+            .idle_deadline(self.shared.idle_timeout)
+            .unwrap_or_else(Instant::now);
+        let mut wake = [0u8; WAKE_READ];
+        let _parked = self.shared.app.metrics.parked();
+        if !*self.shutdown.borrow() {
+            tokio::select! {
+                read = io.get_mut().read(&mut wake) => return match read {
+                    Ok(n) if n > 0 => Some(Bytes::copy_from_slice(&wake[..n])),
+                    _ => None,
+                },
+                _ = self.shutdown.changed() => {}
+                _ = tokio::time::sleep_until(idle_at) => {
+                    tracing::debug!(peer = %self.peer, "closing idle connection");
+                }
+            }
+        }
+        // Closed as hyper closes an idle connection: TLS close_notify, then FIN.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.get_mut().shutdown()).await;
+        None
+    }
 }
+
+/// The longest a parked connection's close waits for the client to take its
+/// last bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sleep until `at`, or forever without one.
 async fn sleep_until_some(at: Option<Instant>) {

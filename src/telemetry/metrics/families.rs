@@ -69,6 +69,7 @@ pub(super) struct Families {
     pub rate_limited: Family<RouteLabel, Counter>,
     pub unavailable: Family<RouteLabel, Counter>,
     pub connections: Gauge,
+    pub parked: Gauge,
     pub tls_failures: Family<ReasonLabel, Counter>,
     pub token_requests: Family<TokenLabels, Counter>,
     pub script_duration: Family<ScriptLabels, LatencyHistogram>,
@@ -86,6 +87,7 @@ impl Families {
             rate_limited: Family::default(),
             unavailable: Family::default(),
             connections: Gauge::default(),
+            parked: Gauge::default(),
             tls_failures: Family::default(),
             token_requests: Family::default(),
             script_duration: Family::default(),
@@ -126,6 +128,11 @@ impl Families {
             "connections_active",
             "Client connections open (TLS handshake done or under way)",
             f.connections.clone(),
+        );
+        r.register(
+            "connections_parked",
+            "Idle HTTP/1.1 client connections holding no HTTP buffers",
+            f.parked.clone(),
         );
         r.register(
             "tls_handshake_failures",

@@ -137,6 +137,20 @@ impl Metrics {
         })
     }
 
+    /// An idle connection parked (`server/park.rs`); the gauge goes down
+    /// when the guard drops, as the connection resumes or closes.
+    pub fn parked(&self) -> Option<ConnectionGuard> {
+        self.enabled.then(|| {
+            self.f.parked.inc();
+            ConnectionGuard(self.f.parked.clone())
+        })
+    }
+
+    /// Idle connections parked now.
+    pub fn connections_parked(&self) -> i64 {
+        self.f.parked.get()
+    }
+
     /// A TLS handshake failed (`timeout` when it ran out of time).
     pub fn tls_handshake_failed(&self, timeout: bool) {
         if self.enabled {

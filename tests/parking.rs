@@ -1,0 +1,207 @@
+//! Idle HTTP/1.1 connections are parked (`server/park.rs`): after 500 ms
+//! without a request, hyper's connection and its buffers are given back and
+//! the socket waits alone; the client's next bytes start a new one. The
+//! client must see one ordinary keep-alive connection throughout: requests
+//! after a park, a request split across the park, pipelined requests, a
+//! WebSocket after a park, the idle timeout and shutdown while parked.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout};
+
+/// Longer than passgate's park delay (500 ms), with room for a busy machine.
+const PARKED: Duration = Duration::from_millis(900);
+
+const GET: &[u8] = b"GET /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// Read one HTTP/1.1 response (head and `content-length` body) from `io`;
+/// its head.
+async fn read_response<T: AsyncRead + Unpin>(io: &mut T) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = timeout(Duration::from_secs(5), io.read(&mut byte))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8(got).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    io.read_exact(&mut body).await.unwrap();
+    head
+}
+
+async fn parked_count(gw: &TestGateway) -> f64 {
+    let (_, text) = admin_text(gw.admin_addr, "/metrics").await;
+    metric_value(&text, "passgate_connections_parked")
+}
+
+async fn gateway(server: &str) -> (Upstream, TestGateway) {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::builder()
+        .server(server)
+        .public_route("/public/", &upstream.url)
+        .start()
+        .await;
+    (upstream, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_serves_the_next_request() {
+    init_logs();
+    let (upstream, gw) = gateway("idle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    for round in 0..3 {
+        tls.write_all(GET).await.unwrap();
+        let head = read_response(&mut tls).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
+        tokio::time::sleep(PARKED).await;
+        assert_eq!(parked_count(&gw).await, 1.0, "round {round}: not parked");
+    }
+    assert_eq!(upstream.requests().len(), 3);
+    // The client's next bytes take it out of the park.
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    assert_eq!(parked_count(&gw).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_split_across_the_park_is_whole() {
+    let (upstream, gw) = gateway("idle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    assert_eq!(parked_count(&gw).await, 1.0);
+    // Longer than the 64 bytes read while parked, sent in three pieces.
+    let request = b"POST /public/count-body HTTP/1.1\r\nHost: localhost\r\nX-Long: \
+        aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\
+        Content-Length: 5\r\n\r\nhello";
+    let (a, rest) = request.split_at(3);
+    let (b, c) = rest.split_at(80);
+    for piece in [a, b, c] {
+        tls.write_all(piece).await.unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(upstream.last().path, "/public/count-body");
+    let seen = upstream.bodies();
+    assert_eq!(seen.last().map(|b| (b.len, b.complete)), Some((5, true)));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_survive_a_park() {
+    let (upstream, gw) = gateway("idle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    // Two whole requests and the start of a third in one write; the third's
+    // end after another park.
+    let mut burst = [GET, GET].concat();
+    burst.extend_from_slice(b"GET /public/third HTTP/1.1\r\nHo");
+    tls.write_all(&burst).await.unwrap();
+    read_response(&mut tls).await;
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    tls.write_all(b"st: localhost\r\n\r\n").await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(upstream.requests().len(), 4);
+    assert_eq!(upstream.last().path, "/public/third");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_closes_at_the_idle_timeout() {
+    let (_upstream, gw) = gateway("idle_timeout = \"1500ms\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    let idle_from = Instant::now();
+    let mut rest = Vec::new();
+    // TLS close_notify, then EOF.
+    timeout(Duration::from_secs(5), tls.read_to_end(&mut rest))
+        .await
+        .expect("closed within the idle timeout")
+        .unwrap();
+    let waited = idle_from.elapsed();
+    assert!(rest.is_empty());
+    assert!(waited >= Duration::from_millis(1300), "{waited:?}");
+    assert_eq!(parked_count(&gw).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_parked_connections_at_once() {
+    let (_upstream, mut gw) = gateway("idle_timeout = \"60s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    assert_eq!(parked_count(&gw).await, 1.0);
+    let started = Instant::now();
+    let stopping = gw.begin_shutdown();
+    let mut rest = Vec::new();
+    timeout(Duration::from_secs(5), tls.read_to_end(&mut rest))
+        .await
+        .expect("closed at shutdown")
+        .unwrap();
+    timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("drained")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_opens_on_a_parked_connection() {
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (_upstream, gw) = gateway("idle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    assert_eq!(parked_count(&gw).await, 1.0);
+    let url = format!("wss://127.0.0.1:{}/public/ws", gw.addr.port());
+    let (mut ws, resp) = timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::client_async(url, tls),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("handshake failed");
+    assert_eq!(resp.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(Message::text("after the park")).await.unwrap();
+    let echoed = timeout(Duration::from_secs(5), ws.next()).await.unwrap();
+    assert!(
+        matches!(&echoed, Some(Ok(Message::Text(t))) if t.as_str() == "after the park"),
+        "{echoed:?}"
+    );
+    gw.shutdown().await;
+}
