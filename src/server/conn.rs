@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -142,7 +142,10 @@ pub async fn serve(
     let _gauge = shared.app.metrics.connection();
     let tls =
         match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
+            // Boxed: each move of the stream (into hyper, back out when
+            // parking) would otherwise cost the connection's task another
+            // slot of its size (docs/benchmarks.md).
+            Ok(Ok(tls)) => Box::new(tls),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
                 shared.app.metrics.tls_handshake_failed(false);
@@ -192,18 +195,22 @@ pub async fn serve(
     };
     match alpn.as_deref() {
         Some(b"h2") => {
-            let conn = shared.h2.serve_connection(TokioIo::new(tls), service);
+            // Boxed, like HTTP/1.1's: the task's own allocation is sized
+            // by its largest state, which every connection pays for.
+            let mut conn = Box::pin(shared.h2.serve_connection(TokioIo::new(tls), service));
             watcher
-                .run(pin!(conn), |c| c.graceful_shutdown(), None)
+                .run(conn.as_mut(), |c| c.graceful_shutdown(), None)
                 .await;
         }
         Some(b"http/1.1") => serve_h1(&shared, tls, service, watcher).await,
         _ => {
-            let conn = shared
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let mut conn = Box::pin(
+                shared
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service),
+            );
             watcher
-                .run(pin!(conn), |c| c.graceful_shutdown(), None)
+                .run(conn.as_mut(), |c| c.graceful_shutdown(), None)
                 .await;
         }
     }
@@ -214,7 +221,7 @@ pub async fn serve(
 /// closed and a new one started on the same socket when the client speaks again.
 async fn serve_h1<S>(
     shared: &ConnShared,
-    tls: TlsStream<TcpStream>,
+    tls: Box<TlsStream<TcpStream>>,
     mut service: S,
     mut watcher: Watch<'_>,
 ) where
@@ -242,13 +249,20 @@ async fn serve_h1<S>(
         let Some(parts) = parts else { return };
         io = parts.io.into_inner();
         service = parts.service;
-        let first = match parts.read_buf.is_empty() {
-            // Bytes hyper had read and not parsed: the next request's start.
-            false => parts.read_buf,
-            true => match watcher.parked(&mut io).await {
-                Some(first) => first,
-                None => return,
-            },
+        // hyper's read buffer, even empty, still holds its whole allocation:
+        // it must not live on while parked.
+        let unread = parts.read_buf;
+        let first = match unread.is_empty() {
+            // Bytes hyper had read and not parsed: the next request's start,
+            // copied out of that allocation.
+            false => Bytes::copy_from_slice(&unread),
+            true => {
+                drop(unread);
+                match watcher.parked(&mut io).await {
+                    Some(first) => first,
+                    None => return,
+                }
+            }
         };
         io.resume(first);
     }

@@ -85,6 +85,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for ParkableIo<T> {
             let n = this.first.len().min(buf.remaining());
             buf.put_slice(&this.first[..n]);
             this.first.advance(n);
+            if this.first.is_empty() {
+                // Read: let its allocation go.
+                this.first = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
