@@ -205,3 +205,38 @@ async fn a_websocket_opens_on_a_parked_connection() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_alpn_is_parked_too() {
+    // No ALPN: passgate tells HTTP/1.1 from HTTP/2 by the first bytes, then
+    // serves and parks the connection as any HTTP/1.1 one.
+    let (upstream, gw) = gateway("idle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[]).await;
+    tls.write_all(GET).await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tokio::time::sleep(PARKED).await;
+    assert_eq!(parked_count(&gw).await, 1.0);
+    // A request whose first bytes come one at a time, before and after a park.
+    tls.write_all(b"G").await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tls.write_all(&GET[1..]).await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(upstream.requests().len(), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_without_alpn_is_closed_at_the_header_deadline() {
+    let (_upstream, gw) = gateway("header_read_timeout = \"400ms\"").await;
+    let mut tls = gw.tls_connect(&[]).await;
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = timeout(Duration::from_secs(5), tls.read_to_end(&mut rest))
+        .await
+        .expect("closed at the header deadline");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    gw.shutdown().await;
+}

@@ -1,14 +1,14 @@
 //! One client connection, from TCP socket to closed: TLS handshake under a
-//! deadline, HTTP/1.1 or HTTP/2 as ALPN chose (hyper-util's auto builder when
-//! the client negotiated nothing; upgrades allowed),
-//! a deadline for the first request's headers, an idle timeout, and a
-//! graceful close when the gateway shuts down.
+//! deadline, HTTP/1.1 or HTTP/2 as ALPN chose (by the first bytes when the
+//! client negotiated nothing: HTTP/2's preface or not; upgrades allowed),
+//! a deadline for the first request's headers, an idle timeout, parking an
+//! idle HTTP/1.1 connection (`park.rs`), and a graceful close when the
+//! gateway shuts down.
 //!
-//! hyper starts its HTTP/1.1 `header_read_timeout` only once hyper-util has
-//! told HTTP/1.1 from HTTP/2 by the first bytes, and HTTP/2 has no such
-//! timeout: a client that sends nothing (or only the HTTP/2 preface) would
-//! wait out the idle timeout. So the first request must begin within
-//! `header_read_timeout` of the handshake, on both protocols.
+//! HTTP/2 has no header read timeout of its own: a client that sends nothing
+//! (or only the HTTP/2 preface) would wait out the idle timeout. So the first
+//! request must begin within `header_read_timeout` of the handshake, on both
+//! protocols.
 //!
 //! Header size: passgate itself answers a JSON 431 past `max_header_size`
 //! (`http::request_head`); hyper (HTTP/1.1 read buffer) and h2 (header list
@@ -32,7 +32,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -52,12 +51,9 @@ use crate::service::App;
 /// What every connection of a listener shares.
 pub struct ConnShared {
     pub(crate) acceptor: TlsAcceptor,
-    /// For a client that negotiated no protocol by ALPN: tells HTTP/1.1 from
-    /// HTTP/2 by the first bytes.
-    pub(crate) builder: auto::Builder<TokioExecutor>,
-    /// ALPN `http/1.1` and `h2`: the same settings, without the 24-byte
-    /// look-ahead `auto` hands back to hyper, which doubles hyper's HTTP/1.1
-    /// read buffer to 16 KiB on every connection (docs/benchmarks.md).
+    /// hyper's own builders rather than hyper-util's `auto`, whose 24-byte
+    /// look-ahead, handed back to hyper, doubled hyper's HTTP/1.1 read
+    /// buffer to 16 KiB on every connection (docs/benchmarks.md).
     pub(crate) h1: http1::Builder,
     pub(crate) h2: http2::Builder<TokioExecutor>,
     pub(crate) handshake_timeout: Duration,
@@ -81,7 +77,7 @@ impl ConnShared {
     /// The HTTP settings from `[server]`.
     pub fn new(acceptor: TlsAcceptor, server: &ServerConfig, app: Arc<App>, proxy: Proxy) -> Self {
         let backstop = server.max_header_size.saturating_add(HEADER_BACKSTOP);
-        // One list of settings for `auto`'s builders and hyper's own.
+        // One list of settings per protocol.
         macro_rules! h1_settings {
             ($b:expr) => {
                 $b.timer(TokioTimer::new())
@@ -102,16 +98,12 @@ impl ConnShared {
                     .max_header_list_size(u32::try_from(backstop).unwrap_or(u32::MAX))
             };
         }
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        h1_settings!(builder.http1());
-        h2_settings!(builder.http2());
         let mut h1 = http1::Builder::new();
         h1_settings!(h1);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2_settings!(h2);
         Self {
             acceptor,
-            builder,
             h1,
             h2,
             handshake_timeout: server.tls_handshake_timeout,
@@ -187,32 +179,36 @@ pub async fn serve(
     });
 
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let mut io = ParkableIo::new(tls);
     let mut watcher = Watch {
         shared: &shared,
         peer,
         shutdown,
         activity: &activity,
     };
-    match alpn.as_deref() {
-        Some(b"h2") => {
+    let h2 = match alpn.as_deref() {
+        Some(b"h2") => true,
+        Some(b"http/1.1") => false,
+        // No protocol by ALPN: the first bytes tell, and are read again by
+        // hyper (`ParkableIo::resume`).
+        _ => match watcher.preface(&mut io).await {
+            Some((h2, first)) => {
+                io.resume(first);
+                h2
+            }
+            None => return,
+        },
+    };
+    match h2 {
+        true => {
             // Boxed, like HTTP/1.1's: the task's own allocation is sized
             // by its largest state, which every connection pays for.
-            let mut conn = Box::pin(shared.h2.serve_connection(TokioIo::new(tls), service));
+            let mut conn = Box::pin(shared.h2.serve_connection(TokioIo::new(io), service));
             watcher
                 .run(conn.as_mut(), |c| c.graceful_shutdown(), None)
                 .await;
         }
-        Some(b"http/1.1") => serve_h1(&shared, tls, service, watcher).await,
-        _ => {
-            let mut conn = Box::pin(
-                shared
-                    .builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service),
-            );
-            watcher
-                .run(conn.as_mut(), |c| c.graceful_shutdown(), None)
-                .await;
-        }
+        false => serve_h1(&shared, io, service, watcher).await,
     }
 }
 
@@ -221,14 +217,13 @@ pub async fn serve(
 /// closed and a new one started on the same socket when the client speaks again.
 async fn serve_h1<S>(
     shared: &ConnShared,
-    tls: Box<TlsStream<TcpStream>>,
+    mut io: ParkableIo<Box<TlsStream<TcpStream>>>,
     mut service: S,
     mut watcher: Watch<'_>,
 ) where
     S: hyper::service::HttpService<Incoming, ResBody = ResponseBody> + Send + Unpin + 'static,
     S::Future: Send + Unpin + 'static,
 {
-    let mut io = ParkableIo::new(tls);
     loop {
         let parking = io.switch();
         // Boxed, so that a parked connection gives back hyper's state too.
@@ -366,6 +361,40 @@ impl Watch<'_> {
         }
     }
 
+    /// For a client that negotiated no protocol by ALPN: read until the first
+    /// bytes are HTTP/2's connection preface or cannot be (one read, for
+    /// HTTP/1.1). `(HTTP/2 or not, the bytes read)`; `None` when the client
+    /// sent nothing within `header_read_timeout`, closed, or the gateway is
+    /// shutting down.
+    async fn preface<T: AsyncRead + Unpin>(&mut self, io: &mut T) -> Option<(bool, Bytes)> {
+        let mut seen = [0u8; PREFACE.len()];
+        let mut n = 0;
+        let reading = async {
+            loop {
+                match io.read(&mut seen[n..]).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(read) => n += read,
+                }
+                if seen[..n] != PREFACE[..n] {
+                    return Some(false);
+                }
+                if n == PREFACE.len() {
+                    return Some(true);
+                }
+            }
+        };
+        let deadline = Instant::now() + self.shared.header_read_timeout;
+        let h2 = tokio::select! {
+            h2 = reading => h2?,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(peer = %self.peer, "no request headers within header_read_timeout");
+                return None;
+            }
+            _ = self.shutdown.wait_for(|stop| *stop) => return None,
+        };
+        Some((h2, Bytes::copy_from_slice(&seen[..n])))
+    }
+
     /// Wait on a parked connection for the client's next bytes, holding no
     /// buffer but [`WAKE_READ`] bytes in this future. `Some(bytes read)` to
     /// resume; `None` when the client has gone, or the connection is closed
@@ -397,6 +426,10 @@ impl Watch<'_> {
         None
     }
 }
+
+/// HTTP/2's connection preface (RFC 9113, section 3.4), which a client that
+/// negotiated nothing by ALPN sends first when it speaks HTTP/2.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The longest a parked connection's close waits for the client to take its
 /// last bytes.

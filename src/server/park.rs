@@ -81,17 +81,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for ParkableIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.first.is_empty() {
-            let n = this.first.len().min(buf.remaining());
-            buf.put_slice(&this.first[..n]);
-            this.first.advance(n);
-            if this.first.is_empty() {
-                // Read: let its allocation go.
-                this.first = Bytes::new();
-            }
-            return Poll::Ready(Ok(()));
+        if this.first.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        let n = this.first.len().min(buf.remaining());
+        buf.put_slice(&this.first[..n]);
+        this.first.advance(n);
+        if this.first.is_empty() {
+            // Read: let its allocation go.
+            this.first = Bytes::new();
+            // And what has arrived since, in the same read: hyper then sees
+            // a whole request at once, rather than reading a second time and
+            // growing its buffer for it. Whatever this read finds (nothing
+            // yet, an error) is found again by the next one.
+            if buf.remaining() > 0 {
+                let _ = Pin::new(&mut this.io).poll_read(cx, buf);
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -144,6 +151,17 @@ mod tests {
         let mut got = vec![0u8; 17];
         io.read_exact(&mut got).await.unwrap();
         assert_eq!(got, b"GET /x HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn what_follows_the_first_bytes_comes_in_the_same_read() {
+        let (near, mut far) = duplex(64);
+        let mut io = ParkableIo::new(near);
+        io.resume(Bytes::from_static(b"GET "));
+        far.write_all(b"/x HTTP/1.1\r\n").await.unwrap();
+        let mut got = [0u8; 32];
+        assert_eq!(io.read(&mut got).await.unwrap(), 17);
+        assert_eq!(&got[..17], b"GET /x HTTP/1.1\r\n");
     }
 
     #[tokio::test]

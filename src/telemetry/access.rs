@@ -132,6 +132,12 @@ impl Drop for AccessGuard {
     }
 }
 
+/// While lines keep coming, the writer looks for them this often instead of
+/// being woken for each one: a wake-up per line (a futex call by the request's
+/// thread, a context switch for the writer's) cost more than the line itself
+/// (docs/benchmarks.md, the access log). At most this long a delay for a line.
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+
 fn write_lines<W: Write>(
     lines: Receiver<Msg>,
     out: W,
@@ -142,27 +148,33 @@ fn write_lines<W: Write>(
     let mut reported = 0;
     let mut last_warning = Instant::now();
     loop {
-        let msg = match lines.recv_timeout(warn_every) {
+        // Idle: sleep until a line comes (or it is time to warn).
+        let first = match lines.recv_timeout(warn_every) {
             Ok(msg) => Some(msg),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut next = msg;
-        // Write everything queued, then flush once.
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(line) => {
-                    let _ = out.write_all(&line);
+        // Busy: write what is queued, then look again every POLL_EVERY
+        // until a look finds nothing.
+        let mut next = first;
+        while next.is_some() {
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Line(line) => {
+                        let _ = out.write_all(&line);
+                    }
+                    Msg::Stop(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                        return;
+                    }
                 }
-                Msg::Stop(done) => {
-                    let _ = out.flush();
-                    let _ = done.send(());
-                    return;
-                }
+                next = lines.try_recv().ok();
             }
+            let _ = out.flush();
+            std::thread::sleep(POLL_EVERY);
             next = lines.try_recv().ok();
         }
-        let _ = out.flush();
         let total = dropped.get();
         if total > reported && last_warning.elapsed() >= warn_every {
             tracing::warn!(

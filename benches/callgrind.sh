@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Instructions per proxied request on passgate's plain hop, counted by callgrind:
+# unlike a timed run, the count repeats on a busy machine (same binary, same
+# inputs), so it compares two builds fairly. Loopback only.
+#
+#   cargo build --release --example echo-upstream
+#   benches/callgrind.sh                       # target/release/passgate, HTTP/1.1
+#   BIN=/path/to/other/passgate PROTO=h2 benches/callgrind.sh
+#
+# Two runs under callgrind, each starting, serving requests on 4 keep-alive
+# connections (h2load) and stopping: one with N/5 requests, one with N. Their
+# difference over the 4N/5 requests between is what one request costs, with
+# start-up, the TLS handshakes and shutdown taken out. The larger run's
+# profile stays in $OUT (callgrind_annotate reads it).
+# Needs valgrind and h2load (Debian: valgrind, nghttp2-client).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/passgate}
+ECHO=${ECHO:-target/release/examples/echo-upstream}
+N=${N:-2000}
+PROTO=${PROTO:-h1}
+OUT=${OUT:-target/callgrind}
+PORT=${PORT:-18460}
+UP_PORT=${UP_PORT:-18461}
+ADMIN_PORT=${ADMIN_PORT:-18462}
+for tool in valgrind h2load; do
+  command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 1; }
+done
+[[ -x $BIN && -x $ECHO ]] || { echo "callgrind.sh: build $BIN and $ECHO first" >&2; exit 1; }
+mkdir -p "$OUT"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$ECHO" "127.0.0.1:$UP_PORT" >/dev/null 2>&1 &
+pids+=($!)
+cat >"$work/passgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PORT"
+admin_listen = "127.0.0.1:$ADMIN_PORT"
+tls_cert = "$work/tls.pem"
+tls_key = "$work/tls-key.pem"
+dev_certificate = true
+workers = 1
+
+[log]
+access = false
+
+[[routes]]
+prefix = "/plain/"
+upstream = "http://127.0.0.1:$UP_PORT"
+public = true
+TOML
+
+# The total instruction count of one run under callgrind, serving $1 requests.
+count() {
+  local requests=$1 file=$OUT/callgrind.$PROTO.$1.out
+  rm -f "$file"
+  valgrind --tool=callgrind --callgrind-out-file="$file" \
+    "$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 &
+  local pg=$!
+  for _ in $(seq 1 600); do
+    grep -q "passgate listening" "$work/serve.log" && break
+    sleep 0.1
+  done
+  grep -q "passgate listening" "$work/serve.log" || { cat "$work/serve.log" >&2; exit 1; }
+  if ((requests > 0)); then
+    local flags=()
+    [[ $PROTO == h1 ]] && flags+=(--h1)
+    h2load "${flags[@]}" -n "$requests" -c 4 -t 1 "https://127.0.0.1:$PORT/plain/items" \
+      | grep -E "^requests:|status codes:" >&2
+  fi
+  kill -TERM "$pg"
+  wait "$pg" || true
+  awk '/^summary:|^totals:/ {print $2; exit}' "$file"
+}
+
+# Once outside callgrind, so that both counted runs find the dev certificate made.
+"$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 &
+first=$!
+for _ in $(seq 1 100); do grep -q "passgate listening" "$work/serve.log" && break; sleep 0.1; done
+kill -TERM "$first"; wait "$first" || true
+
+few=$((N / 5))
+small=$(count "$few")
+large=$(count "$N")
+echo "$PROTO: $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
+# The functions that account for the difference (self cost, per request).
+top() { callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null; }
+python3 - "$((N - few))" <(top "$OUT/callgrind.$PROTO.$few.out") <(top "$OUT/callgrind.$PROTO.$N.out") <<'PY'
+import re, sys
+def costs(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*?):(.*?)(?: \[.*\])?$", line)
+        if m and "PROGRAM TOTALS" not in line:
+            out[m.group(3)] = out.get(m.group(3), 0) + int(m.group(1).replace(",", ""))
+    return out
+requests = int(sys.argv[1])
+small, large = costs(sys.argv[2]), costs(sys.argv[3])
+diff = {f: large.get(f, 0) - small.get(f, 0) for f in large}
+total = sum(v for v in diff.values() if v > 0)
+print("top functions by instructions per request (self):")
+for name, v in sorted(diff.items(), key=lambda kv: -kv[1])[:20]:
+    print(f"{v / requests:9.0f}  {100 * v / total:5.1f}%  {name[:110]}")
+PY
