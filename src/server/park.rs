@@ -138,6 +138,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ParkableIo<T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::*;
