@@ -39,6 +39,12 @@ async fn serving_runs_every_task_under_the_supervisor_and_shutdown_leaves_none()
         .get("/public/x")
         .await;
     assert_eq!(reply.status, 200);
+    // The first worker serves while the second may still be starting: the
+    // supervisor counts a worker once its thread is up.
+    let started = std::time::Instant::now();
+    while tasks.running() < 7 && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(tasks.running(), 7, "the loops and two worker threads");
 
     stop.send(()).unwrap();

@@ -15,8 +15,31 @@ pub enum Credential<'a> {
     Malformed(&'static str),
 }
 
-fn is_b64token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+/// Whether `b` may appear in a b64token (RFC 6750 §2.1): a letter, a digit,
+/// or one of `-._~+/`. Written without branches (`|` on `bool`s, ranges by
+/// wrapping subtraction) so that [`all_b64token`] compiles to vector compares.
+fn is_b64token_byte(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
+
+/// Whether every byte of `bytes` may appear in a b64token. A token is
+/// hundreds of bytes, checked on every request to a protected route: 32
+/// bytes at a time, with no branch inside a chunk (docs/benchmarks.md, the hop).
+fn all_b64token(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(32);
+    for chunk in &mut chunks {
+        if !chunk.iter().fold(true, |ok, &b| ok & is_b64token_byte(b)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| is_b64token_byte(b))
 }
 
 /// Find the bearer token in `headers`.
@@ -28,22 +51,38 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     if values.next().is_some() {
         return Credential::Malformed("more than one Authorization header");
     }
-    let Ok(text) = value.to_str() else {
-        return Credential::Malformed("the Authorization header is not ASCII");
+    const NOT_ASCII: Credential<'static> =
+        Credential::Malformed("the Authorization header is not ASCII");
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
     };
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Credential::Missing;
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return match value.to_str() {
+            Ok(_) => Credential::Missing,
+            Err(_) => NOT_ASCII,
+        };
     }
-    let token = rest.trim_start_matches(' ');
-    let body = token.trim_end_matches('=');
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
     if token.is_empty() {
         return Credential::Malformed("the Bearer credential is empty");
     }
-    if body.is_empty() || !body.bytes().all(is_b64token_char) {
-        return Credential::Malformed("the Bearer credential is not a single token");
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    if body.is_empty() || !all_b64token(body) {
+        // Any byte outside visible ASCII is in the token: say so first.
+        return match value.to_str() {
+            Ok(_) => Credential::Malformed("the Bearer credential is not a single token"),
+            Err(_) => NOT_ASCII,
+        };
     }
-    Credential::Token(token)
+    // b64token bytes and '=' only: ASCII.
+    match std::str::from_utf8(token) {
+        Ok(token) => Credential::Token(token),
+        Err(_) => NOT_ASCII,
+    }
 }
 
 #[cfg(test)]
@@ -60,6 +99,22 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn b64token_bytes_are_the_rfcs() {
+        let rfc = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        for b in 0..=255u8 {
+            assert_eq!(is_b64token_byte(b), rfc(b), "byte {b:#04x}");
+        }
+        // Every position of a long token is checked, in a chunk or after.
+        let token = vec![b'a'; 100];
+        assert!(all_b64token(&token));
+        for at in [0, 31, 32, 63, 95, 96, 99] {
+            let mut bad = token.clone();
+            bad[at] = b' ';
+            assert!(!all_b64token(&bad), "a space at {at}");
+        }
     }
 
     #[test]
@@ -91,6 +146,20 @@ mod tests {
                 &["Bearer a,b"],
                 Credential::Malformed("the Bearer credential is not a single token"),
             ),
+            (&["Bearer abc=="], Credential::Token("abc==")),
+            (
+                &["Bearer =="],
+                Credential::Malformed("the Bearer credential is not a single token"),
+            ),
+            (
+                &["Bearer abcé"],
+                Credential::Malformed("the Authorization header is not ASCII"),
+            ),
+            (
+                &["Basic é"],
+                Credential::Malformed("the Authorization header is not ASCII"),
+            ),
+            (&["Bearer\ta"], Credential::Missing),
         ];
         for (values, want) in cases {
             assert_eq!(&credential(&with(values)), want, "{values:?}");
