@@ -373,6 +373,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_emergency_rotation_in_the_same_second_signs() {
+        // `keys rotate`, then `keys rotate --now`, both within the second the
+        // first key was made: the emergency key must be the one that signs.
+        let (_dir, source) = folder();
+        let now = 5_000;
+        source
+            .add_signing_key(new_key(Algorithm::ES256, now, now).unwrap())
+            .await
+            .unwrap();
+        let later = crate::tokens::key_source::rotate(&source, Algorithm::ES256, now, false)
+            .await
+            .unwrap();
+        let urgent = crate::tokens::key_source::rotate(&source, Algorithm::ES256, now, true)
+            .await
+            .unwrap();
+        let got = source.signing_keys().await.unwrap();
+        // Strictly newer each time, so no store's tie-break (PostgreSQL
+        // orders equal ages by kid) can put an older key after it.
+        assert!(
+            got.windows(2).all(|w| w[0].created_at < w[1].created_at),
+            "{:?}",
+            got.iter().map(|k| k.created_at).collect::<Vec<_>>()
+        );
+        let ring = KeyRing::build(&got, None).unwrap();
+        assert_eq!(ring.signer(now).kid, urgent.kid);
+        assert_eq!(
+            ring.signer(later.signs_from).kid,
+            urgent.kid,
+            "the newest whose time has come"
+        );
+    }
+
+    #[tokio::test]
     async fn a_bad_file_is_named() {
         let (dir, source) = folder();
         let keys = dir.path().join("signing");

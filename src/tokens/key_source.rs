@@ -185,7 +185,21 @@ pub async fn rotate(
     } else {
         now.saturating_add(delay)
     };
-    let key = run_blocking(move || new_key(alg, now, signs_from))
+    // Newest by `created_at` (whole seconds) is what signs among keys whose
+    // time has come: a key made in the same second as the newest must still
+    // sort after it, or `rotate` then `rotate --now` within a second would
+    // leave the older key signing.
+    let newest = source
+        .signing_keys()
+        .await?
+        .iter()
+        .map(|k| k.created_at)
+        .max();
+    let created_at = match newest {
+        Some(newest) if newest >= now => newest.saturating_add(1),
+        _ => now,
+    };
+    let key = run_blocking(move || new_key(alg, created_at, signs_from))
         .await
         .map_err(KeySourceError::Task)??;
     let rotated = Rotated {

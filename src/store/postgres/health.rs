@@ -69,6 +69,14 @@ impl Health {
         }
     }
 
+    /// True while the database is known to be down.
+    pub fn is_down(&self) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// `None` while reachable; else since when and why not.
     pub fn unavailable(&self) -> Option<String> {
         let down = self.down.lock().unwrap_or_else(|p| p.into_inner());

@@ -138,7 +138,16 @@ impl PgStore {
     /// `Unavailable` while the database is known to be down.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.health.admit()?;
-        let got = self.pool.get().await.map_err(pool);
+        let mut got = self.pool.get().await.map_err(pool);
+        // While the database is known to be down, a connection handed out by
+        // the pool may have outlived it by a moment (fast recycling does not
+        // ask the database): only the database's answer ends an outage.
+        if self.health.is_down()
+            && let Ok(client) = &got
+            && let Err(e) = client.simple_query("").await
+        {
+            got = Err(pg(e));
+        }
         self.health.record(&got);
         got
     }
