@@ -5,6 +5,7 @@ pub mod conn;
 pub mod listen;
 pub mod listener;
 pub mod park;
+mod watch;
 pub mod workers;
 
 // The TLS helpers and the connection's activity moved below the server

@@ -4,8 +4,9 @@
 //! hyper's HTTP/1.1 connection holds an 8 KiB read buffer and an 8 KiB buffer
 //! for response heads for as long as it lives, and offers no way to release
 //! them while idle. So once a keep-alive connection has been idle for
-//! [`PARK_AFTER`], `conn.rs` closes hyper's side of it gracefully (hyper has
-//! nothing in flight, so nothing is cut short) with the socket kept open
+//! [`PARK_AFTER`] (`watch.rs` decides), `conn.rs` closes hyper's side of it
+//! gracefully (hyper has nothing in flight, so nothing is cut short) with
+//! the socket kept open
 //! ([`ParkableIo`]), takes the socket back, and waits for the client's next
 //! bytes with nothing but the TLS session held. The first bytes that arrive
 //! start a new hyper connection on the same socket, with those bytes
