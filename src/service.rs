@@ -90,6 +90,18 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// An answer on `route`: forwarded (`upstream` names where) or refused
+    /// by the route's own checks (`None`).
+    fn routed(resp: Response<ResponseBody>, route: &Arc<Route>, upstream: Option<String>) -> Self {
+        Self {
+            resp,
+            route: "-",
+            route_prefix: Some(Arc::clone(&route.prefix_label)),
+            upstream,
+            matched: Some(Arc::clone(route)),
+        }
+    }
+
     fn local(resp: Response<ResponseBody>, route: &'static str) -> Self {
         Self {
             resp,
@@ -244,7 +256,6 @@ impl Handler {
             return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
         };
         let config = &route.config;
-        let prefix: Arc<str> = Arc::clone(&route.prefix_label);
 
         // Only a WebSocket is forwarded (an HTTP/1.1 upgrade, or HTTP/2's
         // extended CONNECT); any other upgrade is a plain request.
@@ -270,13 +281,7 @@ impl Handler {
                     false => e.into_response(self.gate.realm()),
                 };
                 let resp = refuse_unread(resp, parts.version, body);
-                return Outcome {
-                    resp,
-                    route: "-",
-                    route_prefix: Some(prefix),
-                    upstream: None,
-                    matched: Some(Arc::clone(route)),
-                };
+                return Outcome::routed(resp, route, None);
             }
         };
         // The route's rate limit counts the consumer the token names.
@@ -287,13 +292,7 @@ impl Handler {
             Ok(admitted) => admitted,
             Err(refused) => {
                 let resp = route.ops.refusal(refused);
-                return Outcome {
-                    resp: refuse_unread(resp, parts.version, body),
-                    route: "-",
-                    route_prefix: Some(prefix),
-                    upstream: None,
-                    matched: Some(Arc::clone(route)),
-                };
+                return Outcome::routed(refuse_unread(resp, parts.version, body), route, None);
             }
         };
         // Only after the token: a protected route's limit is nobody else's business.
@@ -305,13 +304,7 @@ impl Handler {
                 parts.version,
                 body,
             );
-            return Outcome {
-                resp,
-                route: "-",
-                route_prefix: Some(prefix),
-                upstream: None,
-                matched: Some(Arc::clone(route)),
-            };
+            return Outcome::routed(resp, route, None);
         }
         add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
         parts.headers.insert(&X_REAL_IP, ip_value(client_ip));
@@ -323,15 +316,9 @@ impl Handler {
             Ok(pq) => pq,
             Err(e) => {
                 let e = ProxyError::from(e);
-                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %prefix, error = %ErrorChain(&e), "forwarding failed");
+                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
                 let resp = refuse_unread(e.into_response(), parts.version, body);
-                return Outcome {
-                    resp,
-                    route: "-",
-                    route_prefix: Some(prefix),
-                    upstream: None,
-                    matched: Some(Arc::clone(route)),
-                };
+                return Outcome::routed(resp, route, None);
             }
         };
         let out = Outgoing {
@@ -353,20 +340,14 @@ impl Handler {
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %prefix, error = %ErrorChain(&e), "forwarding failed");
+                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
                 e.into_response()
             }
         };
         if let Some(admitted) = admitted {
             route.ops.rate_headers(admitted, resp.headers_mut());
         }
-        Outcome {
-            resp,
-            route: "-",
-            route_prefix: Some(prefix),
-            upstream,
-            matched: Some(Arc::clone(route)),
-        }
+        Outcome::routed(resp, route, upstream)
     }
 }
 
