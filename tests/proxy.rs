@@ -815,3 +815,102 @@ async fn every_alpn_choice_is_served() {
         assert_eq!(json["path"], "/public/alpn", "alpn {alpn:?}, h2 {h2}");
     }
 }
+
+// === the upstream connection pool ===
+
+/// An HTTP/1.1 upstream answering each request head with `reply`, counting
+/// the connections it accepts; with `close_each`, it closes every connection
+/// after one answer, without saying so.
+async fn counting_upstream(
+    reply: &'static str,
+    close_each: bool,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut buf, mut seen) = (vec![0u8; 8192], Vec::new());
+                loop {
+                    let n = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if socket.write_all(reply.as_bytes()).await.is_err() || close_each {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upstream_connection_serves_one_request_after_another() {
+    use std::sync::atomic::Ordering;
+    let chunked =
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    let sized = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabcde";
+    let empty = "HTTP/1.1 204 No Content\r\n\r\n";
+    for (what, reply) in [("chunked", chunked), ("sized", sized), ("empty", empty)] {
+        let (url, accepted) = counting_upstream(reply, false).await;
+        let gw = TestGateway::builder()
+            .server("workers = 1")
+            .toml(&route("/pool/", &url, ""))
+            .start()
+            .await;
+        for proto in BOTH {
+            let client = gw.client(proto);
+            for _ in 0..5 {
+                let reply = client.get("/pool/x").await;
+                if what == "empty" {
+                    assert_eq!(reply.status, 204, "{what} {proto:?}");
+                } else {
+                    assert_eq!(reply.status, 200, "{what} {proto:?}");
+                    assert_eq!(reply.body, "abcde", "{what} {proto:?}");
+                }
+            }
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "{what}: ten requests one after another need one upstream connection"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_closing_idle_connections_fails_no_request() {
+    use std::sync::atomic::Ordering;
+    let (url, accepted) =
+        counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+    let gw = TestGateway::builder()
+        .server("workers = 1")
+        .toml(&route("/pool/", &url, ""))
+        .start()
+        .await;
+    for proto in BOTH {
+        let client = gw.client(proto);
+        for i in 0..4 {
+            let reply = client.get("/pool/x").await;
+            assert_eq!(
+                reply.status, 200,
+                "request {i} over {proto:?}: {:?}",
+                reply.body
+            );
+            assert_eq!(reply.body, "ok");
+            // Let the upstream's close arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 8);
+}

@@ -149,10 +149,24 @@ impl Body for RequestBody {
     }
 }
 
-#[derive(Debug)]
+/// A streamed body passgate does not name here (the upstream pool's, which
+/// drives its connection as it is read).
+pub type DynBody = Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>;
+
 enum Kind {
     Upstream(Incoming),
+    Dyn(DynBody),
     Full(Option<Bytes>),
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Upstream(body) => f.debug_tuple("Upstream").field(body).finish(),
+            Kind::Dyn(_) => f.write_str("Dyn"),
+            Kind::Full(bytes) => f.debug_tuple("Full").field(bytes).finish(),
+        }
+    }
 }
 
 /// A response body: streamed from an upstream, or a small one passgate wrote.
@@ -167,6 +181,14 @@ impl ResponseBody {
     pub fn upstream(body: Incoming) -> Self {
         Self {
             kind: Kind::Upstream(body),
+            guard: None,
+        }
+    }
+
+    /// An upstream's body of another type, streamed.
+    pub fn streamed(body: impl Body<Data = Bytes, Error = hyper::Error> + Send + 'static) -> Self {
+        Self {
+            kind: Kind::Dyn(Box::pin(body)),
             guard: None,
         }
     }
@@ -206,6 +228,7 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.kind {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Dyn(body) => body.as_mut().poll_frame(cx),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         };
         if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = polled {
@@ -217,6 +240,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Dyn(body) => body.is_end_stream(),
             Kind::Full(bytes) => bytes.is_none(),
         }
     }
@@ -224,6 +248,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Upstream(body) => body.size_hint(),
+            Kind::Dyn(body) => body.size_hint(),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

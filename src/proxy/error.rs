@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use hyper_util::client::legacy::Error as ClientError;
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{Fault, close_connection, gateway_error};
+
+/// What an upstream client reported, kept for the log's `source` chain.
+pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,8 @@
 //! retries a body-less request on another upstream when the first refused the
 //! connection, and strips hop-by-hop headers from the response.
 
-use std::error::Error as StdError;
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use http::header::{HOST, HeaderValue, TE};
@@ -22,6 +20,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::UpstreamClient;
 use super::error::ProxyError;
+use super::failure::{Failure, classify};
 use super::upgrade;
 use super::websocket_h2::{self, ExtendedConnect};
 use crate::config::{HostHeader, RouteConfig, UpstreamTarget};
@@ -33,6 +32,7 @@ use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::RouteMetrics;
 use crate::upstream::Balancer;
 use crate::upstream::health::Health;
+use crate::upstream::http1::PooledBody;
 
 /// A request ready to go upstream, headers already cleaned.
 pub struct Outgoing {
@@ -153,7 +153,13 @@ impl Proxy {
         let mut head = parts;
         loop {
             let target = balancer.target(index);
-            let uri = match upstream_uri(target, &path_and_query) {
+            let client =
+                self.client
+                    .for_protocol(route.upstream_protocol, target, upgrade.is_some());
+            // HTTP/1.1 without an upgrade goes through passgate's own pool,
+            // which takes the origin-form URI; the rest through hyper-util's.
+            let own_pool = upgrade.is_none() && self.client.is_http1_only(client);
+            let uri = match upstream_uri(target, &path_and_query, own_pool) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
             };
@@ -165,20 +171,25 @@ impl Proxy {
             {
                 req.headers_mut().insert(HOST, v);
             }
-
-            let client =
-                self.client
-                    .for_protocol(route.upstream_protocol, target, upgrade.is_some());
             if self.client.is_http1_only(client) {
                 req.headers_mut().remove(TE);
             }
             let sent_at = tokio::time::Instant::now();
-            let sent = within_response_timeout(
-                client.request(req),
-                &progress,
-                self.client.response_timeout,
-            )
-            .await;
+            let timeout = self.client.response_timeout;
+            let sent = if own_pool {
+                if !req.headers().contains_key(HOST)
+                    && let Ok(v) = HeaderValue::from_str(&default_host(target))
+                {
+                    req.headers_mut().insert(HOST, v);
+                }
+                within_response_timeout(self.client.http1.send(target, req), &progress, timeout)
+                    .await
+                    .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
+            } else {
+                within_response_timeout(client.request(req), &progress, timeout)
+                    .await
+                    .map(|r| r.map(Answer::Legacy).map_err(Failure::from))
+            };
             let label = Some(target.url.clone());
             if let (Some(m), Some(Ok(_))) = (metrics, &sent) {
                 m.upstream_time(sent_at.elapsed());
@@ -187,9 +198,15 @@ impl Proxy {
                 Some(Ok(resp)) => Ok(resp),
                 None => Err(ProxyError::ResponseTimeout {
                     upstream: target.url.clone(),
-                    timeout: self.client.response_timeout,
+                    timeout,
                 }),
-                Some(Err(e)) => Err(self.classify(e, target, exceeded.as_ref(), &progress)),
+                Some(Err(e)) => Err(classify(
+                    e,
+                    self.client.connect_timeout,
+                    target,
+                    exceeded.as_ref(),
+                    &progress,
+                )),
             };
             if let (Some(m), Err(e)) = (metrics, &result)
                 && let Some(kind) = e.failure_kind()
@@ -197,7 +214,8 @@ impl Proxy {
                 m.upstream_failure(kind);
             }
             match result {
-                Ok(resp) => {
+                Ok(Answer::Pooled(resp)) => return (finish_pooled(resp, &target.url), label),
+                Ok(Answer::Legacy(resp)) => {
                     let upgrade = upgrade.take();
                     return (
                         finish(resp, upgrade, &target.url, request_id, over_h2),
@@ -224,50 +242,26 @@ impl Proxy {
             }
         }
     }
+}
 
-    fn classify(
-        &self,
-        e: hyper_util::client::legacy::Error,
-        target: &UpstreamTarget,
-        exceeded: Option<&(u64, Arc<AtomicBool>)>,
-        progress: &Progress,
-    ) -> ProxyError {
-        if progress.timed_out() {
-            return ProxyError::ClientBodyTimeout;
-        }
-        if let Some((limit, flag)) = exceeded
-            && flag.load(Ordering::Acquire)
-        {
-            return ProxyError::BodyTooLarge(*limit);
-        }
-        let upstream = target.url.clone();
-        if e.is_connect() {
-            if source_chain(&e).any(|s| {
-                s.downcast_ref::<io::Error>()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
-            }) {
-                return ProxyError::ConnectTimeout {
-                    upstream,
-                    timeout: self.client.connect_timeout,
-                    source: e,
-                };
-            }
-            return ProxyError::Connect {
-                upstream,
-                source: e,
-            };
-        }
-        // A failure reading the client's body surfaces as a user body error.
-        if source_chain(&e).any(|s| {
-            s.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_user())
-        }) {
-            return ProxyError::ClientBody(e);
-        }
-        ProxyError::Upstream {
-            upstream,
-            source: e,
-        }
+/// An upstream's answer, from either pool.
+enum Answer {
+    Pooled(Response<PooledBody>),
+    Legacy(Response<Incoming>),
+}
+
+/// The `Host` hyper-util would write: the upstream's authority, without the
+/// port when it is the scheme's default.
+fn default_host(target: &UpstreamTarget) -> std::borrow::Cow<'_, str> {
+    let authority = &target.authority;
+    let default_port = if target.scheme == http::uri::Scheme::HTTPS {
+        443
+    } else {
+        80
+    };
+    match authority.port_u16() {
+        Some(port) if port == default_port => authority.host().into(),
+        _ => authority.as_str().into(),
     }
 }
 
@@ -295,17 +289,6 @@ async fn within_response_timeout<F: Future>(
     }
 }
 
-fn source_chain<'a>(
-    e: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    let mut next = Some(e);
-    std::iter::from_fn(move || {
-        let current = next?;
-        next = current.source();
-        Some(current)
-    })
-}
-
 /// The path and query an upstream gets, before its base path: the request's
 /// own (sharing its bytes) when the route leaves the path as the client sent
 /// it, else `path` (normalised, the prefix stripped) with the client's query.
@@ -322,11 +305,18 @@ pub fn upstream_path_and_query(uri: &Uri, path: &str) -> Result<PathAndQuery, ht
     Ok(PathAndQuery::try_from(pq)?)
 }
 
-/// `scheme://authority` + the upstream's base path + the request's path and query.
-fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
+/// The upstream's base path + the request's path and query, after
+/// `scheme://authority` unless `origin_form`.
+fn upstream_uri(
+    target: &UpstreamTarget,
+    path_and_query: &PathAndQuery,
+    origin_form: bool,
+) -> Result<Uri, ProxyError> {
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(target.scheme.clone());
-    parts.authority = Some(target.authority.clone());
+    if !origin_form {
+        parts.scheme = Some(target.scheme.clone());
+        parts.authority = Some(target.authority.clone());
+    }
     parts.path_and_query = Some(if target.base_path.is_empty() {
         path_and_query.clone()
     } else {
@@ -334,6 +324,23 @@ fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Resul
             .map_err(http::Error::from)?
     });
     Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
+}
+
+/// A response from passgate's own pool, cleaned for the client. Such a
+/// request asked for no upgrade, so a `101` is refused; dropping the
+/// response closes the connection.
+fn finish_pooled(
+    mut resp: Response<PooledBody>,
+    upstream: &str,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::SwitchedProtocols {
+            upstream: upstream.to_string(),
+            reason: "switched protocols on a request that asked for no WebSocket",
+        });
+    }
+    strip_hop_by_hop(resp.headers_mut(), false);
+    Ok(resp.map(ResponseBody::streamed))
 }
 
 /// The upstream's response, cleaned for the client. A `101` is accepted only

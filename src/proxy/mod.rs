@@ -1,9 +1,10 @@
-//! Forwarding to upstreams: one pooled client for every route (hyper-util's
-//! legacy client, rustls for `https` upstreams), round-robin balancing with
+//! Forwarding to upstreams: pooled clients for every route (passgate's own
+//! HTTP/1.1 pool, hyper-util's for the rest, rustls for `https` upstreams), round-robin balancing with
 //! passive health, deadlines mapped to 502/504, and WebSocket pass-through
 //! (HTTP/1.1 upgrades, and HTTP/2 extended CONNECT in `websocket_h2.rs`).
 
 pub mod error;
+mod failure;
 pub mod forward;
 mod upgrade;
 pub mod websocket_h2;

@@ -4,6 +4,9 @@
 //! and a connect deadline. The response deadline is applied per request in
 //! `forward.rs`, since the client has none of its own.
 //!
+//! Forwarded requests that go over HTTP/1.1 use passgate's own pool instead
+//! (`http1.rs`); the hyper-util pools below serve the rest.
+//!
 //! Three pools share the settings, one per way of choosing the HTTP version
 //! ([`UpstreamClient::for_protocol`]): HTTP/1.1 only, HTTP/2 where `https`'s
 //! ALPN picks it (`upstream_protocol = "auto"`), and HTTP/2 only (`h2c://`
@@ -19,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 
+use super::http1::Http1Pool;
 use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTarget};
 use crate::http::body::RequestBody;
 
@@ -34,6 +38,9 @@ pub struct UpstreamClient {
     pub alpn: HttpsClient,
     /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge in cleartext.
     pub http2: HttpsClient,
+    /// passgate's own HTTP/1.1 pool, for forwarded requests that go over
+    /// HTTP/1.1 and are no WebSocket (the `client` pool's share of the traffic).
+    pub http1: Http1Pool,
     /// Deadline for connecting.
     pub connect_timeout: Duration,
     /// Deadline for the response headers.
@@ -79,7 +86,7 @@ impl UpstreamClient {
                 .with_root_certificates(RootCertStore::empty())
                 .with_no_client_auth(),
         };
-        let pool = |versions: Versions| {
+        let connector = |versions: Versions| {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
             http.set_nodelay(true);
@@ -88,11 +95,13 @@ impl UpstreamClient {
             let https = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls.clone())
                 .https_or_http();
-            let https = match versions {
+            match versions {
                 Versions::Http1 => https.enable_http1().wrap_connector(http),
                 Versions::Alpn => https.enable_http1().enable_http2().wrap_connector(http),
                 Versions::Http2 => https.enable_http2().wrap_connector(http),
-            };
+            }
+        };
+        let pool = |versions: Versions| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
                 .pool_timer(TokioTimer::new())
@@ -100,9 +109,14 @@ impl UpstreamClient {
                 .pool_idle_timeout(config.pool_idle_timeout)
                 .pool_max_idle_per_host(config.pool_max_idle_per_host)
                 .http2_only(versions == Versions::Http2);
-            builder.build(https)
+            builder.build(connector(versions))
         };
         Self {
+            http1: Http1Pool::new(
+                connector(Versions::Http1),
+                config.pool_max_idle_per_host,
+                config.pool_idle_timeout,
+            ),
             client: pool(Versions::Http1),
             alpn: pool(Versions::Alpn),
             http2: pool(Versions::Http2),
