@@ -59,11 +59,11 @@ fn fixture() -> Fixture {
             alg,
             jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign"),
         ));
-        verify.push(VerifyKey {
-            kid: Some(key.kid.clone()),
+        verify.push(VerifyKey::new(
+            Some(key.kid.clone()),
             alg,
-            key: key.decoding.clone(),
-        });
+            key.decoding.clone(),
+        ));
     }
     let mut issuers = Issuers::default();
     issuers.insert(IssuerKeys::fixed(ISS.into(), KeySet::new(verify)));
@@ -276,11 +276,11 @@ fn sessions(c: &mut Criterion) {
         let mut issuers = Issuers::default();
         issuers.insert(IssuerKeys::fixed(
             ISS.into(),
-            KeySet::new([VerifyKey {
-                kid: Some(key.kid.clone()),
-                alg: Algorithm::ES256,
-                key: key.decoding.clone(),
-            }]),
+            KeySet::new([VerifyKey::new(
+                Some(key.kid.clone()),
+                Algorithm::ES256,
+                key.decoding.clone(),
+            )]),
         ));
         Gate::new(&gate_config(), issuers, clock::system(), revocations)
     };

@@ -212,3 +212,40 @@ async fn a_key_that_does_not_load_refuses_the_reload_and_the_keys_held_keep_serv
     assert_eq!(api_status(&c, &before).await, 200);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_without_a_reload_is_withdrawn_at_the_next_refresh() {
+    let (gw, _up) = start(passgate::clock::system()).await;
+    let c = gw.client(Proto::H1);
+    let old_token = token(&c).await;
+    let old = kid(&old_token);
+    let (new, _) = rotate(&gw, true).await;
+    until_published(&c, &new).await;
+    // Checked once: the old key's token is now in the verified-token cache.
+    assert_eq!(api_status(&c, &old_token).await, 200);
+    assert_eq!(api_status(&c, &old_token).await, 200);
+
+    // Remove the old key's file and wait for the gateway's own refresh (no
+    // reload, which would start a fresh cache): the cached token is refused.
+    let signing = gw.dir.path().join("signing");
+    let old_file = std::fs::read_dir(&signing)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .min()
+        .unwrap();
+    std::fs::remove_file(old_file).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while jwks_kids(&c).await.contains(&old) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{old} never withdrawn"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(api_status(&c, &old_token).await, 401);
+    let fresh = token(&c).await;
+    assert_eq!(kid(&fresh), new);
+    assert_eq!(api_status(&c, &fresh).await, 200);
+    gw.shutdown().await;
+}

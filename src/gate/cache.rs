@@ -24,6 +24,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 use super::claims::{Claims, IdentityHeaders};
+use super::keys::VerifyKey;
 
 /// A verified token's claims and the headers derived from them.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Verified {
     /// `X-Auth-*` values.
     pub identity: IdentityHeaders,
     bytes: u64,
+    /// The key that verified the token, when known: once it is withdrawn,
+    /// the entry no longer counts.
+    key: Option<Arc<VerifyKey>>,
 }
 
 impl Verified {
@@ -45,7 +49,19 @@ impl Verified {
             claims,
             identity,
             bytes,
+            key: None,
         }
+    }
+
+    /// The same, verified by `key`.
+    pub fn by_key(mut self, key: Arc<VerifyKey>) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// True while the key that verified the token is still published.
+    fn key_current(&self) -> bool {
+        self.key.as_ref().is_none_or(|k| !k.is_withdrawn())
     }
 }
 
@@ -154,7 +170,7 @@ impl TokenCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if now > hit.claims.exp.saturating_add(self.leeway) {
+        if now > hit.claims.exp.saturating_add(self.leeway) || !hit.key_current() {
             self.map.remove(token);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -226,6 +242,22 @@ mod tests {
         assert!(cache.get("t1", 1_031).is_none());
         assert!(cache.is_empty());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn an_entry_whose_key_was_withdrawn_is_gone() {
+        let jwk = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k"}]}"#;
+        let allowed = [jsonwebtoken::Algorithm::ES256];
+        let (set, _) = super::super::keys::KeySet::from_jwks(jwk.as_bytes(), &allowed)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = set.find(Some("k"), "ES256").unwrap_or_else(|| panic!("k"));
+        let cache = TokenCache::new(10, 1 << 20, 0);
+        let entry = Arc::try_unwrap(verified(1_000)).unwrap_or_else(|_| panic!("shared"));
+        cache.insert("t", Arc::new(entry.by_key(key)), 0);
+        assert!(cache.get("t", 0).is_some());
+        set.withdraw_missing_from(&super::super::keys::KeySet::default());
+        assert!(cache.get("t", 0).is_none());
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -96,8 +96,18 @@ impl IssuerKeys {
 
     /// Use `keys` from now on (a remote issuer's fetch, passgate's own
     /// ring after a rotation). Requests under way keep the set they read.
+    /// A key the new set no longer holds is withdrawn: tokens it verified
+    /// leave the verified-token cache when next used, and are refused.
     pub fn replace(&self, keys: KeySet) {
-        self.keys.store(Arc::new(keys));
+        let old = self.keys.swap(Arc::new(keys));
+        let withdrawn = old.withdraw_missing_from(&self.current());
+        if withdrawn > 0 {
+            tracing::info!(
+                issuer = %self.issuer,
+                withdrawn,
+                "keys withdrawn: tokens they signed are refused from now on"
+            );
+        }
     }
 
     /// The key for a token header; an unknown `kid` of a remote issuer triggers

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
@@ -24,6 +25,26 @@ pub struct VerifyKey {
     pub alg: Algorithm,
     /// The key.
     pub key: DecodingKey,
+    /// Set once the issuer's key set no longer holds this key: tokens it
+    /// verified are taken out of the verified-token cache when next used.
+    withdrawn: AtomicBool,
+}
+
+impl VerifyKey {
+    /// A key for `alg`, named `kid` when its source names it.
+    pub fn new(kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Self {
+        Self {
+            kid,
+            alg,
+            key,
+            withdrawn: AtomicBool::new(false),
+        }
+    }
+
+    /// True once the issuer stopped publishing this key.
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::Acquire)
+    }
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -75,6 +96,26 @@ impl KeySet {
             .cloned()
     }
 
+    /// Mark withdrawn every key of this set that `newer`, which replaces
+    /// it, no longer holds (by `kid` and algorithm); returns how many. Keys
+    /// without a `kid` cannot be told apart across two fetches, so each is
+    /// counted withdrawn when its set is replaced: tokens they verified are
+    /// verified again once.
+    pub fn withdraw_missing_from(&self, newer: &KeySet) -> usize {
+        let mut withdrawn = 0;
+        let gone = self.by_kid.iter().filter(|(kid, key)| {
+            newer
+                .by_kid
+                .get(kid.as_str())
+                .is_none_or(|kept| kept.alg != key.alg)
+        });
+        for key in gone.map(|(_, key)| key).chain(&self.unnamed) {
+            key.withdrawn.store(true, Ordering::Release);
+            withdrawn += 1;
+        }
+        withdrawn
+    }
+
     /// How many keys there are.
     pub fn len(&self) -> usize {
         self.by_kid.len() + self.unnamed.len()
@@ -118,11 +159,7 @@ impl KeySet {
                 let alg = pick(family).ok_or_else(|| {
                     "the key's algorithm family is not in `algorithms`".to_string()
                 })?;
-                return Ok(KeySet::new([VerifyKey {
-                    kid: None,
-                    alg,
-                    key,
-                }]));
+                return Ok(KeySet::new([VerifyKey::new(None, alg, key)]));
             }
         }
         Err("not a PEM public key (RSA, EC or Ed25519)".into())
@@ -173,11 +210,7 @@ fn verify_key(jwk: &Jwk, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
         ));
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))?;
-    Ok(VerifyKey {
-        kid: jwk.common.key_id.clone(),
-        alg,
-        key,
-    })
+    Ok(VerifyKey::new(jwk.common.key_id.clone(), alg, key))
 }
 
 #[cfg(test)]
@@ -200,6 +233,30 @@ mod tests {
             .unwrap_or_else(|| panic!("no key"));
         assert_eq!(key.alg, Algorithm::ES256);
         assert!(set.find(Some("hmac"), "HS256").is_none());
+    }
+
+    #[test]
+    fn a_replacing_set_withdraws_what_it_no_longer_holds() {
+        let second = EC_JWK.replace(r#""kid":"ec1""#, r#""kid":"ec2""#);
+        let doc = format!(r#"{{"keys":[{EC_JWK},{second}]}}"#);
+        let (old, _) = KeySet::from_jwks(doc.as_bytes(), &[Algorithm::ES256])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (new, _) = KeySet::from_jwks(
+            format!(r#"{{"keys":[{EC_JWK}]}}"#).as_bytes(),
+            &[Algorithm::ES256],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let kept = old
+            .find(Some("ec1"), "ES256")
+            .unwrap_or_else(|| panic!("ec1"));
+        let gone = old
+            .find(Some("ec2"), "ES256")
+            .unwrap_or_else(|| panic!("ec2"));
+        assert_eq!(old.withdraw_missing_from(&new), 1);
+        assert!(gone.is_withdrawn());
+        assert!(!kept.is_withdrawn());
+        // The same set again withdraws nothing.
+        assert_eq!(new.withdraw_missing_from(&new), 0);
     }
 
     #[test]

@@ -171,8 +171,8 @@ impl Gate {
         let verified = match self.cache.get(token, now) {
             Some(hit) => hit,
             None => {
-                let claims = verify::verify(token, &self.issuers, now, self.leeway).await?;
-                let verified = Arc::new(Verified::new(claims, token.len()));
+                let (claims, key) = verify::verify(token, &self.issuers, now, self.leeway).await?;
+                let verified = Arc::new(Verified::new(claims, token.len()).by_key(key));
                 self.cache.insert(token, Arc::clone(&verified), now);
                 verified
             }

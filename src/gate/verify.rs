@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::claims::{Claims, ClaimsError};
 use super::issuers::Issuers;
-use super::keys::alg_name;
+use std::sync::Arc;
+
+use super::keys::{VerifyKey, alg_name};
 use super::typ::Accepted;
 use crate::config::jwa::PUBLIC_KEY_ALGORITHMS;
 
@@ -78,7 +80,7 @@ pub async fn verify(
     issuers: &Issuers,
     now: i64,
     leeway: i64,
-) -> Result<Claims, TokenProblem> {
+) -> Result<(Claims, Arc<VerifyKey>), TokenProblem> {
     let mut parts = token.split('.');
     let (Some(h64), Some(p64), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -148,5 +150,5 @@ pub async fn verify(
     {
         return Err(TokenProblem::NotYetValid);
     }
-    Ok(claims)
+    Ok((claims, key))
 }

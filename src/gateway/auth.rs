@@ -309,11 +309,11 @@ pub fn key_source(
 
 /// The gate's view of passgate's own keys: every key of the ring.
 fn own_key_set(ring: &KeyRing) -> KeySet {
-    KeySet::new(ring.keys().iter().map(|k| VerifyKey {
-        kid: Some(k.key.kid.clone()),
-        alg: k.key.alg,
-        key: k.key.decoding.clone(),
-    }))
+    KeySet::new(
+        ring.keys()
+            .iter()
+            .map(|k| VerifyKey::new(Some(k.key.kid.clone()), k.key.alg, k.key.decoding.clone())),
+    )
 }
 
 /// Read the key source again every [`REFRESH_EVERY`], and at once when
