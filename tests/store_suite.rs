@@ -75,6 +75,7 @@ macro_rules! for_each_case {
             protect::clear_login_failures_with_and_without_ip,
             protect::ip_failures_move_the_tat,
             protect::sweep_protect_deletes_what_is_over,
+            protect::a_login_with_a_nul_finds_nobody_and_still_counts,
             mfa::authenticators_oldest_first_all_or_nothing,
             mfa_once::accept_step_once,
             mfa_once::confirm_otp_writes_all_or_nothing,

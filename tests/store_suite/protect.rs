@@ -232,3 +232,47 @@ pub async fn sweep_protect_deletes_what_is_over(store: Arc<dyn Backend>) {
     assert_eq!(state("x", "10.0.0.3").await.ip_tat, Some(NOW + 100));
     assert_eq!(store.sweep_protect(NOW, NOW - 500).await.unwrap(), 0);
 }
+
+/// A login naming a NUL character (PostgreSQL's text cannot hold one) finds
+/// nobody, and its failures are counted and cleared like any other's: on
+/// both backends an answer, never a store error.
+pub async fn a_login_with_a_nul_finds_nobody_and_still_counts(store: Arc<dyn Backend>) {
+    let alice = crate::fixtures::user("db", Some("alice"), None);
+    store.create_user(&alice).await.expect("create");
+    for typed in ["al\0ice", "alice\0", "\0"] {
+        assert_eq!(
+            store.find_login("db", typed).await.unwrap(),
+            None,
+            "{typed:?}"
+        );
+        assert!(store.find_login_everywhere(typed).await.unwrap().is_empty());
+    }
+    let id = "user:al\0ice";
+    assert_eq!(
+        store.attempt_state(id, IP).await.unwrap(),
+        AttemptState::default()
+    );
+    assert_eq!(
+        store
+            .add_login_failure(id, IP, NOW, NOW - 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_login_failure(id, IP, NOW + 1, NOW - 100)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.attempt_state(id, IP).await.unwrap().streak,
+        streak(2, NOW + 1)
+    );
+    assert_eq!(store.clear_login_failures(id, None).await.unwrap(), 1);
+    assert_eq!(
+        store.attempt_state(id, IP).await.unwrap(),
+        AttemptState::default()
+    );
+}

@@ -10,6 +10,18 @@ use super::super::status::{StatusCounts, StatusRules, StatusStore};
 use super::errors::pg;
 use super::{PgStore, count};
 
+/// `identifier` as PostgreSQL text, which cannot hold a NUL character: each
+/// NUL becomes U+FFFD. Such a login names no stored user (see `users.rs`), and
+/// its failures share a counter with the U+FFFD spelling, which an attacker
+/// could have used anyway; the query no longer fails.
+fn storable(identifier: &str) -> std::borrow::Cow<'_, str> {
+    if identifier.contains('\0') {
+        identifier.replace('\0', "\u{FFFD}").into()
+    } else {
+        identifier.into()
+    }
+}
+
 fn u32_of(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
@@ -18,6 +30,7 @@ fn u32_of(n: i64) -> u32 {
 impl ProtectStore for PgStore {
     /// The state of `identifier` from `ip` and of `ip` itself, in one read.
     async fn attempt_state(&self, identifier: &str, ip: &str) -> Result<AttemptState, StoreError> {
+        let identifier = &*storable(identifier);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -56,6 +69,7 @@ impl ProtectStore for PgStore {
         now: i64,
         streak_starts_after: i64,
     ) -> Result<u32, StoreError> {
+        let identifier = &*storable(identifier);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -80,6 +94,7 @@ impl ProtectStore for PgStore {
         identifier: &str,
         ip: Option<&str>,
     ) -> Result<usize, StoreError> {
+        let identifier = &*storable(identifier);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(

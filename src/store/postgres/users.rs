@@ -164,6 +164,9 @@ impl Store for PgStore {
 
     /// The user of `realm` a login as `identifier` means.
     async fn find_login(&self, realm: &str, identifier: &str) -> Result<Option<User>, StoreError> {
+        if holds_nul(identifier) {
+            return Ok(None);
+        }
         let key = login_key(identifier);
         let client = self.client().await?;
         let stmt = client
@@ -178,6 +181,9 @@ impl Store for PgStore {
 
     /// [`Store::find_login`] in every realm: at most one user per realm.
     async fn find_login_everywhere(&self, identifier: &str) -> Result<Vec<User>, StoreError> {
+        if holds_nul(identifier) {
+            return Ok(Vec::new());
+        }
         let key = login_key(identifier);
         let client = self.client().await?;
         let rows = client
@@ -317,4 +323,11 @@ impl Store for PgStore {
         commit(tx).await?;
         Ok(found)
     }
+}
+
+/// PostgreSQL's text cannot hold a NUL character, so no stored name has one:
+/// a login naming one matches nobody (as on SQLite), instead of failing the
+/// query.
+fn holds_nul(identifier: &str) -> bool {
+    identifier.contains('\0')
 }
