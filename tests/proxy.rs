@@ -914,3 +914,47 @@ async fn an_upstream_closing_idle_connections_fails_no_request() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_answered_before_its_upload_ended_is_reused_once_it_has() {
+    use std::sync::atomic::Ordering;
+    // The upstream answers each request as soon as its head arrives, and
+    // reads the body (which has no blank line in it) only after.
+    let (url, accepted) =
+        counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    let gw = TestGateway::builder()
+        .server("workers = 1")
+        .toml(&route("/pool/", &url, ""))
+        .start()
+        .await;
+    let client = gw.client(Proto::H1);
+    // Four 16 KiB pieces, 100 ms apart: the answer comes back long before
+    // the last of them.
+    let pieces = futures_util::stream::unfold(0, |i| async move {
+        if i == 4 {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let piece = bytes::Bytes::from(vec![b'a'; 16 * 1024]);
+        Some((Ok::<_, BoxError>(hyper::body::Frame::data(piece)), i + 1))
+    });
+    let upload = client
+        .req(Method::POST, "/pool/upload")
+        .header("content-length", (64 * 1024).to_string())
+        .body(http_body_util::BodyExt::boxed(
+            http_body_util::StreamBody::new(pieces),
+        ))
+        .unwrap();
+    let reply = client.send(upload).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "ok");
+    // The pool drives the connection until the upload has gone (the client
+    // is still sending it), then keeps it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reply = client.get("/pool/after").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
