@@ -64,9 +64,16 @@ pub fn to_user(record: Value, realm: &str, now: i64) -> Result<User, String> {
         return Err("needs an email or a username".into());
     }
     if let Some(email) = &r.email
-        && !email.contains('@')
+        && (!email.contains('@') || email.chars().any(char::is_control))
     {
-        return Err(format!("\"{email}\" is not an e-mail address"));
+        return Err(format!("{email:?} is not an e-mail address"));
+    }
+    if let Some(username) = &r.username
+        && (username.trim().is_empty() || username.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "the username {username:?} is empty or contains control characters"
+        ));
     }
     let password_hash = match r.custom_password_hash {
         None => None,
@@ -189,6 +196,15 @@ mod tests {
         assert_eq!(a.password_hash.as_deref(), Some(hash));
         assert!(a.email_verified);
         assert_eq!(a.app_metadata["plan"], "gold");
+        // Names with control characters (PostgreSQL cannot store a NUL) are refused.
+        for record in [
+            serde_json::json!({"username": "car\u{0}ol"}),
+            serde_json::json!({"username": "car\nol"}),
+            serde_json::json!({"email": "d\u{0}@example.com"}),
+        ] {
+            let why = to_user(record.clone(), "db", 7).err();
+            assert!(why.is_some(), "{record}");
+        }
         assert!(
             store
                 .get_user("google-oauth2|9")

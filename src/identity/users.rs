@@ -106,10 +106,10 @@ impl Admin {
             ));
         }
         if let Some(e) = email
-            && !e.contains('@')
+            && (!e.contains('@') || e.chars().any(char::is_control))
         {
             return Err(AdminError::Invalid(format!(
-                "\"{e}\" is not an e-mail address"
+                "{e:?} is not an e-mail address"
             )));
         }
         check_password(password)?;
