@@ -17,40 +17,14 @@ D=${D:-6}
 C=${C:-64}
 PORT=${PORT:-18470}
 UP_PORT=${UP_PORT:-18471}
-for tool in wrk h2load; do
-  command -v "$tool" >/dev/null || { echo "access_log.sh: $tool is missing" >&2; exit 1; }
-done
-[[ -x $BIN && -x $ECHO ]] || { echo "access_log.sh: build $BIN and $ECHO first" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$ECHO" "127.0.0.1:$UP_PORT" >/dev/null 2>&1 &
-pids+=($!)
+name=access_log.sh
+source benches/plain_hop.sh
+require wrk h2load
+start_echo
 for log in on off; do
   access=false
   [[ $log == on ]] && access=true
-  cat >"$work/$log.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-admin_listen = "127.0.0.1:0"
-tls_cert = "$work/tls.pem"
-tls_key = "$work/tls-key.pem"
-dev_certificate = true
-
-[log]
-access = $access
-
-[[routes]]
-prefix = "/plain/"
-upstream = "http://127.0.0.1:$UP_PORT"
-public = true
-TOML
+  plain_hop_config "$work/$log.toml" "$access" 'admin_listen = "127.0.0.1:0"'
 done
 
 # Serve with $1's config, log lines to a file, and measure both protocols.
@@ -58,7 +32,7 @@ measure() {
   local log=$1 pg h1 h2
   "$BIN" serve --config "$work/$log.toml" >"$work/$log.out" 2>&1 &
   pg=$!
-  for _ in $(seq 1 100); do grep -q "passgate listening" "$work/$log.out" && break; sleep 0.1; done
+  wait_listening "$work/$log.out" || true
   h1=$(wrk -t1 -c"$C" -d"${D}s" "https://127.0.0.1:$PORT/plain/items" | awk '/Requests\/sec/ {print $2}')
   h2=$(h2load -c32 -m8 -t1 -D"$D" "https://127.0.0.1:$PORT/plain/items" | awk '/finished in/ {print $4}')
   kill -TERM "$pg"

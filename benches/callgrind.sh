@@ -23,39 +23,13 @@ OUT=${OUT:-target/callgrind}
 PORT=${PORT:-18460}
 UP_PORT=${UP_PORT:-18461}
 ADMIN_PORT=${ADMIN_PORT:-18462}
-for tool in valgrind h2load; do
-  command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 1; }
-done
-[[ -x $BIN && -x $ECHO ]] || { echo "callgrind.sh: build $BIN and $ECHO first" >&2; exit 1; }
+name=callgrind.sh
+source benches/plain_hop.sh
+require valgrind h2load
 mkdir -p "$OUT"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$ECHO" "127.0.0.1:$UP_PORT" >/dev/null 2>&1 &
-pids+=($!)
-cat >"$work/passgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-admin_listen = "127.0.0.1:$ADMIN_PORT"
-tls_cert = "$work/tls.pem"
-tls_key = "$work/tls-key.pem"
-dev_certificate = true
-workers = 1
-
-[log]
-access = false
-
-[[routes]]
-prefix = "/plain/"
-upstream = "http://127.0.0.1:$UP_PORT"
-public = true
-TOML
+start_echo
+plain_hop_config "$work/passgate.toml" false "admin_listen = \"127.0.0.1:$ADMIN_PORT\"
+workers = 1"
 
 # The total instruction count of one run under callgrind, serving $1 requests.
 count() {
@@ -64,11 +38,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$file" \
     "$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 &
   local pg=$!
-  for _ in $(seq 1 600); do
-    grep -q "passgate listening" "$work/serve.log" && break
-    sleep 0.1
-  done
-  grep -q "passgate listening" "$work/serve.log" || { cat "$work/serve.log" >&2; exit 1; }
+  wait_listening "$work/serve.log" 600 || { cat "$work/serve.log" >&2; exit 1; }
   if ((requests > 0)); then
     local flags=()
     [[ $PROTO == h1 ]] && flags+=(--h1)
@@ -83,7 +53,7 @@ count() {
 # Once outside callgrind, so that both counted runs find the dev certificate made.
 "$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 &
 first=$!
-for _ in $(seq 1 100); do grep -q "passgate listening" "$work/serve.log" && break; sleep 0.1; done
+wait_listening "$work/serve.log" || true
 kill -TERM "$first"; wait "$first" || true
 
 few=$((N / 5))

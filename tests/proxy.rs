@@ -854,6 +854,15 @@ async fn counting_upstream(
     (url, accepted)
 }
 
+/// A gateway with one worker (so one pool) and a public route `/pool/` to `url`.
+async fn pool_gateway(url: &str) -> TestGateway {
+    TestGateway::builder()
+        .server("workers = 1")
+        .toml(&route("/pool/", url, ""))
+        .start()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upstream_connection_serves_one_request_after_another() {
     use std::sync::atomic::Ordering;
@@ -863,11 +872,7 @@ async fn one_upstream_connection_serves_one_request_after_another() {
     let empty = "HTTP/1.1 204 No Content\r\n\r\n";
     for (what, reply) in [("chunked", chunked), ("sized", sized), ("empty", empty)] {
         let (url, accepted) = counting_upstream(reply, false).await;
-        let gw = TestGateway::builder()
-            .server("workers = 1")
-            .toml(&route("/pool/", &url, ""))
-            .start()
-            .await;
+        let gw = pool_gateway(&url).await;
         for proto in BOTH {
             let client = gw.client(proto);
             for _ in 0..5 {
@@ -893,11 +898,7 @@ async fn an_upstream_closing_idle_connections_fails_no_request() {
     use std::sync::atomic::Ordering;
     let (url, accepted) =
         counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
-    let gw = TestGateway::builder()
-        .server("workers = 1")
-        .toml(&route("/pool/", &url, ""))
-        .start()
-        .await;
+    let gw = pool_gateway(&url).await;
     for proto in BOTH {
         let client = gw.client(proto);
         for i in 0..4 {
@@ -922,11 +923,7 @@ async fn a_connection_answered_before_its_upload_ended_is_reused_once_it_has() {
     // reads the body (which has no blank line in it) only after.
     let (url, accepted) =
         counting_upstream("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
-    let gw = TestGateway::builder()
-        .server("workers = 1")
-        .toml(&route("/pool/", &url, ""))
-        .start()
-        .await;
+    let gw = pool_gateway(&url).await;
     let client = gw.client(Proto::H1);
     // Four 16 KiB pieces, 100 ms apart: the answer comes back long before
     // the last of them.

@@ -49,7 +49,7 @@ pub fn drain_in_background(body: Incoming) {
     });
 }
 
-/// Boxed error for bodies.
+/// A boxed error (bodies, the upstream clients).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request body was larger than the route allows.

@@ -8,6 +8,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::users::check_login_names;
 use crate::store::{Store, StoreError, User, new_user_id};
 
 #[derive(Deserialize)]
@@ -63,18 +64,7 @@ pub fn to_user(record: Value, realm: &str, now: i64) -> Result<User, String> {
     if r.email.is_none() && r.username.is_none() {
         return Err("needs an email or a username".into());
     }
-    if let Some(email) = &r.email
-        && (!email.contains('@') || email.chars().any(char::is_control))
-    {
-        return Err(format!("{email:?} is not an e-mail address"));
-    }
-    if let Some(username) = &r.username
-        && (username.trim().is_empty() || username.chars().any(char::is_control))
-    {
-        return Err(format!(
-            "the username {username:?} is empty or contains control characters"
-        ));
-    }
+    check_login_names(r.username.as_deref(), r.email.as_deref())?;
     let password_hash = match r.custom_password_hash {
         None => None,
         Some(h) if h.algorithm == "bcrypt" => {

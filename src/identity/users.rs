@@ -42,6 +42,24 @@ pub struct Admin {
 /// Passwords shorter than this are refused.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
+/// A username and an e-mail address a user may log in with: a username is
+/// not blank, an address has an `@`, and neither has a control character
+/// (which the PostgreSQL store could not hold, for NUL). For `users add` and
+/// `users import`.
+pub fn check_login_names(username: Option<&str>, email: Option<&str>) -> Result<(), String> {
+    if let Some(name) = username
+        && (name.trim().is_empty() || name.chars().any(char::is_control))
+    {
+        return Err("the username must not be empty or contain control characters".into());
+    }
+    if let Some(e) = email
+        && (!e.contains('@') || e.chars().any(char::is_control))
+    {
+        return Err(format!("{e:?} is not an e-mail address"));
+    }
+    Ok(())
+}
+
 /// Check a new password's shape.
 pub fn check_password(password: &str) -> Result<(), AdminError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
@@ -100,18 +118,7 @@ impl Admin {
         email: Option<&str>,
         password: &str,
     ) -> Result<User, AdminError> {
-        if username.trim().is_empty() || username.chars().any(char::is_control) {
-            return Err(AdminError::Invalid(
-                "the username must not be empty or contain control characters".into(),
-            ));
-        }
-        if let Some(e) = email
-            && (!e.contains('@') || e.chars().any(char::is_control))
-        {
-            return Err(AdminError::Invalid(format!(
-                "{e:?} is not an e-mail address"
-            )));
-        }
+        check_login_names(Some(username), email).map_err(AdminError::Invalid)?;
         check_password(password)?;
         let now = self.clock.now();
         let user = User {

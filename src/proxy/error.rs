@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use http::{Response, StatusCode};
 
-use crate::http::body::ResponseBody;
+use crate::http::body::{BoxError, ResponseBody};
 use crate::http::response::{Fault, close_connection, gateway_error};
-
-/// What an upstream client reported, kept for the log's `source` chain.
-pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +24,7 @@ pub enum ProxyError {
         upstream: String,
         /// What went wrong.
         #[source]
-        source: ClientError,
+        source: BoxError,
     },
     /// Connecting took longer than `upstream.connect_timeout`.
     #[error("the upstream {upstream} did not accept a connection within {timeout:?}")]
@@ -38,7 +35,7 @@ pub enum ProxyError {
         timeout: Duration,
         /// The timeout as the connector reported it.
         #[source]
-        source: ClientError,
+        source: BoxError,
     },
     /// The response headers took longer than `upstream.response_timeout`.
     #[error("the upstream {upstream} did not respond within {timeout:?}")]
@@ -55,7 +52,7 @@ pub enum ProxyError {
         upstream: String,
         /// What went wrong.
         #[source]
-        source: ClientError,
+        source: BoxError,
     },
     /// The upstream answered 101 to a request that asked for no WebSocket, or
     /// switched a WebSocket request to another protocol: nothing is spliced.
@@ -71,7 +68,7 @@ pub enum ProxyError {
     ClientBodyTimeout,
     /// The client's body broke off while it was being forwarded.
     #[error("the client's request body failed")]
-    ClientBody(#[source] ClientError),
+    ClientBody(#[source] BoxError),
     /// Every upstream of a route with active health checks is failing them.
     #[error("every upstream of the route is failing its health checks")]
     NoHealthyUpstream,

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::error::{ClientError, ProxyError};
+use super::error::ProxyError;
 use crate::config::UpstreamTarget;
+use crate::http::body::BoxError;
 use crate::http::read_timeout::Progress;
 use crate::upstream::http1::SendError;
 
 /// Why a request got no answer, from either pool: connecting failed, or
 /// something after.
 pub(super) enum Failure {
-    Connect(ClientError),
-    Other(ClientError),
+    Connect(BoxError),
+    Other(BoxError),
 }
 
 impl From<hyper_util::client::legacy::Error> for Failure {

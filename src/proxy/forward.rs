@@ -158,7 +158,8 @@ impl Proxy {
                     .for_protocol(route.upstream_protocol, target, upgrade.is_some());
             // HTTP/1.1 without an upgrade goes through passgate's own pool,
             // which takes the origin-form URI; the rest through hyper-util's.
-            let own_pool = upgrade.is_none() && self.client.is_http1_only(client);
+            let http1_only = self.client.is_http1_only(client);
+            let own_pool = upgrade.is_none() && http1_only;
             let uri = match upstream_uri(target, &path_and_query, own_pool) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
@@ -171,7 +172,7 @@ impl Proxy {
             {
                 req.headers_mut().insert(HOST, v);
             }
-            if self.client.is_http1_only(client) {
+            if http1_only {
                 req.headers_mut().remove(TE);
             }
             let sent_at = tokio::time::Instant::now();
@@ -326,6 +327,9 @@ fn upstream_uri(
     Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
 }
 
+/// Why a `101` to a request that asked for no upgrade is refused.
+const UNASKED_SWITCH: &str = "switched protocols on a request that asked for no WebSocket";
+
 /// A response from passgate's own pool, cleaned for the client. Such a
 /// request asked for no upgrade, so a `101` is refused; dropping the
 /// response closes the connection.
@@ -336,7 +340,7 @@ fn finish_pooled(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Err(ProxyError::SwitchedProtocols {
             upstream: upstream.to_string(),
-            reason: "switched protocols on a request that asked for no WebSocket",
+            reason: UNASKED_SWITCH,
         });
     }
     strip_hop_by_hop(resp.headers_mut(), false);
@@ -372,7 +376,7 @@ fn finish(
             return Ok(resp.map(ResponseBody::upstream));
         }
         Some(_) => "answered a WebSocket request by switching to another protocol",
-        None => "switched protocols on a request that asked for no WebSocket",
+        None => UNASKED_SWITCH,
     };
     Err(ProxyError::SwitchedProtocols {
         upstream: upstream.to_string(),

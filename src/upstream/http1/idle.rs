@@ -17,11 +17,11 @@ pub(super) struct Idle {
 
 #[derive(Default)]
 pub(super) struct Idles {
-    /// By upstream URL: the key shared with the connections out on loan,
-    /// and the idle connections, oldest first.
-    /// foldhash: a few instructions per lookup where SipHash took hundreds;
-    /// the keys come from the config, not from clients.
-    pub(super) by_upstream: HashMap<Arc<str>, (Arc<str>, Vec<Idle>), foldhash::fast::RandomState>,
+    /// By upstream URL (the key is shared with the connections out on
+    /// loan), the idle connections, oldest first. foldhash: a few
+    /// instructions per lookup where SipHash took hundreds; the keys come
+    /// from the config, not from clients.
+    pub(super) by_upstream: HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>,
     sweeping: bool,
 }
 
@@ -67,11 +67,7 @@ impl Shared {
 
     fn keep(self: &Arc<Self>, key: Arc<str>, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = &mut idle
-            .by_upstream
-            .entry(Arc::clone(&key))
-            .or_insert_with(|| (key, Vec::new()))
-            .1;
+        let list = idle.by_upstream.entry(key).or_default();
         if list.len() >= self.max_idle {
             // Drop the oldest: the newest are the likeliest to stay open.
             list.remove(0);
@@ -105,7 +101,7 @@ async fn sweep(shared: Weak<Shared>) {
         let now = Instant::now();
         let timeout = shared.idle_timeout;
         let mut left = 0;
-        for (_, list) in idle.by_upstream.values_mut() {
+        for list in idle.by_upstream.values_mut() {
             list.retain(|i| now.duration_since(i.since) < timeout);
             left += list.len();
         }

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::UpstreamTarget;
-use crate::http::body::RequestBody;
+use crate::http::body::{BoxError, RequestBody};
 
 mod body;
 mod idle;
@@ -53,7 +53,6 @@ pub use body::PooledBody;
 use idle::{Idle, Idles, Shared};
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request could not be sent on the pool.
 #[derive(Debug)]
@@ -166,14 +165,13 @@ impl Http1Pool {
     /// for `url` (made once per upstream, then shared).
     fn checkout(&self, url: &str) -> (Option<Conn>, Arc<str>) {
         let mut idle = self.shared.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if !idle.by_upstream.contains_key(url) {
-            let key: Arc<str> = Arc::from(url);
-            idle.by_upstream.insert(Arc::clone(&key), (key, Vec::new()));
-        }
-        let Some((key, list)) = idle.by_upstream.get_mut(url) else {
-            unreachable!("inserted above")
+        let key = match idle.by_upstream.get_key_value(url) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(url),
         };
-        let key = Arc::clone(key);
+        let Some(list) = idle.by_upstream.get_mut(url) else {
+            return (None, key);
+        };
         let oldest_kept = Instant::now().checked_sub(self.shared.idle_timeout);
         let mut cx = Context::from_waker(Waker::noop());
         while let Some(Idle { mut conn, since }) = list.pop() {

@@ -77,15 +77,34 @@ async fn read(resp: Response<PooledBody>) -> Bytes {
 
 const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
-#[tokio::test]
-async fn one_connection_serves_requests_one_after_another() {
-    let (target, accepted) = upstream(OK, 0).await;
+/// Idle connections the pool holds, for every upstream.
+fn idle_count(pool: &Http1Pool) -> usize {
+    let idle = pool.shared.idle.lock().unwrap();
+    idle.by_upstream.values().map(Vec::len).sum()
+}
+
+/// The connections an upstream answering `reply` (closing after
+/// `close_after` answers, 0: never) accepts for `requests` requests one after
+/// another, `pause` apart, each answered `ok`.
+async fn connections_for(
+    reply: &'static str,
+    close_after: usize,
+    requests: usize,
+    pause: Duration,
+) -> usize {
+    let (target, accepted) = upstream(reply, close_after).await;
     let pool = pool(8, Duration::from_secs(30));
-    for _ in 0..5 {
+    for _ in 0..requests {
         let resp = pool.send(&target, get(&target)).await.unwrap();
         assert_eq!(read(resp).await, "ok");
+        tokio::time::sleep(pause).await;
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn one_connection_serves_requests_one_after_another() {
+    assert_eq!(connections_for(OK, 0, 5, Duration::ZERO).await, 1);
 }
 
 #[tokio::test]
@@ -113,30 +132,17 @@ async fn a_body_dropped_half_read_closes_its_connection() {
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_is_not_used_again() {
-    let (target, accepted) = upstream(OK, 1).await;
-    let pool = pool(8, Duration::from_secs(30));
-    for _ in 0..3 {
-        let resp = pool.send(&target, get(&target)).await.unwrap();
-        assert_eq!(read(resp).await, "ok");
-        // Let the upstream's close arrive.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    // The pause lets the upstream's close arrive.
+    assert_eq!(
+        connections_for(OK, 1, 3, Duration::from_millis(20)).await,
+        3
+    );
 }
 
 #[tokio::test]
 async fn connection_close_is_honoured() {
-    let (target, accepted) = upstream(
-        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
-        0,
-    )
-    .await;
-    let pool = pool(8, Duration::from_secs(30));
-    for _ in 0..3 {
-        let resp = pool.send(&target, get(&target)).await.unwrap();
-        assert_eq!(read(resp).await, "ok");
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    let close = "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok";
+    assert_eq!(connections_for(close, 0, 3, Duration::ZERO).await, 3);
 }
 
 #[tokio::test]
@@ -146,15 +152,7 @@ async fn idle_connections_past_the_timeout_are_closed() {
     let resp = pool.send(&target, get(&target)).await.unwrap();
     assert_eq!(read(resp).await, "ok");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let kept: usize = pool
-        .shared
-        .idle
-        .lock()
-        .unwrap()
-        .by_upstream
-        .values()
-        .map(|(_, l)| l.len())
-        .sum();
+    let kept = idle_count(&pool);
     assert_eq!(kept, 0);
     let resp = pool.send(&target, get(&target)).await.unwrap();
     assert_eq!(read(resp).await, "ok");
@@ -171,15 +169,7 @@ async fn at_most_max_idle_connections_are_kept() {
         assert_eq!(read(resp.unwrap()).await, "ok");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 4);
-    let kept: usize = pool
-        .shared
-        .idle
-        .lock()
-        .unwrap()
-        .by_upstream
-        .values()
-        .map(|(_, l)| l.len())
-        .sum();
+    let kept = idle_count(&pool);
     assert_eq!(kept, 2);
 }
 
