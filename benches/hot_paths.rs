@@ -347,6 +347,9 @@ fn metrics(c: &mut Criterion) {
     c.bench_function("trace/start", |b| {
         b.iter(passgate::http::trace::TraceContext::start)
     });
+    c.bench_function("request_id/new", |b| {
+        b.iter(passgate::http::headers::new_request_id)
+    });
 }
 
 criterion_group! {

@@ -264,6 +264,11 @@ impl Handler {
             Err(other) => return Outcome::local(other.into_response(), "-"),
         };
         let (mut parts, body) = req.into_parts();
+        // Room for what passgate writes below (identity, forwarding, request
+        // id, trace) made once, rather than growing the map (and rehashing
+        // every name) two or three times on the way; a failure only means
+        // growing later.
+        let _ = parts.headers.try_reserve(WRITTEN_HEADERS);
         let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
         strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
@@ -366,6 +371,10 @@ fn client_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, HostError
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     }))
 }
+
+/// How many headers passgate may add to a forwarded request: the three
+/// identity headers, five forwarding headers, the request id and the trace.
+const WRITTEN_HEADERS: usize = 10;
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

@@ -191,7 +191,7 @@ pub fn acceptable_request_id(v: &HeaderValue) -> bool {
 
 /// A fresh request id: 32 hex digits (written on the stack, not through `fmt`).
 pub fn new_request_id() -> HeaderValue {
-    let random: [u8; 16] = rand::random();
+    let random: [u8; 16] = super::ids::random_id();
     let mut text = [0u8; 32];
     hex_into(&mut text, &random);
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))

@@ -8,6 +8,7 @@ pub mod forwarded;
 pub mod headers;
 pub mod host;
 pub mod hygiene;
+pub mod ids;
 pub mod path;
 pub mod read_timeout;
 pub mod request_head;

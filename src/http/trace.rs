@@ -44,7 +44,7 @@ impl TraceContext {
 
     /// A new trace: random trace and parent ids, sampled flag off.
     pub fn start() -> Self {
-        let mut ids: [u8; 24] = rand::random();
+        let mut ids: [u8; 24] = super::ids::random_id();
         ids[0] |= 1; // the trace id is never all zeros
         ids[16] |= 1; // nor the parent id
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";

@@ -141,14 +141,6 @@ impl Proxy {
         let mut upgrade = upgrade.map(|client| (client, Some(context)));
 
         parts.version = Version::HTTP_11;
-        match (route.host_header, &client_host) {
-            (HostHeader::Client, Some(host)) => {
-                parts.headers.insert(HOST, host.clone());
-            }
-            _ => {
-                parts.headers.remove(HOST);
-            }
-        }
 
         let mut head = parts;
         loop {
@@ -167,10 +159,26 @@ impl Proxy {
             let spare = retryable.then(|| head.clone());
             let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
             *req.uri_mut() = uri;
-            if route.host_header == HostHeader::Upstream
-                && let Ok(v) = HeaderValue::from_str(target.authority.as_str())
-            {
-                req.headers_mut().insert(HOST, v);
+            // One write of `Host` (each is a lookup): the client's, the
+            // upstream's, or none, which hyper-util's pool fills in itself
+            // and passgate's own pool the way hyper-util would.
+            let host = match (route.host_header, &client_host) {
+                (HostHeader::Client, Some(host)) => Some(host.clone()),
+                (HostHeader::Client, None) => None,
+                (HostHeader::Upstream, _) => HeaderValue::from_str(target.authority.as_str()).ok(),
+            };
+            let host = host.or_else(|| {
+                own_pool
+                    .then(|| HeaderValue::from_str(&default_host(target)).ok())
+                    .flatten()
+            });
+            match host {
+                Some(host) => {
+                    req.headers_mut().insert(HOST, host);
+                }
+                None => {
+                    req.headers_mut().remove(HOST);
+                }
             }
             if http1_only {
                 req.headers_mut().remove(TE);
@@ -178,11 +186,6 @@ impl Proxy {
             let sent_at = tokio::time::Instant::now();
             let timeout = self.client.response_timeout;
             let sent = if own_pool {
-                if !req.headers().contains_key(HOST)
-                    && let Ok(v) = HeaderValue::from_str(&default_host(target))
-                {
-                    req.headers_mut().insert(HOST, v);
-                }
                 within_response_timeout(self.client.http1.send(target, req), &progress, timeout)
                     .await
                     .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
