@@ -6,19 +6,27 @@
 #   cargo build --release --example echo-upstream
 #   benches/callgrind.sh                       # target/release/passgate, HTTP/1.1
 #   BIN=/path/to/other/passgate PROTO=h2 benches/callgrind.sh
+#   PROTO=h2 STREAMS=8 benches/callgrind.sh    # 8 streams at a time per connection
+#   PROXY=haproxy benches/callgrind.sh         # HAProxy as the same hop, for comparison
 #
 # Two runs under callgrind, each starting, serving requests on 4 keep-alive
 # connections (h2load) and stopping: one with N/5 requests, one with N. Their
 # difference over the 4N/5 requests between is what one request costs, with
 # start-up, the TLS handshakes and shutdown taken out. The larger run's
 # profile stays in $OUT (callgrind_annotate reads it).
-# Needs valgrind and h2load (Debian: valgrind, nghttp2-client).
+# With PROXY=haproxy, HAProxy (one thread, keep-alive and connection reuse
+# towards the upstream, like haproxy-plain.cfg in ../shared/bench) is counted
+# instead, in front of the same upstream with the same certificate.
+# Needs valgrind and h2load (Debian: valgrind, nghttp2-client), and haproxy
+# for PROXY=haproxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/passgate}
 ECHO=${ECHO:-target/release/examples/echo-upstream}
 N=${N:-2000}
 PROTO=${PROTO:-h1}
+STREAMS=${STREAMS:-1}
+PROXY=${PROXY:-passgate}
 OUT=${OUT:-target/callgrind}
 PORT=${PORT:-18460}
 UP_PORT=${UP_PORT:-18461}
@@ -26,22 +34,64 @@ ADMIN_PORT=${ADMIN_PORT:-18462}
 name=callgrind.sh
 source benches/plain_hop.sh
 require valgrind h2load
+[[ $PROXY == passgate || $PROXY == haproxy ]] || { echo "$name: PROXY is passgate or haproxy" >&2; exit 1; }
+[[ $PROXY == passgate ]] || require haproxy
 mkdir -p "$OUT"
 start_echo
 plain_hop_config "$work/passgate.toml" false "admin_listen = \"127.0.0.1:$ADMIN_PORT\"
 workers = 1"
+cat >"$work/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 1000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend hop
+  bind 127.0.0.1:$PORT ssl crt $work/tls-combined.pem alpn h2,http/1.1
+  default_backend upstream
+backend upstream
+  http-reuse always
+  server echo 127.0.0.1:$UP_PORT
+CFG
+
+# Start the proxy being counted under callgrind, writing its profile to $1.
+start_counted() {
+  case $PROXY in
+    passgate) valgrind --tool=callgrind --callgrind-out-file="$1" \
+      "$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 & ;;
+    haproxy) valgrind --tool=callgrind --callgrind-out-file="$1" \
+      haproxy -f "$work/haproxy.cfg" -db >"$work/serve.log" 2>&1 & ;;
+  esac
+}
+
+# Wait until the proxy accepts connections (a minute at most: valgrind is slow).
+wait_accepting() {
+  case $PROXY in
+    passgate) wait_listening "$work/serve.log" 600 ;;
+    haproxy)
+      for _ in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        sleep 0.1
+      done
+      return 1 ;;
+  esac
+}
 
 # The total instruction count of one run under callgrind, serving $1 requests.
 count() {
   local requests=$1 file=$OUT/callgrind.$PROTO.$1.out
   rm -f "$file"
-  valgrind --tool=callgrind --callgrind-out-file="$file" \
-    "$BIN" serve --config "$work/passgate.toml" >"$work/serve.log" 2>&1 &
+  start_counted "$file"
   local pg=$!
-  wait_listening "$work/serve.log" 600 || { cat "$work/serve.log" >&2; exit 1; }
+  wait_accepting || { cat "$work/serve.log" >&2; exit 1; }
   if ((requests > 0)); then
     local flags=()
     [[ $PROTO == h1 ]] && flags+=(--h1)
+    [[ $PROTO == h2 ]] && flags+=(-m "$STREAMS")
     h2load "${flags[@]}" -n "$requests" -c 4 -t 1 "https://127.0.0.1:$PORT/plain/items" \
       | grep -E "^requests:|status codes:" >&2
   fi
@@ -55,11 +105,12 @@ count() {
 first=$!
 wait_listening "$work/serve.log" || true
 kill -TERM "$first"; wait "$first" || true
+cat "$work/tls.pem" "$work/tls-key.pem" >"$work/tls-combined.pem"
 
 few=$((N / 5))
 small=$(count "$few")
 large=$(count "$N")
-echo "$PROTO: $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
+echo "$PROXY $PROTO (streams $STREAMS): $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
 # The functions that account for the difference (self cost, per request).
 top() { callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null; }
 python3 - "$((N - few))" <(top "$OUT/callgrind.$PROTO.$few.out") <(top "$OUT/callgrind.$PROTO.$N.out") <<'PY'
