@@ -397,6 +397,28 @@ fn cases(t: &Tenant) -> Vec<Case> {
             vec![bearer(&ok), bearer(&ok)],
             Expect::Refuse(400, "invalid_request", "more than one Authorization header"),
         ),
+        // The gate skips the b64token check for a token it has cached, so a
+        // cached token with more after it must still be refused as malformed.
+        get(
+            "a cached token and a second word",
+            "/api/items",
+            vec![bearer(&format!("{ok} x"))],
+            Expect::Refuse(
+                400,
+                "invalid_request",
+                "the Bearer credential is not a single token",
+            ),
+        ),
+        get(
+            "a cached token and a comma",
+            "/api/items",
+            vec![bearer(&format!("{ok},"))],
+            Expect::Refuse(
+                400,
+                "invalid_request",
+                "the Bearer credential is not a single token",
+            ),
+        ),
         get(
             "malformed token",
             "/api/items",

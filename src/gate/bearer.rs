@@ -42,8 +42,26 @@ fn all_b64token(bytes: &[u8]) -> bool {
     chunks.remainder().iter().all(|&b| is_b64token_byte(b))
 }
 
-/// Find the bearer token in `headers`.
+/// Find the bearer token in `headers`: [`unchecked_credential`], and the
+/// token found checked with [`check_token`].
 pub fn credential(headers: &HeaderMap) -> Credential<'_> {
+    match unchecked_credential(headers) {
+        Credential::Token(token) => match check_token(token) {
+            Ok(()) => Credential::Token(token),
+            Err(why) => Credential::Malformed(why),
+        },
+        other => other,
+    }
+}
+
+const NOT_ASCII: &str = "the Authorization header is not ASCII";
+
+/// [`credential`] without [`check_token`]: exactly one `Authorization`
+/// header, scheme `Bearer`, something after it. For the gate, which first
+/// looks the token up among tokens it verified (each of which was a single
+/// b64token) and checks only a token it does not know: a token is hundreds
+/// of bytes, and most requests carry one the gate has seen.
+pub fn unchecked_credential(headers: &HeaderMap) -> Credential<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Credential::Missing;
@@ -51,8 +69,6 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     if values.next().is_some() {
         return Credential::Malformed("more than one Authorization header");
     }
-    const NOT_ASCII: Credential<'static> =
-        Credential::Malformed("the Authorization header is not ASCII");
     let bytes = value.as_bytes();
     let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
         Some(space) => (&bytes[..space], &bytes[space + 1..]),
@@ -61,7 +77,7 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return match value.to_str() {
             Ok(_) => Credential::Missing,
-            Err(_) => NOT_ASCII,
+            Err(_) => Credential::Malformed(NOT_ASCII),
         };
     }
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
@@ -69,19 +85,30 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     if token.is_empty() {
         return Credential::Malformed("the Bearer credential is empty");
     }
-    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
-    let body = &token[..token.len() - padding];
-    if body.is_empty() || !all_b64token(body) {
-        // Any byte outside visible ASCII is in the token: say so first.
-        return match value.to_str() {
-            Ok(_) => Credential::Malformed("the Bearer credential is not a single token"),
-            Err(_) => NOT_ASCII,
-        };
-    }
-    // b64token bytes and '=' only: ASCII.
     match std::str::from_utf8(token) {
         Ok(token) => Credential::Token(token),
-        Err(_) => NOT_ASCII,
+        Err(_) => Credential::Malformed(NOT_ASCII),
+    }
+}
+
+/// Whether a token [`unchecked_credential`] found is one b64token (RFC 6750
+/// §2.1: b64token characters, then any `=`); why not, when it is not.
+pub fn check_token(token: &str) -> Result<(), &'static str> {
+    let bytes = token.as_bytes();
+    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &bytes[..bytes.len() - padding];
+    if !body.is_empty() && all_b64token(body) {
+        return Ok(());
+    }
+    // Any byte outside visible ASCII is in the token: say so first (what
+    // `HeaderValue::to_str` refuses; the scheme and spaces before the token
+    // are visible ASCII).
+    match bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        true => Err("the Bearer credential is not a single token"),
+        false => Err(NOT_ASCII),
     }
 }
 
@@ -162,7 +189,17 @@ mod tests {
             (&["Bearer\ta"], Credential::Missing),
         ];
         for (values, want) in cases {
-            assert_eq!(&credential(&with(values)), want, "{values:?}");
+            let headers = with(values);
+            assert_eq!(&credential(&headers), want, "{values:?}");
+            // What the gate does on a cache miss comes to the same.
+            let checked_after = match unchecked_credential(&headers) {
+                Credential::Token(t) => match check_token(t) {
+                    Ok(()) => Credential::Token(t),
+                    Err(why) => Credential::Malformed(why),
+                },
+                other => other,
+            };
+            assert_eq!(&checked_after, want, "{values:?}, checked after");
         }
     }
 }

@@ -142,14 +142,24 @@ impl Gate {
         else {
             return Ok(None);
         };
-        let token = match bearer::credential(headers) {
+        let token = match bearer::unchecked_credential(headers) {
             Credential::Token(t) => t,
             Credential::Missing => return Err(GateError::MissingToken),
             Credential::Malformed(why) => return Err(GateError::InvalidRequest(why)),
         };
+        let now = self.clock.now();
+        let verified = match self.cache.get(token, now) {
+            // Only single b64tokens are cached (`verify_and_remember`).
+            Some(hit) => hit,
+            None => {
+                bearer::check_token(token).map_err(GateError::InvalidRequest)?;
+                self.verify_and_remember(token, now)
+                    .await
+                    .map_err(GateError::InvalidToken)?
+            }
+        };
         let verified = self
-            .verified(token)
-            .await
+            .unless_revoked(verified)
             .map_err(GateError::InvalidToken)?;
         let claims = &verified.claims;
         if !claims.has_audience(audience) {
@@ -170,17 +180,33 @@ impl Gate {
         let now = self.clock.now();
         let verified = match self.cache.get(token, now) {
             Some(hit) => hit,
-            None => {
-                let (claims, key) = verify::verify(token, &self.issuers, now, self.leeway).await?;
-                let verified = Arc::new(Verified::new(claims, token.len()).by_key(key));
-                self.cache.insert(token, Arc::clone(&verified), now);
-                verified
-            }
+            None => self.verify_and_remember(token, now).await?,
         };
-        if self.revocations.is_revoked(&verified.claims) {
-            return Err(TokenProblem::Revoked);
+        self.unless_revoked(verified)
+    }
+
+    /// Verify a token the cache does not hold, and remember it.
+    async fn verify_and_remember(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Verified>, TokenProblem> {
+        let (claims, key) = verify::verify(token, &self.issuers, now, self.leeway).await?;
+        let verified = Arc::new(Verified::new(claims, token.len()).by_key(key));
+        // Only a single b64token is remembered, so that `check` may skip that
+        // check for a token it finds here (a compact JWT always is one).
+        if bearer::check_token(token).is_ok() {
+            self.cache.insert(token, Arc::clone(&verified), now);
         }
         Ok(verified)
+    }
+
+    /// `verified`, unless its session or token has been revoked.
+    fn unless_revoked(&self, verified: Arc<Verified>) -> Result<Arc<Verified>, TokenProblem> {
+        match self.revocations.is_revoked(&verified.claims) {
+            true => Err(TokenProblem::Revoked),
+            false => Ok(verified),
+        }
     }
 }
 
