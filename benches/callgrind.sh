@@ -8,6 +8,7 @@
 #   BIN=/path/to/other/passgate PROTO=h2 benches/callgrind.sh
 #   PROTO=h2 STREAMS=8 benches/callgrind.sh    # 8 streams at a time per connection
 #   PROXY=haproxy benches/callgrind.sh         # HAProxy as the same hop, for comparison
+#   ROUTE=jwt benches/callgrind.sh             # passgate checking a bearer token (cached)
 #
 # Two runs under callgrind, each starting, serving requests on 4 keep-alive
 # connections (h2load) and stopping: one with N/5 requests, one with N. Their
@@ -17,6 +18,9 @@
 # With PROXY=haproxy, HAProxy (one thread, keep-alive and connection reuse
 # towards the upstream, like haproxy-plain.cfg in ../shared/bench) is counted
 # instead, in front of the same upstream with the same certificate.
+# ROUTE=jwt sends the ES256 token ../shared/bench/setup.sh minted (in
+# $ANCHORS, /tmp/anchors unless set) to a route that checks it against that
+# issuer's JWKS file, as run.sh's passgate-tls-jwt does.
 # Needs valgrind and h2load (Debian: valgrind, nghttp2-client), and haproxy
 # for PROXY=haproxy.
 set -euo pipefail
@@ -27,6 +31,8 @@ N=${N:-2000}
 PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-1}
 PROXY=${PROXY:-passgate}
+ROUTE=${ROUTE:-plain}
+ANCHORS=${ANCHORS:-/tmp/anchors}
 OUT=${OUT:-target/callgrind}
 PORT=${PORT:-18460}
 UP_PORT=${UP_PORT:-18461}
@@ -36,10 +42,31 @@ source benches/plain_hop.sh
 require valgrind h2load
 [[ $PROXY == passgate || $PROXY == haproxy ]] || { echo "$name: PROXY is passgate or haproxy" >&2; exit 1; }
 [[ $PROXY == passgate ]] || require haproxy
+case $ROUTE in
+  plain) path=/plain/items auth=() ;;
+  jwt)
+    [[ $PROXY == passgate ]] || { echo "$name: ROUTE=jwt is for passgate" >&2; exit 1; }
+    [[ -f $ANCHORS/token-es256.txt && -f $ANCHORS/jwks.json ]] ||
+      { echo "$name: run ../shared/bench/setup.sh first (no token in $ANCHORS)" >&2; exit 1; }
+    path=/items auth=(-H "Authorization: Bearer $(cat "$ANCHORS/token-es256.txt")") ;;
+  *) echo "$name: ROUTE is plain or jwt" >&2; exit 1 ;;
+esac
 mkdir -p "$OUT"
 start_echo
 plain_hop_config "$work/passgate.toml" false "admin_listen = \"127.0.0.1:$ADMIN_PORT\"
 workers = 1"
+cat >>"$work/passgate.toml" <<TOML
+
+[[trusted_issuers]]
+issuer = "https://localhost:18443/"
+jwks_file = "$ANCHORS/jwks.json"
+
+[[routes]]
+prefix = "/items"
+upstream = "http://127.0.0.1:$UP_PORT"
+audience = "https://api.example.com"
+scopes = ["read:items"]
+TOML
 cat >"$work/haproxy.cfg" <<CFG
 global
   nbthread 1
@@ -92,7 +119,7 @@ count() {
     local flags=()
     [[ $PROTO == h1 ]] && flags+=(--h1)
     [[ $PROTO == h2 ]] && flags+=(-m "$STREAMS")
-    h2load "${flags[@]}" -n "$requests" -c 4 -t 1 "https://127.0.0.1:$PORT/plain/items" \
+    h2load "${flags[@]}" "${auth[@]}" -n "$requests" -c 4 -t 1 "https://127.0.0.1:$PORT$path" \
       | grep -E "^requests:|status codes:" >&2
   fi
   kill -TERM "$pg"
@@ -110,7 +137,7 @@ cat "$work/tls.pem" "$work/tls-key.pem" >"$work/tls-combined.pem"
 few=$((N / 5))
 small=$(count "$few")
 large=$(count "$N")
-echo "$PROXY $PROTO (streams $STREAMS): $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
+echo "$PROXY $ROUTE $PROTO (streams $STREAMS): $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
 # The functions that account for the difference (self cost, per request).
 top() { callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null; }
 python3 - "$((N - few))" <(top "$OUT/callgrind.$PROTO.$few.out") <(top "$OUT/callgrind.$PROTO.$N.out") <<'PY'
