@@ -72,7 +72,10 @@ fn trickle(n: usize, every: Duration) -> ClientBody {
 /// Write `request` on a new HTTP/1.1 connection and read until the gateway closes it.
 async fn raw_h1(gw: &TestGateway, request: &[u8], within: Duration) -> String {
     let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
-    tls.write_all(request).await.unwrap();
+    // The gateway may answer and close before it has read the whole request
+    // (a 431 for an oversized head): the write then fails with a broken pipe
+    // or a reset, and what matters is the answer already sent.
+    let _ = tls.write_all(request).await;
     let mut got = Vec::new();
     timeout(within, tls.read_to_end(&mut got))
         .await
