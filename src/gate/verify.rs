@@ -7,14 +7,14 @@
 //! Time is checked here against the gate's clock, with the configured leeway;
 //! audience and scope depend on the route and are checked by the caller.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::claims::{Claims, ClaimsError};
 use super::issuers::Issuers;
-use std::sync::Arc;
-
 use super::keys::{VerifyKey, alg_name};
 use super::typ::Accepted;
 use crate::config::jwa::PUBLIC_KEY_ALGORITHMS;

@@ -164,14 +164,12 @@ impl Proxy {
             // and passgate's own pool the way hyper-util would.
             let host = match (route.host_header, &client_host) {
                 (HostHeader::Client, Some(host)) => Some(host.clone()),
-                (HostHeader::Client, None) => None,
                 (HostHeader::Upstream, _) => HeaderValue::from_str(target.authority.as_str()).ok(),
+                (HostHeader::Client, None) if own_pool => {
+                    HeaderValue::from_str(&default_host(target)).ok()
+                }
+                (HostHeader::Client, None) => None,
             };
-            let host = host.or_else(|| {
-                own_pool
-                    .then(|| HeaderValue::from_str(&default_host(target)).ok())
-                    .flatten()
-            });
             match host {
                 Some(host) => {
                     req.headers_mut().insert(HOST, host);

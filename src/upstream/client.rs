@@ -5,7 +5,7 @@
 //! `forward.rs`, since the client has none of its own.
 //!
 //! Forwarded requests that go over HTTP/1.1 use passgate's own pool instead
-//! (`http1.rs`); the hyper-util pools below serve the rest.
+//! (`http1/`); the hyper-util pools below serve the rest.
 //!
 //! Three pools share the settings, one per way of choosing the HTTP version
 //! ([`UpstreamClient::for_protocol`]): HTTP/1.1 only, HTTP/2 where `https`'s
