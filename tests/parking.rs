@@ -3,7 +3,8 @@
 //! the socket waits alone; the client's next bytes start a new one. The
 //! client must see one ordinary keep-alive connection throughout: requests
 //! after a park, a request split across the park, pipelined requests, a
-//! WebSocket after a park, the idle timeout and shutdown while parked.
+//! WebSocket after a park, the idle timeout and shutdown while parked, and
+//! the deadline for a later request's head, before and after a park.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -238,5 +239,91 @@ async fn a_silent_client_without_alpn_is_closed_at_the_header_deadline() {
         .await
         .expect("closed at the header deadline");
     assert!(started.elapsed() >= Duration::from_millis(300));
+    gw.shutdown().await;
+}
+
+/// Send `head` one byte every `every` until the gateway closes the
+/// connection; how long after the first byte it closed, or `None` if the
+/// whole head went out first.
+async fn trickle_until_closed<T>(tls: &mut T, head: &[u8], every: Duration) -> Option<Duration>
+where
+    T: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    for b in head {
+        // A closed connection fails the write, or the read that follows.
+        if tls.write_all(&[*b]).await.is_err() || tls.flush().await.is_err() {
+            return Some(started.elapsed());
+        }
+        match timeout(every, tls.read(&mut byte)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => panic!("an answer to a head that is not finished"),
+        }
+    }
+    None
+}
+
+/// A head that takes 40 × 150 ms = 6 s to trickle in.
+const SLOW_HEAD: &[u8] = b"GET /public/slow HTTP/1.1\r\nHost: localhost\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_request_s_head_gets_header_read_timeout_before_parking() {
+    // Shorter than the park delay: the wait after a response is cut off
+    // while hyper's connection is still up.
+    let (upstream, gw) = gateway("header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    let closed = trickle_until_closed(&mut tls, SLOW_HEAD, Duration::from_millis(150))
+        .await
+        .expect("closed before the head was in");
+    assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
+    assert_eq!(upstream.requests().len(), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_after_a_park_gets_header_read_timeout() {
+    // Parking restarts hyper's connection, and the head may span parks: the
+    // deadline runs from the client's first bytes after the park, whatever
+    // happens to hyper's connection meanwhile.
+    let (upstream, gw) = gateway("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(PARKED).await;
+    assert_eq!(parked_count(&gw).await, 1.0);
+    let closed = trickle_until_closed(&mut tls, SLOW_HEAD, Duration::from_millis(150))
+        .await
+        .expect("closed before the head was in");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "closed after {closed:?}"
+    );
+    assert!(closed < Duration::from_secs(4), "closed after {closed:?}");
+    assert_eq!(upstream.requests().len(), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_outlives_header_read_timeout() {
+    // Waiting with nothing sent is idleness, bounded by idle_timeout once
+    // parked, not by the head deadline.
+    let (upstream, gw) = gateway("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    read_response(&mut tls).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tls.write_all(GET).await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // And a head sent whole, quickly, after a park is served.
+    tokio::time::sleep(PARKED).await;
+    tls.write_all(GET).await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(upstream.requests().len(), 3);
     gw.shutdown().await;
 }

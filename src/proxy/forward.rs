@@ -279,6 +279,7 @@ async fn within_response_timeout<F: Future>(
     let mut check_at = tokio::time::Instant::now() + timeout;
     loop {
         tokio::select! {
+            biased;
             out = response.as_mut() => return Some(out),
             _ = tokio::time::sleep_until(check_at) => {
                 match progress.consumer_deadline(timeout) {

@@ -1,14 +1,15 @@
 //! One client connection, from TCP socket to closed: TLS handshake under a
 //! deadline, HTTP/1.1 or HTTP/2 as ALPN chose (by the first bytes when the
 //! client negotiated nothing: HTTP/2's preface or not; upgrades allowed),
-//! a deadline for the first request's headers, an idle timeout, parking an
-//! idle HTTP/1.1 connection (`park.rs`), and a graceful close when the
-//! gateway shuts down.
+//! a deadline for the first request's headers (and on HTTP/1.1 for every
+//! request's), an idle timeout, parking an idle HTTP/1.1 connection
+//! (`park.rs`), and a graceful close when the gateway shuts down.
 //!
 //! HTTP/2 has no header read timeout of its own: a client that sends nothing
 //! (or only the HTTP/2 preface) would wait out the idle timeout. So the first
 //! request must begin within `header_read_timeout` of the handshake, on both
-//! protocols.
+//! protocols. On HTTP/1.1, `watch.rs` also gives each later request's head
+//! `header_read_timeout` from the moment the connection began to wait for it.
 //!
 //! Header size: passgate itself answers a JSON 431 past `max_header_size`
 //! (`http::request_head`); hyper (HTTP/1.1 read buffer) and h2 (header list
@@ -77,8 +78,10 @@ impl ConnShared {
         // One list of settings per protocol.
         macro_rules! h1_settings {
             ($b:expr) => {
-                $b.timer(TokioTimer::new())
-                    .header_read_timeout(server.header_read_timeout)
+                // No timer: `watch.rs` keeps each request head's deadline
+                // with the connection's one timer; hyper's own boxed a new
+                // timer per request (docs/benchmarks.md).
+                $b.header_read_timeout(None)
                     .max_buf_size(backstop.max(MIN_H1_BUFFER))
                     .keep_alive(true)
             };

@@ -1,9 +1,9 @@
 //! What watches one client connection while hyper serves it
-//! (`conn.rs`): the gateway's shutdown, the first request's deadline, the
-//! idle timeout, and parking an idle HTTP/1.1 connection (`park.rs`): when
-//! to park, and the wait on a parked socket. For a client that negotiated
-//! no protocol by ALPN it also reads the first bytes that tell HTTP/2 from
-//! HTTP/1.1.
+//! (`conn.rs`): the gateway's shutdown, the first request's deadline (every
+//! request head's on HTTP/1.1), the idle timeout, and parking an idle
+//! HTTP/1.1 connection (`park.rs`): when to park, and the wait on a parked
+//! socket. For a client that negotiated no protocol by ALPN it also reads
+//! the first bytes that tell HTTP/2 from HTTP/1.1.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,8 +39,10 @@ pub(super) struct Watch<'a> {
 
 impl Watch<'_> {
     /// Drive `conn` until it ends; `graceful` starts its graceful close. With
-    /// `park`, the connection is closed to park once idle for [`PARK_AFTER`],
-    /// the switch turned on first so the socket stays open.
+    /// `park` (HTTP/1.1), the connection is closed to park once idle for
+    /// [`PARK_AFTER`], the switch turned on first so the socket stays open,
+    /// and closed when a request's head is not in within
+    /// `header_read_timeout` of the connection starting to wait for it.
     pub(super) async fn run<C, E>(
         &mut self,
         mut conn: Pin<&mut C>,
@@ -51,18 +53,27 @@ impl Watch<'_> {
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let (shared, peer, activity) = (self.shared, self.peer, self.activity);
-        let idle_timeout = shared.idle_timeout;
+        let peer = self.peer;
         let mut closing = *self.shutdown.borrow();
         if closing {
             graceful(conn.as_mut());
         }
         let mut parking = false;
-        let mut check_at = Instant::now() + idle_timeout;
-        let mut park_at = park.map(|_| Instant::now() + PARK_AFTER);
-        let mut first_request_by = activity.first_request_deadline(shared.header_read_timeout);
+        let mut deadlines = Deadlines::new(self.shared, self.activity, park.is_some());
+        // One timer for every deadline, moved rather than made anew: each
+        // wake of the connection polls it, and each timer polled costs
+        // (docs/benchmarks.md).
+        let timer = tokio::time::sleep_until(Instant::now() + self.shared.idle_timeout);
+        tokio::pin!(timer);
         loop {
+            let next = deadlines.next(closing);
+            if let Some(next) = next
+                && (timer.deadline() != next || timer.is_elapsed())
+            {
+                timer.as_mut().reset(next);
+            }
             tokio::select! {
+                biased;
                 result = conn.as_mut() => {
                     return match result {
                         Ok(()) if parking => Ended::Parked,
@@ -79,39 +90,26 @@ impl Watch<'_> {
                         graceful(conn.as_mut());
                     }
                 }
-                _ = sleep_until_some(first_request_by) => {
-                    first_request_by = None;
-                    if activity.first_request_deadline(shared.header_read_timeout).is_some() {
-                        tracing::debug!(%peer, "no request headers within header_read_timeout");
-                        return Ended::Closed;
-                    }
-                }
-                _ = sleep_until_some(park_at), if !closing => {
-                    let now = Instant::now();
-                    let begun = activity.first_request_deadline(Duration::ZERO).is_none();
-                    match activity.idle_deadline(PARK_AFTER) {
-                        Some(at) if at <= now && begun => {
+                () = timer.as_mut(), if next.is_some() => {
+                    match deadlines.due(Instant::now(), closing) {
+                        Due::Nothing => {}
+                        Due::Head => {
+                            tracing::debug!(%peer, "no request headers within header_read_timeout");
+                            return Ended::Closed;
+                        }
+                        Due::Park => {
                             if let Some(switch) = park {
                                 switch.store(true, Ordering::Release);
                             }
                             parking = true;
                             closing = true;
-                            park_at = None;
                             graceful(conn.as_mut());
                         }
-                        Some(at) if at > now => park_at = Some(at),
-                        _ => park_at = Some(now + PARK_AFTER),
-                    }
-                }
-                _ = tokio::time::sleep_until(check_at), if !closing => {
-                    match activity.idle_deadline(idle_timeout) {
-                        Some(deadline) if deadline <= Instant::now() => {
+                        Due::Idle => {
                             tracing::debug!(%peer, "closing idle connection");
                             closing = true;
                             graceful(conn.as_mut());
                         }
-                        Some(deadline) => check_at = deadline,
-                        None => check_at = Instant::now() + idle_timeout,
                     }
                 }
             }
@@ -172,7 +170,10 @@ impl Watch<'_> {
         if !*self.shutdown.borrow() {
             tokio::select! {
                 read = io.get_mut().read(&mut wake) => return match read {
-                    Ok(n) if n > 0 => Some(Bytes::copy_from_slice(&wake[..n])),
+                    Ok(n) if n > 0 => {
+                        self.activity.resumed();
+                        Some(Bytes::copy_from_slice(&wake[..n]))
+                    }
                     _ => None,
                 },
                 _ = self.shutdown.changed() => {}
@@ -187,6 +188,115 @@ impl Watch<'_> {
     }
 }
 
+/// What [`Watch::run`] does when its timer fires.
+enum Due {
+    /// Nothing yet: the timer moves to the next deadline.
+    Nothing,
+    /// A request's head is late: close.
+    Head,
+    /// Idle for [`PARK_AFTER`]: park.
+    Park,
+    /// Idle for `idle_timeout`: close gracefully.
+    Idle,
+}
+
+/// The deadlines [`Watch::run`] keeps with its one timer. Each `*_at` is when
+/// to look next, not the deadline itself: the connection's activity says
+/// where the deadline has moved since (a request came, or ended), so a
+/// request costs the timer nothing.
+struct Deadlines<'a> {
+    activity: &'a ConnActivity,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    /// Until the first request begins (both protocols).
+    first_request_by: Option<Instant>,
+    /// HTTP/1.1: each request's head.
+    head_at: Option<Instant>,
+    /// HTTP/1.1: when to park.
+    park_at: Option<Instant>,
+    idle_at: Instant,
+}
+
+impl<'a> Deadlines<'a> {
+    fn new(shared: &ConnShared, activity: &'a ConnActivity, http1: bool) -> Self {
+        let now = Instant::now();
+        let header_read_timeout = shared.header_read_timeout;
+        Self {
+            activity,
+            header_read_timeout,
+            idle_timeout: shared.idle_timeout,
+            first_request_by: activity.first_request_deadline(header_read_timeout),
+            // The deadline itself to begin with: a head may span parks, each
+            // a new `run`.
+            head_at: http1.then(|| {
+                activity
+                    .head_deadline(header_read_timeout)
+                    .unwrap_or(now + header_read_timeout)
+            }),
+            park_at: http1.then_some(now + PARK_AFTER),
+            idle_at: now + shared.idle_timeout,
+        }
+    }
+
+    /// The earliest time to look; parking and the idle timeout do not count
+    /// once the connection is closing.
+    fn next(&self, closing: bool) -> Option<Instant> {
+        let open = |at: Option<Instant>| at.filter(|_| !closing);
+        [
+            self.first_request_by,
+            self.head_at,
+            open(self.park_at),
+            open(Some(self.idle_at)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Look at every deadline that has come by `now`, moving each on.
+    fn due(&mut self, now: Instant, closing: bool) -> Due {
+        let activity = self.activity;
+        if self.first_request_by.is_some_and(|at| at <= now) {
+            self.first_request_by = None;
+            if activity
+                .first_request_deadline(self.header_read_timeout)
+                .is_some()
+            {
+                return Due::Head;
+            }
+        }
+        if self.head_at.is_some_and(|at| at <= now) {
+            match activity.head_deadline(self.header_read_timeout) {
+                Some(deadline) if deadline <= now => return Due::Head,
+                Some(deadline) => self.head_at = Some(deadline),
+                None => self.head_at = Some(now + self.header_read_timeout),
+            }
+        }
+        if closing {
+            return Due::Nothing;
+        }
+        if self.park_at.is_some_and(|at| at <= now) {
+            let begun = activity.first_request_deadline(Duration::ZERO).is_none();
+            match activity.idle_deadline(PARK_AFTER) {
+                Some(at) if at <= now && begun => {
+                    self.park_at = None;
+                    return Due::Park;
+                }
+                Some(at) if at > now => self.park_at = Some(at),
+                _ => self.park_at = Some(now + PARK_AFTER),
+            }
+        }
+        if self.idle_at <= now {
+            match activity.idle_deadline(self.idle_timeout) {
+                Some(deadline) if deadline <= now => return Due::Idle,
+                Some(deadline) => self.idle_at = deadline,
+                None => self.idle_at = now + self.idle_timeout,
+            }
+        }
+        Due::Nothing
+    }
+}
+
 /// HTTP/2's connection preface (RFC 9113, section 3.4), which a client that
 /// negotiated nothing by ALPN sends first when it speaks HTTP/2.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -194,11 +304,3 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The longest a parked connection's close waits for the client to take its
 /// last bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Sleep until `at`, or forever without one.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
