@@ -8,6 +8,7 @@
 //! retries a body-less request on another upstream when the first refused the
 //! connection, and strips hop-by-hop headers from the response.
 
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -85,25 +86,21 @@ impl Proxy {
     }
 
     /// Forward `out` to one of the route's upstreams ([`Target`]).
+    ///
+    /// `out`'s fields are used where they are, not moved into locals of
+    /// their own: this future lives in every proxied request's boxed
+    /// handler, and an async fn keeps its arguments' slots besides
+    /// (docs/benchmarks.md, the handler's size).
     pub async fn forward(
         &self,
         target: Target<'_>,
-        out: Outgoing,
+        mut out: Outgoing,
     ) -> (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel) {
         let Target {
             config: route,
             balancer,
             ..
         } = target;
-        let Outgoing {
-            mut parts,
-            body,
-            path_and_query,
-            client_host,
-            upgrade,
-            request_id,
-            context,
-        } = out;
         // With active health checks, only upstreams passing them are picked.
         let health = target.health;
         let usable = |i: usize| health.is_none_or(|h| h.is_healthy(i));
@@ -123,26 +120,27 @@ impl Proxy {
 
         // A body-less request can be sent again if the first upstream refuses
         // it; keep a copy of its head only when there is another upstream to try.
-        let retryable =
-            http_body::Body::is_end_stream(&body) && upgrade.is_none() && balancer.len() > 1;
+        let retryable = http_body::Body::is_end_stream(&out.body)
+            && out.upgrade.is_none()
+            && balancer.len() > 1;
         let limit = route
             .max_body
             .map(|n| (n, Arc::new(AtomicBool::new(false))));
         let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
-        let over_h2 = parts.extensions.remove::<ExtendedConnect>().is_some();
+        let over_h2 = out.parts.extensions.remove::<ExtendedConnect>().is_some();
         let progress = Progress::new();
-        let read_timeout = Some(context.body_read_timeout);
+        let read_timeout = Some(out.context.body_read_timeout);
         let mut body = Some(RequestBody::streaming(
-            body,
+            out.body,
             limit,
             read_timeout,
             Arc::clone(&progress),
         ));
-        let mut upgrade = upgrade.map(|client| (client, Some(context)));
+        let mut upgrade = out.upgrade.map(|client| (client, Some(out.context)));
+        let (client_host, request_id) = (&out.client_host, &out.request_id);
 
-        parts.version = Version::HTTP_11;
+        out.parts.version = Version::HTTP_11;
 
-        let mut head = parts;
         loop {
             let target = balancer.target(index);
             let client =
@@ -152,43 +150,55 @@ impl Proxy {
             // which takes the origin-form URI; the rest through hyper-util's.
             let http1_only = self.client.is_http1_only(client);
             let own_pool = upgrade.is_none() && http1_only;
-            let uri = match upstream_uri(target, &path_and_query, own_pool) {
+            let uri = match upstream_uri(target, &out.path_and_query, own_pool) {
                 Ok(uri) => uri,
                 Err(e) => return (Err(e), Some(target.url.clone())),
             };
-            let spare = retryable.then(|| head.clone());
-            let mut req = Request::from_parts(head, body.take().unwrap_or_else(RequestBody::empty));
-            *req.uri_mut() = uri;
-            // One write of `Host` (each is a lookup): the client's, the
-            // upstream's, or none, which hyper-util's pool fills in itself
-            // and passgate's own pool the way hyper-util would.
-            let host = match (route.host_header, &client_host) {
-                (HostHeader::Client, Some(host)) => Some(host.clone()),
-                (HostHeader::Upstream, _) => HeaderValue::from_str(target.authority.as_str()).ok(),
-                (HostHeader::Client, None) if own_pool => {
-                    HeaderValue::from_str(&default_host(target)).ok()
+            // Boxed: it waits out the upstream's answer in this future, and
+            // is there only for a body-less request with upstreams to spare.
+            let spare = retryable.then(|| Box::new(out.parts.clone()));
+            // Built in a block of its own, so that the request (moved into
+            // the send below) takes no room in this future while it waits.
+            let req = {
+                let body = body.take().unwrap_or_else(RequestBody::empty);
+                let mut req = Request::from_parts(out.parts, body);
+                *req.uri_mut() = uri;
+                // One write of `Host` (each is a lookup): the client's, the
+                // upstream's, or none, which hyper-util's pool fills in
+                // itself and passgate's own pool the way hyper-util would.
+                let host = match (route.host_header, client_host) {
+                    (HostHeader::Client, Some(host)) => Some(host.clone()),
+                    (HostHeader::Upstream, _) => {
+                        HeaderValue::from_str(target.authority.as_str()).ok()
+                    }
+                    (HostHeader::Client, None) if own_pool => {
+                        HeaderValue::from_str(&default_host(target)).ok()
+                    }
+                    (HostHeader::Client, None) => None,
+                };
+                match host {
+                    Some(host) => {
+                        req.headers_mut().insert(HOST, host);
+                    }
+                    None => {
+                        req.headers_mut().remove(HOST);
+                    }
                 }
-                (HostHeader::Client, None) => None,
+                if http1_only {
+                    req.headers_mut().remove(TE);
+                }
+                req
             };
-            match host {
-                Some(host) => {
-                    req.headers_mut().insert(HOST, host);
-                }
-                None => {
-                    req.headers_mut().remove(HOST);
-                }
-            }
-            if http1_only {
-                req.headers_mut().remove(TE);
-            }
             let sent_at = tokio::time::Instant::now();
             let timeout = self.client.response_timeout;
             let sent = if own_pool {
-                within_response_timeout(self.client.http1.send(target, req), &progress, timeout)
+                let sending = pin!(self.client.http1.send(target, req));
+                within_response_timeout(sending, &progress, timeout)
                     .await
                     .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
             } else {
-                within_response_timeout(client.request(req), &progress, timeout)
+                let sending = pin!(client.request(req));
+                within_response_timeout(sending, &progress, timeout)
                     .await
                     .map(|r| r.map(Answer::Legacy).map_err(Failure::from))
             };
@@ -220,7 +230,7 @@ impl Proxy {
                 Ok(Answer::Legacy(resp)) => {
                     let upgrade = upgrade.take();
                     return (
-                        finish(resp, upgrade, &target.url, request_id, over_h2),
+                        finish(resp, upgrade, &target.url, request_id.clone(), over_h2),
                         label,
                     );
                 }
@@ -234,7 +244,7 @@ impl Proxy {
                     match (other, spare) {
                         (Some(other), Some(spare_head)) => {
                             index = other;
-                            head = spare_head;
+                            out.parts = *spare_head;
                             continue;
                         }
                         _ => return (Err(e), label),
@@ -269,13 +279,14 @@ fn default_host(target: &UpstreamTarget) -> std::borrow::Cow<'_, str> {
 
 /// Wait for `response`, failing (`None`) once the upstream has kept passgate
 /// waiting for `timeout`: counted from the last piece of the body it took,
-/// and never while the body waits for the client.
+/// and never while the body waits for the client. `response` is pinned by the
+/// caller: taken by value, it would be held here twice (the argument's slot
+/// and the pinned copy).
 async fn within_response_timeout<F: Future>(
-    response: F,
+    mut response: Pin<&mut F>,
     progress: &Progress,
     timeout: Duration,
 ) -> Option<F::Output> {
-    tokio::pin!(response);
     let mut check_at = tokio::time::Instant::now() + timeout;
     loop {
         tokio::select! {
