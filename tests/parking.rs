@@ -268,14 +268,29 @@ where
 /// A head that takes 40 × 150 ms = 6 s to trickle in.
 const SLOW_HEAD: &[u8] = b"GET /public/slow HTTP/1.1\r\nHost: localhost\r\n";
 
+/// A gateway with `[server]` settings `server`, and an HTTP/1.1 connection
+/// to it that has had one answer.
+async fn after_one_request(
+    server: &str,
+) -> (
+    Upstream,
+    TestGateway,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let (upstream, gw) = gateway(server).await;
+    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
+    tls.write_all(GET).await.unwrap();
+    let head = read_response(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    (upstream, gw, tls)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_request_s_head_gets_header_read_timeout_before_parking() {
     // Shorter than the park delay: the wait after a response is cut off
     // while hyper's connection is still up.
-    let (upstream, gw) = gateway("header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"").await;
-    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
-    tls.write_all(GET).await.unwrap();
-    read_response(&mut tls).await;
+    let (upstream, gw, mut tls) =
+        after_one_request("header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"").await;
     let closed = trickle_until_closed(&mut tls, SLOW_HEAD, Duration::from_millis(150))
         .await
         .expect("closed before the head was in");
@@ -289,10 +304,8 @@ async fn a_head_trickled_after_a_park_gets_header_read_timeout() {
     // Parking restarts hyper's connection, and the head may span parks: the
     // deadline runs from the client's first bytes after the park, whatever
     // happens to hyper's connection meanwhile.
-    let (upstream, gw) = gateway("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
-    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
-    tls.write_all(GET).await.unwrap();
-    read_response(&mut tls).await;
+    let (upstream, gw, mut tls) =
+        after_one_request("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
     tokio::time::sleep(PARKED).await;
     assert_eq!(parked_count(&gw).await, 1.0);
     let closed = trickle_until_closed(&mut tls, SLOW_HEAD, Duration::from_millis(150))
@@ -311,10 +324,8 @@ async fn a_head_trickled_after_a_park_gets_header_read_timeout() {
 async fn an_idle_keep_alive_connection_outlives_header_read_timeout() {
     // Waiting with nothing sent is idleness, bounded by idle_timeout once
     // parked, not by the head deadline.
-    let (upstream, gw) = gateway("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
-    let mut tls = gw.tls_connect(&[b"http/1.1"]).await;
-    tls.write_all(GET).await.unwrap();
-    read_response(&mut tls).await;
+    let (upstream, gw, mut tls) =
+        after_one_request("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     tls.write_all(GET).await.unwrap();
     let head = read_response(&mut tls).await;
