@@ -9,6 +9,7 @@
 #   PROTO=h2 STREAMS=8 benches/callgrind.sh    # 8 streams at a time per connection
 #   PROXY=haproxy benches/callgrind.sh         # HAProxy as the same hop, for comparison
 #   ROUTE=jwt benches/callgrind.sh             # passgate checking a bearer token (cached)
+#   LOG=true benches/callgrind.sh              # with the access log on (lines to a file)
 #
 # Two runs under callgrind, each starting, serving requests on 4 keep-alive
 # connections (h2load) and stopping: one with N/5 requests, one with N. Their
@@ -32,6 +33,7 @@ PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-1}
 PROXY=${PROXY:-passgate}
 ROUTE=${ROUTE:-plain}
+LOG=${LOG:-false}
 ANCHORS=${ANCHORS:-/tmp/anchors}
 OUT=${OUT:-target/callgrind}
 PORT=${PORT:-18460}
@@ -53,7 +55,8 @@ case $ROUTE in
 esac
 mkdir -p "$OUT"
 start_echo
-plain_hop_config "$work/passgate.toml" false "admin_listen = \"127.0.0.1:$ADMIN_PORT\"
+[[ $LOG == true || $LOG == false ]] || { echo "$name: LOG is true or false" >&2; exit 1; }
+plain_hop_config "$work/passgate.toml" "$LOG" "admin_listen = \"127.0.0.1:$ADMIN_PORT\"
 workers = 1"
 cat >>"$work/passgate.toml" <<TOML
 
@@ -137,7 +140,9 @@ cat "$work/tls.pem" "$work/tls-key.pem" >"$work/tls-combined.pem"
 few=$((N / 5))
 small=$(count "$few")
 large=$(count "$N")
-echo "$PROXY $ROUTE $PROTO (streams $STREAMS): $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
+log_note=""
+[[ $LOG == true ]] && log_note=", access log on"
+echo "$PROXY $ROUTE $PROTO (streams $STREAMS$log_note): $(( (large - small) / (N - few) )) instructions per request ($((N - few)) requests: $large - $small)"
 # The functions that account for the difference (self cost, per request).
 top() { callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null; }
 python3 - "$((N - few))" <(top "$OUT/callgrind.$PROTO.$few.out") <(top "$OUT/callgrind.$PROTO.$N.out") <<'PY'

@@ -27,43 +27,139 @@ impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
     type Visitor = EscapingVisitor<'a>;
 
     fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
-        EscapingVisitor(DefaultVisitor::new(target, true))
+        match target.has_ansi_escapes() {
+            true => EscapingVisitor::Styled(DefaultVisitor::new(target, true)),
+            false => EscapingVisitor::Plain {
+                writer: target,
+                is_empty: true,
+                result: Ok(()),
+            },
+        }
     }
 }
 
-/// tracing-subscriber's default visitor, fed escaped values.
-pub struct EscapingVisitor<'a>(DefaultVisitor<'a>);
+/// tracing-subscriber's default field format, fed escaped values. Without
+/// colours (a log file, and always the access log), the fields are written
+/// here as tracing-subscriber's `DefaultVisitor` writes them, without its
+/// styling calls, which cost as much as the line's values (docs/benchmarks.md).
+pub enum EscapingVisitor<'a> {
+    /// For a terminal: tracing-subscriber's own visitor, with its colours.
+    Styled(DefaultVisitor<'a>),
+    /// `name=value`, space-separated, the message bare: what `DefaultVisitor`
+    /// writes without colours.
+    Plain {
+        writer: Writer<'a>,
+        is_empty: bool,
+        result: fmt::Result,
+    },
+}
+
+impl EscapingVisitor<'_> {
+    fn field(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let (writer, is_empty, result) = match self {
+            Self::Styled(visitor) => return visitor.record_debug(field, value),
+            Self::Plain {
+                writer,
+                is_empty,
+                result,
+            } => (writer, is_empty, result),
+        };
+        let name = field.name();
+        // As `DefaultVisitor`: `log.*` fields are the `log` crate's metadata,
+        // already shown; `r#` is a raw identifier's prefix.
+        if result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        if *is_empty {
+            *is_empty = false;
+        } else {
+            *result = writer.write_char(' ');
+        }
+        *result = match name {
+            "message" => write!(writer, "{value:?}"),
+            name => {
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                write!(writer, "{name}={value:?}")
+            }
+        };
+    }
+}
 
 impl Visit for EscapingVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0
-                .record_debug(field, &Escaped(&format_args!("{value}")));
+            self.field(field, &Escaped(&format_args!("{value}")));
+        } else if is_plain(value) {
+            // What `{:?}` would write, without its escaping pass or ours:
+            // most values (ids, routes, names) need neither, and the access
+            // log writes several per request (docs/benchmarks.md).
+            self.field(field, &Quoted(value));
         } else {
-            self.0.record_debug(field, &Escaped(&value));
+            self.field(field, &Escaped(&value));
         }
+    }
+
+    // Numbers and booleans hold nothing to escape.
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, &value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, &value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, &value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, &value);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
         let chain = ErrorChain(value);
-        self.0
-            .record_debug(field, &Escaped(&format_args!("{chain}")));
+        self.field(field, &Escaped(&format_args!("{chain}")));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.record_debug(field, &Escaped(value));
+        self.field(field, &Escaped(value));
     }
 }
 
 impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
     fn finish(self) -> fmt::Result {
-        self.0.finish()
+        match self {
+            Self::Styled(visitor) => visitor.finish(),
+            Self::Plain { result, .. } => result,
+        }
     }
 }
 
 impl VisitFmt for EscapingVisitor<'_> {
     fn writer(&mut self) -> &mut dyn Write {
-        self.0.writer()
+        match self {
+            Self::Styled(visitor) => visitor.writer(),
+            Self::Plain { writer, .. } => writer,
+        }
+    }
+}
+
+/// Whether `{:?}` writes `value` as it is, between quotes: printable ASCII
+/// without `"` or `\`.
+fn is_plain(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+}
+
+/// A [plain](is_plain) string's `Debug` output, written directly.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Debug for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        f.write_str(self.0)?;
+        f.write_char('"')
     }
 }
 
@@ -153,6 +249,12 @@ mod tests {
             tracing::warn!(
                 identifier = %user,
                 user_agent = header,
+                plain = "GET /a?b=c",
+                quoted = "say \"hi\" \\ bye",
+                status = 200u16,
+                delta = -3i64,
+                ms = 1.5f64,
+                cached = true,
                 debugged = ?user,
                 error = &error as &dyn Error,
                 "login for {user}\tfailed"
@@ -184,10 +286,80 @@ mod tests {
                 r"error=bad\nthing: inner\nline",
                 r"login for bob\nFAKE LINE\tfailed",
                 r"path=/a\nb",
+                r#"plain="GET /a?b=c""#,
+                r#"quoted="say \"hi\" \\ bye""#,
+                "status=200 delta=-3 ms=1.5 cached=true",
             ] {
                 assert!(text.contains(want), "{want} in {text}");
             }
         }
+    }
+
+    #[test]
+    fn plain_strings_are_written_as_debug_writes_them() {
+        let every_ascii: String = (b' '..=b'~').map(char::from).collect();
+        let plain = every_ascii.replace(['"', '\\'], "");
+        for s in ["", "GET", "/plain/items?x=1", "a b", "it's", plain.as_str()] {
+            assert!(is_plain(s), "{s:?}");
+            assert_eq!(format!("{:?}", Quoted(s)), format!("{s:?}"), "{s}");
+        }
+        for s in ["a\"b", "a\\b", "a\nb", "é", "\u{7f}", every_ascii.as_str()] {
+            assert!(!is_plain(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn without_colours_fields_are_written_as_tracing_subscriber_writes_them() {
+        use tracing_subscriber::layer::SubscriberExt;
+        // Values with nothing to escape: the line must be tracing-subscriber's own.
+        let event = || {
+            let span = tracing::info_span!("req", path = %"/a/b", n = 3u8);
+            let _entered = span.enter();
+            tracing::warn!(
+                target: "passgate::access",
+                request_id = "abc123",
+                method = %"GET",
+                r#type = "x",
+                status = 200u16,
+                delta = -3i64,
+                ms = 1.25f64,
+                cached = false,
+                shown = ?Some("v"),
+                "served {} in {}",
+                "it",
+                "time"
+            );
+            tracing::info!(only = 1u8);
+        };
+        let ours = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(super::super::layer(
+            LogFormat::Text,
+            ours.clone(),
+            false,
+        ));
+        tracing::subscriber::with_default(subscriber, event);
+        let stock = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(stock.clone())
+                .with_ansi(false),
+        );
+        tracing::subscriber::with_default(subscriber, event);
+        let lines = |b: &Buffer| {
+            let bytes = b.0.lock().map(|b| b.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                // Without the timestamp, which differs.
+                .map(|l| {
+                    l.split_once(' ')
+                        .map(|(_, rest)| rest.to_owned())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ours, stock) = (lines(&ours), lines(&stock));
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert_eq!(ours, stock);
     }
 
     #[test]
