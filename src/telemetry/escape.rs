@@ -56,8 +56,17 @@ pub enum EscapingVisitor<'a> {
 
 impl EscapingVisitor<'_> {
     fn field(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, Value::Debug(value));
+    }
+
+    fn write(&mut self, field: &Field, value: Value<'_>) {
         let (writer, is_empty, result) = match self {
-            Self::Styled(visitor) => return visitor.record_debug(field, value),
+            Self::Styled(visitor) => {
+                return match value {
+                    Value::Quoted(s) => visitor.record_debug(field, &Quoted(s)),
+                    Value::Debug(v) => visitor.record_debug(field, v),
+                };
+            }
             Self::Plain {
                 writer,
                 is_empty,
@@ -75,14 +84,32 @@ impl EscapingVisitor<'_> {
         } else {
             *result = writer.write_char(' ');
         }
-        *result = match name {
-            "message" => write!(writer, "{value:?}"),
-            name => {
-                let name = name.strip_prefix("r#").unwrap_or(name);
-                write!(writer, "{name}={value:?}")
-            }
-        };
+        *result = write_field(writer, name, value);
     }
+}
+
+/// `name=value` (the message: its value alone), written piece by piece:
+/// `write!` would run `core::fmt`'s machinery for each field.
+fn write_field(writer: &mut Writer<'_>, name: &str, value: Value<'_>) -> fmt::Result {
+    if name != "message" {
+        writer.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+        writer.write_char('=')?;
+    }
+    match value {
+        Value::Quoted(s) => {
+            writer.write_char('"')?;
+            writer.write_str(s)?;
+            writer.write_char('"')
+        }
+        Value::Debug(v) => write!(writer, "{v:?}"),
+    }
+}
+
+/// A field's value: a [plain](is_plain) string, or anything else.
+#[derive(Clone, Copy)]
+enum Value<'v> {
+    Quoted(&'v str),
+    Debug(&'v dyn fmt::Debug),
 }
 
 impl Visit for EscapingVisitor<'_> {
@@ -93,7 +120,7 @@ impl Visit for EscapingVisitor<'_> {
             // What `{:?}` would write, without its escaping pass or ours:
             // most values (ids, routes, names) need neither, and the access
             // log writes several per request (docs/benchmarks.md).
-            self.field(field, &Quoted(value));
+            self.write(field, Value::Quoted(value));
         } else {
             self.field(field, &Escaped(&value));
         }
