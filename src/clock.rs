@@ -44,6 +44,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock since the Unix epoch, to the nanosecond, for the logs'
+/// timestamps (`telemetry/timestamp.rs`) only: when a line was written, never
+/// what time decides. `None` before 1970.
+#[allow(clippy::disallowed_methods)]
+pub fn log_time() -> Option<std::time::Duration> {
+    SystemTime::now().duration_since(UNIX_EPOCH).ok()
+}
+
 /// A clock that only moves when told to; for tests. It keeps milliseconds.
 #[derive(Debug)]
 pub struct ManualClock {

@@ -10,10 +10,12 @@ pub mod access;
 mod chain;
 mod escape;
 pub mod metrics;
+mod timestamp;
 
 pub use access::DropCounter;
 pub use chain::ErrorChain;
 pub use escape::EscapedFields;
+pub use timestamp::LogTime;
 
 use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
@@ -92,7 +94,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_timer(LogTime);
     match format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.fmt_fields(EscapedFields).with_ansi(ansi).boxed(),
