@@ -208,7 +208,8 @@ struct Deadlines<'a> {
     activity: &'a ConnActivity,
     header_read_timeout: Duration,
     idle_timeout: Duration,
-    /// Until the first request begins (both protocols).
+    /// HTTP/2: until the first request begins. On HTTP/1.1 the head
+    /// deadline covers the first request too (it runs from the start).
     first_request_by: Option<Instant>,
     /// HTTP/1.1: each request's head.
     head_at: Option<Instant>,
@@ -225,7 +226,10 @@ impl<'a> Deadlines<'a> {
             activity,
             header_read_timeout,
             idle_timeout: shared.idle_timeout,
-            first_request_by: activity.first_request_deadline(header_read_timeout),
+            first_request_by: match http1 {
+                true => None,
+                false => activity.first_request_deadline(header_read_timeout),
+            },
             // The deadline itself to begin with: a head may span parks, each
             // a new `run`.
             head_at: http1.then(|| {

@@ -96,11 +96,7 @@ fn write_field(writer: &mut Writer<'_>, name: &str, value: Value<'_>) -> fmt::Re
         writer.write_char('=')?;
     }
     match value {
-        Value::Quoted(s) => {
-            writer.write_char('"')?;
-            writer.write_str(s)?;
-            writer.write_char('"')
-        }
+        Value::Quoted(s) => write_quoted(writer, s),
         Value::Debug(v) => write!(writer, "{v:?}"),
     }
 }
@@ -184,10 +180,15 @@ struct Quoted<'a>(&'a str);
 
 impl fmt::Debug for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        f.write_str(self.0)?;
-        f.write_char('"')
+        write_quoted(f, self.0)
     }
+}
+
+/// `"value"`, for a [plain](is_plain) value.
+fn write_quoted(w: &mut impl Write, value: &str) -> fmt::Result {
+    w.write_char('"')?;
+    w.write_str(value)?;
+    w.write_char('"')
 }
 
 /// A value whose `Debug` output has its control characters escaped.
