@@ -32,8 +32,8 @@ use crate::proxy::forward::{Outgoing, upstream_path_and_query};
 use crate::proxy::websocket_h2::client_websocket;
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
-use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::{MethodClass, Metrics, TokenOutcome};
+use crate::telemetry::{self, AccessLine, ErrorChain};
 
 mod live;
 pub use live::App;
@@ -153,8 +153,9 @@ impl Handler {
             self.metrics.token_outcome(t.grant.as_deref(), &t.outcome);
         }
         let class = MethodClass::of(&method);
+        let elapsed = started.elapsed();
         match matched.as_ref().and_then(|r| r.ops.metrics.as_ref()) {
-            Some(m) => m.request(class, resp.status(), started.elapsed()),
+            Some(m) => m.request(class, resp.status(), elapsed),
             None if matched.is_none() => {
                 self.metrics
                     .local_request(route, class, resp.status().as_u16())
@@ -163,19 +164,18 @@ impl Handler {
         }
 
         if let Some(uri) = log_uri {
-            tracing::info!(
-                target: "passgate::access",
-                request_id = request_id.to_str().unwrap_or("-"),
-                method = %method,
-                path = %uri.path(),
-                route = route_prefix.as_deref().unwrap_or(route),
-                status = resp.status().as_u16(),
-                upstream = upstream.as_deref().unwrap_or("-"),
-                fault = fault.map_or("-", Fault::as_str),
-                trace_id = trace.trace_id(),
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                client = %peer.ip(),
-            );
+            telemetry::access::log(&AccessLine {
+                request_id: request_id.to_str().unwrap_or("-"),
+                method: &method,
+                path: uri.path(),
+                route: route_prefix.as_deref().unwrap_or(route),
+                status: resp.status().as_u16(),
+                upstream: upstream.as_deref().unwrap_or("-"),
+                fault: fault.map_or("-", Fault::as_str),
+                trace_id: trace.trace_id(),
+                duration: elapsed,
+                client: peer.ip(),
+            });
         }
         resp
     }

@@ -1,18 +1,23 @@
 //! Logging: `tracing` with a `RUST_LOG`-style filter (`RUST_LOG` wins over
 //! `[log] level`), text or JSON lines, written by a background thread. Its
 //! queue drops nothing, so a writer that cannot keep up (a slow terminal or
-//! pipe) slows the requests that log once the queue is full. Secrets and tokens are never passed
-//! to a log macro; the access log names the route, not the credentials.
-//! Client-supplied values cannot forge a line: the text format escapes control
-//! characters in every field ([`EscapedFields`]), and JSON escapes them itself.
+//! pipe) slows the requests that log once the queue is full. The access log
+//! is separate: passgate formats its lines itself ([`AccessLine`]) and queues
+//! them to a writer of their own that drops and counts rather than waits
+//! ([`access`]). Secrets and tokens are never passed to a log macro; the
+//! access log names the route, not the credentials. Client-supplied values
+//! cannot forge a line: the text format escapes control characters in every
+//! field ([`EscapedFields`]), and JSON escapes them itself.
 
 pub mod access;
+mod access_line;
 mod chain;
 mod escape;
 pub mod metrics;
 mod timestamp;
 
 pub use access::DropCounter;
+pub use access_line::AccessLine;
 pub use chain::ErrorChain;
 pub use escape::EscapedFields;
 pub use timestamp::LogTime;
@@ -28,7 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// The target of the access-log lines (`service.rs`).
+/// The target of the access-log lines (`telemetry/access_line.rs`).
 pub const ACCESS_TARGET: &str = "passgate::access";
 
 /// What must stay alive until exit so queued lines are written out.
@@ -58,26 +63,25 @@ pub fn init_counted(config: &LogConfig) -> (Option<LogGuard>, DropCounter) {
     let main = layer(config.format, writer, ansi)
         .with_filter(filter_fn(move |m| !is_access(m)))
         .with_filter(filter());
-    let (access_layer, access_guard, dropped) = match access::AccessWriter::start(
+    // The access log does not go through `tracing`: passgate formats its
+    // lines itself (`telemetry/access_line.rs`), as the layer would have.
+    let (access_guard, dropped) = match access::AccessWriter::start(
         std::io::stdout(),
         access::QUEUE_LINES,
         access::WARN_EVERY,
     ) {
         Ok((w, g)) => {
             let dropped = w.dropped();
-            let l = layer(config.format, w, false)
-                .with_filter(filter_fn(is_access))
-                .with_filter(filter());
-            (Some(l), Some(g), dropped)
+            access::install(w, config.format, access_enabled(filter()));
+            (Some(g), dropped)
         }
         Err(e) => {
             eprintln!("cannot start the access log writer: {e}");
-            (None, None, DropCounter::default())
+            (None, DropCounter::default())
         }
     };
     let guard = tracing_subscriber::registry()
         .with(main)
-        .with(access_layer)
         .try_init()
         .ok()
         .map(|_| LogGuard {
@@ -85,6 +89,17 @@ pub fn init_counted(config: &LogConfig) -> (Option<LogGuard>, DropCounter) {
             _access: access_guard,
         });
     (guard, dropped)
+}
+
+/// Whether `filter` lets the access log's lines through: `info` events with
+/// the target [`ACCESS_TARGET`] (`RUST_LOG=warn` turns them off,
+/// `RUST_LOG=warn,passgate::access=info` keeps them).
+fn access_enabled(filter: EnvFilter) -> bool {
+    let subscriber = tracing_subscriber::registry().with(filter);
+    tracing::subscriber::with_default(
+        subscriber,
+        || tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO),
+    )
 }
 
 /// The formatting layer for `format`, writing to `writer`: what [`init`]
@@ -100,5 +115,25 @@ where
     match format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.fmt_fields(EscapedFields).with_ansi(ansi).boxed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_decides_whether_access_lines_are_written() {
+        for (filter, on) in [
+            ("info", true),
+            ("debug", true),
+            ("warn", false),
+            ("warn,passgate::access=info", true),
+            ("info,passgate=warn", false),
+            ("info,passgate::access=off", false),
+            ("passgate::proxy=debug", false),
+        ] {
+            assert_eq!(access_enabled(EnvFilter::new(filter)), on, "{filter}");
+        }
     }
 }

@@ -63,9 +63,9 @@ impl TraceContext {
     /// The 32-hex-digit trace id.
     pub fn trace_id(&self) -> &str {
         self.header
-            .to_str()
-            .ok()
-            .and_then(|s| s.get(3..35))
+            .as_bytes()
+            .get(3..35)
+            .and_then(|id| std::str::from_utf8(id).ok())
             .unwrap_or("-")
     }
 

@@ -2,15 +2,17 @@
 //! queue to a background thread. A request never waits for the disk: when
 //! the queue is full the line is dropped and counted ([`DropCounter`], read by
 //! `passgate_access_log_dropped_total`), and the writer thread logs a warning
-//! with the count at most once per warning period.
+//! with the count at most once per warning period. The line is formatted by
+//! passgate itself ([`AccessLine`]), straight into the buffer that is queued.
 
 use std::io::{BufWriter, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::fmt::MakeWriter;
+use super::access_line::AccessLine;
+use crate::config::LogFormat;
 
 /// Lines the queue holds before new ones are dropped.
 pub const QUEUE_LINES: usize = 8192;
@@ -38,8 +40,8 @@ enum Msg {
     Stop(SyncSender<()>),
 }
 
-/// The [`MakeWriter`] for the access-log layer: each event's line is queued
-/// whole, or dropped and counted; it never blocks.
+/// The access log's queue: each line is queued whole, or dropped and
+/// counted; it never blocks.
 #[derive(Clone)]
 pub struct AccessWriter {
     queue: SyncSender<Msg>,
@@ -68,8 +70,9 @@ impl AccessWriter {
         self.dropped.clone()
     }
 
-    fn queue_line(&self, line: &[u8]) {
-        match self.queue.try_send(Msg::Line(line.to_vec())) {
+    /// Queue one whole line, or drop and count it; never blocks.
+    pub fn queue(&self, line: Vec<u8>) {
+        match self.queue.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.add(),
         }
@@ -84,26 +87,35 @@ impl std::fmt::Debug for AccessWriter {
     }
 }
 
-/// One event's line. `tracing-subscriber` formats an event into its own
-/// buffer and writes it in one `write_all`, so each write is one whole line.
-pub struct LineWriter<'a>(&'a AccessWriter);
-
-impl Write for LineWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.queue_line(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Where [`log`] sends lines: set once, by `telemetry::init`.
+struct Sink {
+    writer: AccessWriter,
+    format: LogFormat,
+    /// Whether the log filter (`[log] level`, `RUST_LOG`) lets the access
+    /// log's `info` lines through, as it did when they were `tracing` events.
+    enabled: bool,
 }
 
-impl<'a> MakeWriter<'a> for AccessWriter {
-    type Writer = LineWriter<'a>;
+static SINK: OnceLock<Sink> = OnceLock::new();
 
-    fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(self)
+/// Send this process's access lines to `writer` in `format`, or nowhere when
+/// not `enabled`. The first call wins; `false` if one came before.
+pub fn install(writer: AccessWriter, format: LogFormat, enabled: bool) -> bool {
+    SINK.set(Sink {
+        writer,
+        format,
+        enabled,
+    })
+    .is_ok()
+}
+
+/// Log one request's line: formatted and queued when a writer is
+/// [installed](install), else through `tracing` (to a test's subscriber).
+pub fn log(line: &AccessLine<'_>) {
+    match SINK.get() {
+        Some(sink) if sink.enabled => sink.writer.queue(line.to_bytes(sink.format)),
+        Some(_) => {}
+        None => line.emit(),
     }
 }
 
@@ -221,9 +233,7 @@ mod tests {
     }
 
     fn line(w: &AccessWriter, n: usize) {
-        w.make_writer()
-            .write_all(format!("line {n}\n").as_bytes())
-            .unwrap();
+        w.queue(format!("line {n}\n").into_bytes());
     }
 
     #[test]

@@ -167,12 +167,93 @@ impl VisitFmt for EscapingVisitor<'_> {
     }
 }
 
+/// Append a `&str` field's value as the text format writes it (`name = value`):
+/// between quotes, escaped by `Debug` and then for the line. For the access
+/// log's own formatter (`telemetry/access_line.rs`).
+pub(super) fn push_str_value(out: &mut Vec<u8>, value: &str) {
+    if is_plain(value) {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(Bytes(out), "{:?}", Escaped(&value));
+    }
+}
+
+/// Append a `Display` field's value as the text format writes it
+/// (`name = %value`): as it is, with what could break a line escaped.
+pub(super) fn push_display_value(out: &mut Vec<u8>, value: &str) {
+    if is_printable(value) {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        let _ = write!(Bytes(out), "{:?}", Escaped(&format_args!("{value}")));
+    }
+}
+
+/// `fmt::Write` over a line's bytes.
+pub(super) struct Bytes<'a>(pub(super) &'a mut Vec<u8>);
+
+impl Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Whether `{:?}` writes `value` as it is, between quotes: printable ASCII
 /// without `"` or `\`.
 fn is_plain(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    !value_has(value, Unwanted::QuotesToo)
+}
+
+/// Whether `value` is printable ASCII, which a `Display` field shows as it is.
+fn is_printable(value: &str) -> bool {
+    !value_has(value, Unwanted::Unprintable)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unwanted {
+    /// Control characters and anything not ASCII.
+    Unprintable,
+    /// Those, `"` and `\`.
+    QuotesToo,
+}
+
+/// Whether `value` holds an unwanted byte, looked for eight bytes at a step:
+/// the access log looks at each of its values (ids, routes, addresses), and
+/// a byte at a time cost more than writing them.
+fn value_has(value: &str, unwanted: Unwanted) -> bool {
+    let mut words = value.as_bytes().chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        found |= unwanted_bytes(u64::from_le_bytes(word), unwanted);
+    }
+    // The rest, filled out with spaces, which are wanted.
+    let rest = words.remainder();
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    found |= unwanted_bytes(u64::from_le_bytes(word), unwanted);
+    found & HIGH_BITS != 0
+}
+
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+const HIGH_BITS: u64 = ONES << 7;
+
+/// A word whose high bits (`& HIGH_BITS`) are not all clear when one of the
+/// eight bytes in `x` is unwanted. Each test is exact about whether some byte
+/// matches (a borrow or a carry can only mark bytes above one that does).
+fn unwanted_bytes(x: u64, unwanted: Unwanted) -> u64 {
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x;
+    let above_tilde = x.wrapping_add(ONES) | x;
+    let mut found = below_space | above_tilde;
+    if unwanted == Unwanted::QuotesToo {
+        let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v;
+        found |= zero_byte(x ^ (ONES * u64::from(b'"'))) | zero_byte(x ^ (ONES * u64::from(b'\\')));
+    }
+    found
 }
 
 /// A [plain](is_plain) string's `Debug` output, written directly.
@@ -227,7 +308,8 @@ impl Write for Escaper<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    #![allow(clippy::unwrap_used)]
     use std::io;
     use std::sync::{Arc, Mutex};
 
@@ -236,8 +318,9 @@ mod tests {
     use super::*;
     use crate::config::LogFormat;
 
+    /// A log output tests read back (`telemetry/access_line.rs` too).
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Buffer(pub(in crate::telemetry) Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -333,6 +416,28 @@ mod tests {
         }
         for s in ["a\"b", "a\\b", "a\nb", "é", "\u{7f}", every_ascii.as_str()] {
             assert!(!is_plain(s), "{s:?}");
+        }
+        // Each byte in each place of strings of 0 to 19 bytes, against a
+        // byte-at-a-time reference.
+        let reference = |s: &[u8], quotes: bool| {
+            s.iter()
+                .all(|&b| matches!(b, b' '..=b'~') && !(quotes && (b == b'"' || b == b'\\')))
+        };
+        for len in 1..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    // Not UTF-8 on its own above 0x7f: the byte after a valid lead.
+                    let text = match b {
+                        0..=0x7f => String::from_utf8(text).unwrap(),
+                        _ => String::from_utf8_lossy(&text).into_owned(),
+                    };
+                    let bytes = text.as_bytes();
+                    assert_eq!(is_plain(&text), reference(bytes, true), "{text:?}");
+                    assert_eq!(is_printable(&text), reference(bytes, false), "{text:?}");
+                }
+            }
         }
     }
 

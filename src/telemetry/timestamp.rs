@@ -37,8 +37,30 @@ impl FormatTime for LogTime {
     }
 }
 
+/// Append the current time to `out`, as [`LogTime`] writes it in a log line
+/// (the access log's own formatter, `telemetry/access_line.rs`).
+pub fn write_now(out: &mut Vec<u8>) {
+    match crate::clock::log_time() {
+        Some(since) if since.as_secs() < YEAR_10000 => out.extend_from_slice(&time_text(since)),
+        _ => {
+            let mut text = String::new();
+            let _ = LogTime.format_time(&mut Writer::new(&mut text));
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
+const TIME_LEN: usize = SECOND_LEN + 7;
+
 /// Write the timestamp `since` the Unix epoch (before year 10000).
 fn write_time(w: &mut impl Write, since: Duration) -> fmt::Result {
+    // Digits and punctuation only: always UTF-8.
+    w.write_str(std::str::from_utf8(&time_text(since)).map_err(|_| fmt::Error)?)
+}
+
+/// The timestamp `since` the Unix epoch (before year 10000).
+fn time_text(since: Duration) -> [u8; TIME_LEN] {
     let secs = since.as_secs();
     let second = SECOND.with(|cached| {
         let (at, text) = cached.get();
@@ -49,15 +71,15 @@ fn write_time(w: &mut impl Write, since: Duration) -> fmt::Result {
         cached.set((secs, text));
         text
     });
-    // Digits and punctuation only: always UTF-8.
-    w.write_str(std::str::from_utf8(&second).map_err(|_| fmt::Error)?)?;
+    let mut text = [0; TIME_LEN];
+    text[..SECOND_LEN].copy_from_slice(&second);
     let mut micros = since.subsec_micros();
-    let mut tail = *b"000000Z";
-    for digit in tail[..6].iter_mut().rev() {
+    for digit in text[SECOND_LEN..TIME_LEN - 1].iter_mut().rev() {
         *digit = b'0' + (micros % 10) as u8;
         micros /= 10;
     }
-    w.write_str(std::str::from_utf8(&tail).map_err(|_| fmt::Error)?)
+    text[TIME_LEN - 1] = b'Z';
+    text
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` for the second `secs` after the Unix epoch.
