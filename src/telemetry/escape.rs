@@ -224,18 +224,25 @@ enum Unwanted {
 /// the access log looks at each of its values (ids, routes, addresses), and
 /// a byte at a time cost more than writing them.
 fn value_has(value: &str, unwanted: Unwanted) -> bool {
-    let mut words = value.as_bytes().chunks_exact(8);
-    let mut found = 0;
-    for chunk in &mut words {
+    let bytes = value.as_bytes();
+    let word = |at: usize| {
         let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        found |= unwanted_bytes(u64::from_le_bytes(word), unwanted);
-    }
-    // The rest, filled out with spaces, which are wanted.
-    let rest = words.remainder();
-    let mut word = [b' '; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    found |= unwanted_bytes(u64::from_le_bytes(word), unwanted);
+        word.copy_from_slice(&bytes[at..at + 8]);
+        unwanted_bytes(u64::from_le_bytes(word), unwanted)
+    };
+    let found = match bytes.len() {
+        // Short: filled out with spaces, which are wanted.
+        0..8 => {
+            let mut padded = [b' '; 8];
+            for (to, &b) in padded.iter_mut().zip(bytes) {
+                *to = b;
+            }
+            unwanted_bytes(u64::from_le_bytes(padded), unwanted)
+        }
+        // The whole words, then the last eight bytes, which may look at some
+        // again: no copy of a remainder.
+        len => (0..len / 8).fold(word(len - 8), |found, i| found | word(i * 8)),
+    };
     found & HIGH_BITS != 0
 }
 
