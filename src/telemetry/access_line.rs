@@ -297,6 +297,52 @@ mod tests {
     }
 
     #[test]
+    fn random_lines_are_the_ones_tracing_subscriber_writes() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        // Characters from every class the formats treat apart.
+        const PIECES: &[&str] = &[
+            "a", "Z", "0", " ", "/", "-", "\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{1b}",
+            "\u{7f}", "\u{85}", "\u{2028}", "é", "€", "😀", "{", "}", "=", ":",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let text = |rng: &mut StdRng| -> String {
+            let len = rng.random_range(0..24);
+            (0..len)
+                .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+                .collect()
+        };
+        let get = Method::GET;
+        for _ in 0..500 {
+            let (id, path, route, upstream, trace) = (
+                text(&mut rng),
+                text(&mut rng),
+                text(&mut rng),
+                text(&mut rng),
+                text(&mut rng),
+            );
+            let mut line = line(&path, &id, &get);
+            line.route = &route;
+            line.upstream = &upstream;
+            line.trace_id = &trace;
+            line.status = rng.random_range(100..600);
+            let scale = rng.random_range(0..64);
+            line.duration = Duration::from_nanos(rng.random_range(0..u64::MAX >> scale));
+            let octets: [u8; 16] = rng.random();
+            line.client = match rng.random_bool(0.5) {
+                true => IpAddr::from([octets[0], octets[1], octets[2], octets[3]]),
+                false => IpAddr::from(octets),
+            };
+            for format in [LogFormat::Text, LogFormat::Json] {
+                let stock = through_tracing(&line, format);
+                let ours = String::from_utf8(line.to_bytes(format)).unwrap();
+                assert_eq!(ours.lines().count(), 1, "{ours}");
+                assert_eq!(untimed(&ours, format), untimed(&stock, format));
+            }
+        }
+    }
+
+    #[test]
     fn a_line_starts_with_the_current_time() {
         let now = || {
             let mut now = Vec::new();
