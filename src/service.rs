@@ -17,7 +17,7 @@ use crate::gate::{self, Gate};
 use crate::http::body::{ResponseBody, drain_in_background};
 use crate::http::connection::ConnContext;
 use crate::http::headers::{
-    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, ip_value, new_request_id,
+    X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
     strip_request_hop_by_hop,
 };
 use crate::http::host::{HostError, check_host};
@@ -311,8 +311,10 @@ impl Handler {
             );
             return Outcome::routed(resp, route, None);
         }
-        add_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
-        parts.headers.insert(&X_REAL_IP, ip_value(client_ip));
+        add_forwarded(&mut parts.headers, &context.peer, client_host.as_ref());
+        parts
+            .headers
+            .insert(&X_REAL_IP, context.peer.value_of(client_ip));
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
         trace.apply(&mut parts.headers);
 

@@ -1,7 +1,8 @@
 //! What a client connection hands each of its requests, as a request
 //! extension: the transport deadlines that apply below the router (body reads,
-//! tunnels, header size) and the connection's place under `max_connections`,
-//! which a WebSocket tunnel keeps for as long as it lives.
+//! tunnels, header size), the connection's place under `max_connections`,
+//! which a WebSocket tunnel keeps for as long as it lives, and the client's
+//! address as the forwarding headers write it, worked out once.
 //!
 //! The server (`server/conn.rs`) hands one [`ConnContext`] to every request
 //! (`App::handle`); the proxy takes it with the request it forwards, and
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use super::forwarded::PeerHeaders;
 
 /// The transport settings and connection slot of one client connection.
 #[derive(Debug, Clone)]
@@ -26,6 +29,8 @@ pub struct ConnContext {
     pub slot: ConnSlot,
     /// Turns true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The client's address as the forwarding headers write it.
+    pub peer: Arc<PeerHeaders>,
 }
 
 impl ConnContext {

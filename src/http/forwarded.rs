@@ -17,38 +17,96 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
-/// Add the forwarding headers for a request from `client` that asked for `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
-    let ip = IpText::new(client);
-    let xff = match list_len(headers, &X_FORWARDED_FOR) {
-        0 => HeaderValue::from_bytes(ip.as_bytes()),
-        len => {
-            let mut value = Vec::with_capacity(len + 2 + ip.as_bytes().len());
-            push_list(&mut value, headers, &X_FORWARDED_FOR);
-            value.extend_from_slice(b", ");
-            value.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_maybe_shared(Bytes::from(value))
+/// What the forwarding headers say of one connection's client, worked out
+/// once per connection rather than once per request: the address as a header
+/// value, and the `Forwarded` element of the first `Host` asked for (the
+/// requests on a connection nearly always ask for the same one).
+#[derive(Debug)]
+pub struct PeerHeaders {
+    ip: IpAddr,
+    value: HeaderValue,
+    element: OnceLock<(Option<HeaderValue>, Option<HeaderValue>)>,
+}
+
+impl PeerHeaders {
+    /// For a connection from `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        PeerHeaders {
+            ip,
+            value: ip_value(ip),
+            element: OnceLock::new(),
         }
+    }
+
+    /// `ip` as a header value (`X-Real-IP`): the connection's own, shared,
+    /// when it is the connection's address.
+    pub fn value_of(&self, ip: IpAddr) -> HeaderValue {
+        match ip == self.ip {
+            true => self.value.clone(),
+            false => ip_value(ip),
+        }
+    }
+
+    /// `for=…;proto=https;host="…"` for a request that asked for `host`.
+    fn element(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        if let Some((for_host, element)) = self.element.get()
+            && for_host.as_ref() == host
+        {
+            return element.clone();
+        }
+        let element = new_element(self.ip, &self.value, host);
+        let _ = self.element.set((host.cloned(), element.clone()));
+        element
+    }
+}
+
+/// Add the forwarding headers for a request from the connection `peer` that
+/// asked for `host`.
+pub fn add_forwarded(headers: &mut HeaderMap, peer: &PeerHeaders, host: Option<&HeaderValue>) {
+    let xff = match list_len(headers, &X_FORWARDED_FOR) {
+        0 => Some(peer.value.clone()),
+        len => joined(headers, &X_FORWARDED_FOR, len, peer.value.as_bytes()),
     };
-    // The joined list of values that were valid already and an IP: always valid.
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
-    let previous = list_len(headers, &FORWARDED);
-    let host_len = host.map_or(0, |h| h.len() + 8);
-    let mut element = Vec::with_capacity(previous + 2 + 28 + ip.as_bytes().len() + host_len);
-    if previous > 0 {
-        push_list(&mut element, headers, &FORWARDED);
-        element.extend_from_slice(b", ");
+    let element = peer.element(host);
+    let forwarded = match list_len(headers, &FORWARDED) {
+        0 => element,
+        len => element.and_then(|e| joined(headers, &FORWARDED, len, e.as_bytes())),
+    };
+    match host {
+        Some(host) => {
+            headers.insert(&X_FORWARDED_HOST, host.clone());
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
     }
+    if let Some(v) = forwarded {
+        headers.insert(&FORWARDED, v);
+    }
+}
+
+/// The `Forwarded` element for a request from `client` (its text `ip`) that
+/// asked for `host`. The host goes in only when it is plain (letters,
+/// digits, `.-:[]`): anything else would need quoting rules of its own.
+fn new_element(
+    client: IpAddr,
+    ip: &HeaderValue,
+    host: Option<&HeaderValue>,
+) -> Option<HeaderValue> {
+    let host_len = host.map_or(0, |h| h.len() + 8);
+    let mut element = Vec::with_capacity(28 + ip.len() + host_len);
     element.extend_from_slice(b"for=");
     match client {
         IpAddr::V4(_) => element.extend_from_slice(ip.as_bytes()),
@@ -59,26 +117,28 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&Head
         }
     }
     element.extend_from_slice(b";proto=https");
-    match host {
-        Some(host) => {
-            headers.insert(&X_FORWARDED_HOST, host.clone());
-            let plain = host
-                .as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b));
-            if plain {
-                element.extend_from_slice(b";host=\"");
-                element.extend_from_slice(host.as_bytes());
-                element.push(b'"');
-            }
-        }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
+    if let Some(host) = host {
+        let plain = host
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b));
+        if plain {
+            element.extend_from_slice(b";host=\"");
+            element.extend_from_slice(host.as_bytes());
+            element.push(b'"');
         }
     }
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(element)) {
-        headers.insert(&FORWARDED, v);
-    }
+    HeaderValue::from_maybe_shared(Bytes::from(element)).ok()
+}
+
+/// The usable lines of `name` (`len` bytes joined, [`list_len`]), then `last`.
+fn joined(headers: &HeaderMap, name: &HeaderName, len: usize, last: &[u8]) -> Option<HeaderValue> {
+    let mut value = Vec::with_capacity(len + 2 + last.len());
+    push_list(&mut value, headers, name);
+    value.extend_from_slice(b", ");
+    value.extend_from_slice(last);
+    // Lines that were valid values, `, ` and a valid value: always valid.
+    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
 /// `ip` as a header value (`X-Real-IP`).
@@ -205,7 +265,7 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
         ]);
         let host = HeaderValue::from_static("api.example.com");
-        add_forwarded(&mut h, ip("192.0.2.1"), Some(&host));
+        add_forwarded(&mut h, &PeerHeaders::new(ip("192.0.2.1")), Some(&host));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -215,10 +275,50 @@ mod tests {
         );
 
         let mut h = map(&[("x-forwarded-host", "evil.example")]);
-        add_forwarded(&mut h, ip("::1"), None);
+        add_forwarded(&mut h, &PeerHeaders::new(ip("::1")), None);
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
         assert!(h.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn one_connection_s_requests_each_get_their_own_host() {
+        // The element worked out for the first host is kept for the
+        // connection; another host, or none, still gets its own.
+        let peer = PeerHeaders::new(ip("192.0.2.1"));
+        let api = HeaderValue::from_static("api.example.com");
+        let other = HeaderValue::from_static("other.example.com");
+        for (host, want) in [
+            (
+                Some(&api),
+                "for=192.0.2.1;proto=https;host=\"api.example.com\"",
+            ),
+            (
+                Some(&other),
+                "for=192.0.2.1;proto=https;host=\"other.example.com\"",
+            ),
+            (None, "for=192.0.2.1;proto=https"),
+            (
+                Some(&api),
+                "for=192.0.2.1;proto=https;host=\"api.example.com\"",
+            ),
+        ] {
+            let mut h = map(&[("x-forwarded-host", "evil.example")]);
+            add_forwarded(&mut h, &peer, host);
+            assert_eq!(h["forwarded"], want);
+            assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+            assert_eq!(h.get("x-forwarded-host"), host);
+            // A client's own list is kept, with this hop's element after it.
+            let mut h = map(&[
+                ("forwarded", "for=203.0.113.9"),
+                ("x-forwarded-for", "203.0.113.9"),
+            ]);
+            add_forwarded(&mut h, &peer, host);
+            assert_eq!(h["forwarded"], format!("for=203.0.113.9, {want}").as_str());
+            assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+        }
+        assert_eq!(peer.value_of(ip("192.0.2.1")), "192.0.2.1");
+        assert_eq!(peer.value_of(ip("203.0.113.9")), "203.0.113.9");
     }
 
     #[test]
@@ -230,7 +330,11 @@ mod tests {
             ("forwarded", "for=203.0.113.9"),
             ("forwarded", "for=198.51.100.7"),
         ]);
-        add_forwarded(&mut h, IpAddr::from([192, 0, 2, 1]), None);
+        add_forwarded(
+            &mut h,
+            &PeerHeaders::new(IpAddr::from([192, 0, 2, 1])),
+            None,
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, 192.0.2.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(
@@ -243,14 +347,14 @@ mod tests {
     fn a_host_with_other_characters_stays_out_of_forwarded() {
         let mut h = HeaderMap::new();
         let host = HeaderValue::from_static("api.example.com:8443");
-        add_forwarded(&mut h, ip("10.0.0.1"), Some(&host));
+        add_forwarded(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&host));
         assert_eq!(
             h["forwarded"],
             "for=10.0.0.1;proto=https;host=\"api.example.com:8443\""
         );
         let mut h = HeaderMap::new();
         let odd = HeaderValue::from_static("a_b.example");
-        add_forwarded(&mut h, ip("10.0.0.1"), Some(&odd));
+        add_forwarded(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&odd));
         assert_eq!(h["x-forwarded-host"], "a_b.example");
         assert_eq!(h["forwarded"], "for=10.0.0.1;proto=https");
     }

@@ -8,7 +8,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub use super::forwarded::{add_forwarded, ip_value};
+pub use super::forwarded::{PeerHeaders, add_forwarded, ip_value};
 
 /// `X-Forwarded-For`
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
