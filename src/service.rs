@@ -20,7 +20,7 @@ use crate::http::headers::{
     X_REAL_IP, X_REQUEST_ID, acceptable_request_id, add_forwarded, new_request_id,
     strip_request_hop_by_hop,
 };
-use crate::http::host::{HostError, check_host};
+use crate::http::host::{AcceptedHost, HostError};
 use crate::http::hygiene::RequestHygiene;
 use crate::http::path::{normalize, without_parameters};
 use crate::http::request_head;
@@ -196,7 +196,7 @@ impl Handler {
                 "-",
             );
         }
-        let client_host = match client_host(&req) {
+        let client_host = match client_host(&req, &context.client.host) {
             Ok(host) => host,
             Err(e) => {
                 let resp = gateway_error(
@@ -311,10 +311,11 @@ impl Handler {
             );
             return Outcome::routed(resp, route, None);
         }
-        add_forwarded(&mut parts.headers, &context.peer, client_host.as_ref());
+        let forwarding = &context.client.forwarding;
+        add_forwarded(&mut parts.headers, forwarding, client_host.as_ref());
         parts
             .headers
-            .insert(&X_REAL_IP, context.peer.value_of(client_ip));
+            .insert(&X_REAL_IP, forwarding.value_of(client_ip));
         parts.headers.insert(&X_REQUEST_ID, request_id.clone());
         trace.apply(&mut parts.headers);
 
@@ -360,12 +361,15 @@ impl Handler {
 
 /// The `Host` (or HTTP/2 `:authority`) the client asked for, once every
 /// copy of it is a plain `host[:port]`: it is repeated to the upstream.
-fn client_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, HostError> {
+fn client_host(
+    req: &Request<Incoming>,
+    accepted: &AcceptedHost,
+) -> Result<Option<HeaderValue>, HostError> {
     for value in req.headers().get_all(HOST) {
-        check_host(value.to_str().map_err(|_| HostError::BadCharacter)?)?;
+        accepted.check(value.to_str().map_err(|_| HostError::BadCharacter)?)?;
     }
     if let Some(authority) = req.uri().authority() {
-        check_host(authority.as_str())?;
+        accepted.check(authority.as_str())?;
     }
     Ok(req.headers().get(HOST).cloned().or_else(|| {
         req.uri()

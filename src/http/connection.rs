@@ -9,12 +9,14 @@
 //! passgate's own endpoints find it among the request's extensions (the
 //! token endpoint reads its body deadline there).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::forwarded::PeerHeaders;
+use super::host::AcceptedHost;
 
 /// The transport settings and connection slot of one client connection.
 #[derive(Debug, Clone)]
@@ -29,8 +31,27 @@ pub struct ConnContext {
     pub slot: ConnSlot,
     /// Turns true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// What the connection works out once about its client.
+    pub client: Arc<ConnClient>,
+}
+
+/// What a connection works out once about its client, for all its requests.
+#[derive(Debug)]
+pub struct ConnClient {
     /// The client's address as the forwarding headers write it.
-    pub peer: Arc<PeerHeaders>,
+    pub forwarding: PeerHeaders,
+    /// The `Host` its requests name, once accepted.
+    pub host: AcceptedHost,
+}
+
+impl ConnClient {
+    /// For a connection from `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        ConnClient {
+            forwarding: PeerHeaders::new(ip),
+            host: AcceptedHost::default(),
+        }
+    }
 }
 
 impl ConnContext {

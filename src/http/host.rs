@@ -14,6 +14,7 @@
 //! never empty, and IPvFuture (`[v1.x]`) and IPv6 zone ids are refused.
 
 use std::net::Ipv6Addr;
+use std::sync::OnceLock;
 
 /// Why a host was refused, for the client's error description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,24 @@ pub fn check_host(text: &str) -> Result<(), HostError> {
     }
     // A dotted IPv4 address is also a valid reg-name, so one check covers both.
     check_reg_name(host)
+}
+
+/// The host a connection's requests keep naming, once [`check_host`]
+/// accepted it: the same bytes again need no second check (a request would
+/// otherwise spend as long checking its `Host` as on the rest of its headers).
+#[derive(Debug, Default)]
+pub struct AcceptedHost(OnceLock<Box<[u8]>>);
+
+impl AcceptedHost {
+    /// [`check_host`], skipped for the host this connection already had accepted.
+    pub fn check(&self, text: &str) -> Result<(), HostError> {
+        if self.0.get().is_some_and(|seen| **seen == *text.as_bytes()) {
+            return Ok(());
+        }
+        check_host(text)?;
+        let _ = self.0.set(text.as_bytes().into());
+        Ok(())
+    }
 }
 
 /// `(host, port)`: the port is what follows the last `:` outside brackets.
@@ -212,5 +231,27 @@ mod tests {
         ] {
             assert!(!e.describe().is_empty());
         }
+    }
+
+    #[test]
+    fn a_connection_s_accepted_host_is_not_checked_again_but_others_are() {
+        let accepted = AcceptedHost::default();
+        assert_eq!(accepted.check("bad host"), Err(HostError::BadCharacter));
+        assert_eq!(accepted.check("api.example.com:8443"), Ok(()));
+        assert_eq!(accepted.check("api.example.com:8443"), Ok(()));
+        // Another host, good or bad, is checked as any first one.
+        assert_eq!(accepted.check("other.example.com"), Ok(()));
+        assert_eq!(
+            accepted.check("api.example.com:99999"),
+            Err(HostError::BadPort)
+        );
+        assert_eq!(
+            accepted.check("user@api.example.com:8443"),
+            Err(HostError::Userinfo)
+        );
+        assert_eq!(
+            accepted.check("api.example.com:8443 "),
+            Err(HostError::BadPort)
+        );
     }
 }

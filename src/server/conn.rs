@@ -42,8 +42,7 @@ use super::watch::{Ended, Watch};
 use crate::config::ServerConfig;
 use crate::http::activity::ConnActivity;
 use crate::http::body::ResponseBody;
-use crate::http::connection::{ConnContext, ConnSlot};
-use crate::http::forwarded::PeerHeaders;
+use crate::http::connection::{ConnClient, ConnContext, ConnSlot};
 use crate::proxy::Proxy;
 use crate::service::App;
 
@@ -160,7 +159,7 @@ pub async fn serve(
         max_header_size: shared.max_header_size,
         slot,
         shutdown: shutdown.clone(),
-        peer: Arc::new(PeerHeaders::new(peer.ip())),
+        client: Arc::new(ConnClient::new(peer.ip())),
     };
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let guard = conn_activity.begin();
