@@ -32,7 +32,9 @@ use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_P
 pub struct PeerHeaders {
     ip: IpAddr,
     value: HeaderValue,
-    element: OnceLock<(Option<HeaderValue>, Option<HeaderValue>)>,
+    /// The first host's own bytes (a copy: a request's header value shares
+    /// the connection's read buffer, which would then stay held) and its element.
+    element: OnceLock<(Option<Box<[u8]>>, Option<HeaderValue>)>,
 }
 
 impl PeerHeaders {
@@ -56,13 +58,16 @@ impl PeerHeaders {
 
     /// `for=…;proto=https;host="…"` for a request that asked for `host`.
     fn element(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let host_bytes = host.map(HeaderValue::as_bytes);
         if let Some((for_host, element)) = self.element.get()
-            && for_host.as_ref() == host
+            && for_host.as_deref() == host_bytes
         {
             return element.clone();
         }
         let element = new_element(self.ip, &self.value, host);
-        let _ = self.element.set((host.cloned(), element.clone()));
+        let _ = self
+            .element
+            .set((host_bytes.map(Box::from), element.clone()));
         element
     }
 }
@@ -319,6 +324,23 @@ mod tests {
         }
         assert_eq!(peer.value_of(ip("192.0.2.1")), "192.0.2.1");
         assert_eq!(peer.value_of(ip("203.0.113.9")), "203.0.113.9");
+    }
+
+    #[test]
+    fn the_connection_keeps_no_request_s_buffer() {
+        // hyper's header values share the connection's read buffer: a copy
+        // kept of one would hold that buffer for the connection's life.
+        let read_buffer = Bytes::from(vec![b'a'; 8192]);
+        let host = HeaderValue::from_maybe_shared(read_buffer.slice(0..15))
+            .unwrap_or_else(|_| HeaderValue::from_static("x"));
+        let peer = PeerHeaders::new(ip("192.0.2.1"));
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &peer, Some(&host));
+        drop((h, host));
+        assert!(
+            read_buffer.is_unique(),
+            "the cached element holds the request's buffer"
+        );
     }
 
     #[test]
