@@ -34,8 +34,11 @@ pub struct PeerHeaders {
     value: HeaderValue,
     /// The first host's own bytes (a copy: a request's header value shares
     /// the connection's read buffer, which would then stay held) and its element.
-    element: OnceLock<(Option<Box<[u8]>>, Option<HeaderValue>)>,
+    element: OnceLock<HostElement>,
 }
+
+/// A host's bytes (`None`: no host) and the `Forwarded` element for it.
+type HostElement = (Option<Box<[u8]>>, Option<HeaderValue>);
 
 impl PeerHeaders {
     /// For a connection from `ip`.
