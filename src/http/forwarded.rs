@@ -189,15 +189,17 @@ fn usable_lines<'a>(
         .filter(|v| !v.is_empty())
 }
 
-/// An address written out on the stack: an IPv4 address digit by digit,
-/// an IPv6 one (rare on this path) through `fmt`.
-struct IpText {
+/// An address written out on the stack, as `Display` writes it: an IPv4
+/// address digit by digit, an IPv6 one (rare on this path) through `fmt`.
+/// Also the access log's (`telemetry/access_line.rs`).
+pub struct IpText {
     buf: [u8; 48],
     len: usize,
 }
 
 impl IpText {
-    fn new(ip: IpAddr) -> Self {
+    /// `ip`'s text.
+    pub fn new(ip: IpAddr) -> Self {
         let mut text = IpText {
             buf: [0; 48],
             len: 0,
@@ -232,7 +234,8 @@ impl IpText {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    /// The text.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }

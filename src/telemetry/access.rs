@@ -99,14 +99,13 @@ struct Sink {
 static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// Send this process's access lines to `writer` in `format`, or nowhere when
-/// not `enabled`. The first call wins; `false` if one came before.
-pub fn install(writer: AccessWriter, format: LogFormat, enabled: bool) -> bool {
-    SINK.set(Sink {
+/// not `enabled`. The first call wins.
+pub fn install(writer: AccessWriter, format: LogFormat, enabled: bool) {
+    let _ = SINK.set(Sink {
         writer,
         format,
         enabled,
-    })
-    .is_ok()
+    });
 }
 
 /// Log one request's line: formatted and queued when a writer is

@@ -18,6 +18,7 @@ use http::Method;
 use super::escape::{Bytes, push_display_value, push_str_value};
 use super::timestamp;
 use crate::config::LogFormat;
+use crate::http::forwarded::IpText;
 
 /// What the access log says of one request.
 #[derive(Debug, Clone)]
@@ -182,31 +183,9 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// The address as `Display` writes it: IPv4 (nearly every client) by hand,
-/// IPv6 through `core::fmt`, whose rules for `::` are not worth repeating.
+/// The address as `Display` writes it, without `core::fmt` for IPv4.
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut text = [0; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text[len] = b'.';
-                    len += 1;
-                }
-                for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
-                    if shown {
-                        text[len] = b'0' + octet / place % 10;
-                        len += 1;
-                    }
-                }
-            }
-            out.extend_from_slice(&text[..len]);
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(Bytes(out), "{v6}");
-        }
-    }
+    out.extend_from_slice(IpText::new(ip).as_bytes());
 }
 
 #[cfg(test)]
