@@ -1,6 +1,8 @@
 //! criterion benches of the per-request header work on the proxy path (issue
 //! 14, "the hop"): hop-by-hop stripping of a request and of an upstream's
-//! answer, the forwarding headers, a new request id and a new trace.
+//! answer, the forwarding headers, a new request id and a new trace, and
+//! passgate's own HTTP/1.1 client writing the upstream request's head and
+//! parsing the answer's.
 //! The header sets are what the side-by-side bench sends and gets back
 //! (h2load / wrk through passgate to nginx).
 //!
@@ -12,7 +14,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue};
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderValue, Method};
+use passgate::upstream::http1::codec;
 
 fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -72,6 +76,27 @@ fn headers(c: &mut Criterion) {
     });
     c.bench_function("hop/request_id", |b| {
         b.iter(passgate::http::headers::new_request_id)
+    });
+    // The upstream side, passgate's own HTTP/1.1 client: the forwarded
+    // request's head written, and nginx's answer parsed (the buffer's
+    // allocation included; a connection reuses its own).
+    let mut forwarded = req.clone();
+    passgate::http::headers::add_forwarded(&mut forwarded, &peer, Some(&host));
+    forwarded.insert("x-request-id", passgate::http::headers::new_request_id());
+    let mut head = Vec::with_capacity(1024);
+    c.bench_function("hop/upstream_write_head", |b| {
+        b.iter(|| {
+            head.clear();
+            codec::write_head(&mut head, &Method::GET, "/plain/items", black_box(&forwarded));
+            black_box(head.len())
+        })
+    });
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 30 Nov 2026 12:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: keep-alive\r\n\r\n{\"ok\":true}";
+    c.bench_function("hop/upstream_parse_head", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(black_box(answer));
+            black_box(codec::parse_head(&mut buf, false).expect("valid").is_some())
+        })
     });
     let empty = HeaderMap::new();
     c.bench_function("hop/trace_of_none", |b| {

@@ -955,3 +955,25 @@ async fn a_connection_answered_before_its_upload_ended_is_reused_once_it_has() {
     assert_eq!(reply.body, "ok");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_upstream_answer_is_a_502_and_never_reaches_the_client() {
+    for (what, reply) in [
+        (
+            "two lengths",
+            "HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\nok",
+        ),
+        ("no status line", "ok\r\n\r\n"),
+        (
+            "chunked on HTTP/1.0",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+    ] {
+        let (url, _) = counting_upstream(reply, false).await;
+        let gw = pool_gateway(&url).await;
+        for proto in BOTH {
+            let reply = gw.client(proto).get("/pool/x").await;
+            assert_gateway_error(&reply, 502, "bad_gateway", what);
+        }
+    }
+}

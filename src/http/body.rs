@@ -150,8 +150,8 @@ impl Body for RequestBody {
 }
 
 /// A streamed body passgate does not name here (the upstream pool's, which
-/// drives its connection as it is read).
-pub type DynBody = Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>;
+/// reads its connection as it is read).
+pub type DynBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
 
 enum Kind {
     Upstream(Incoming),
@@ -186,7 +186,7 @@ impl ResponseBody {
     }
 
     /// An upstream's body of another type, streamed.
-    pub fn streamed(body: impl Body<Data = Bytes, Error = hyper::Error> + Send + 'static) -> Self {
+    pub fn streamed(body: impl Body<Data = Bytes, Error = BoxError> + Send + 'static) -> Self {
         Self {
             kind: Kind::Dyn(Box::pin(body)),
             guard: None,
@@ -219,15 +219,15 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = match &mut this.kind {
-            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Kind::Dyn(body) => body.as_mut().poll_frame(cx),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         };

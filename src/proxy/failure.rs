@@ -17,6 +17,8 @@ use crate::upstream::http1::SendError;
 /// something after.
 pub(super) enum Failure {
     Connect(BoxError),
+    /// Reading the client's body failed (passgate's own pool says so).
+    ClientBody(BoxError),
     Other(BoxError),
 }
 
@@ -35,6 +37,7 @@ impl From<SendError> for Failure {
         match e {
             SendError::Connect(e) => Failure::Connect(e),
             SendError::Request(e) => Failure::Other(Box::new(e)),
+            SendError::ClientBody(e) => Failure::ClientBody(e),
         }
     }
 }
@@ -73,6 +76,7 @@ pub(super) fn classify(
                 source: e,
             };
         }
+        Failure::ClientBody(e) => return ProxyError::ClientBody(e),
         Failure::Other(e) => e,
     };
     // A failure reading the client's body surfaces as a user body error.

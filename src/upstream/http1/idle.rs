@@ -3,15 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Conn;
+use super::wire::Conn;
 
 pub(super) struct Idle {
-    pub(super) conn: Conn,
+    pub(super) conn: Box<Conn>,
     pub(super) since: Instant,
 }
 
@@ -32,40 +31,35 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Keep `conn` for the next request to `key`, when it is ready for one.
-    pub(super) fn put_back(self: &Arc<Self>, key: Arc<str>, mut conn: Conn) {
-        conn.drive(&mut Context::from_waker(Waker::noop()));
-        if conn.done || conn.send.is_closed() || self.max_idle == 0 {
+    /// Keep `conn`, whose response has been read to its end and allowed it,
+    /// for the next request to `key`, unless it failed or holds bytes no
+    /// request asked for.
+    pub(super) fn put_back(self: &Arc<Self>, key: Arc<str>, mut conn: Box<Conn>) {
+        if self.max_idle == 0 || conn.broken || !conn.read.is_empty() {
             return;
         }
-        if !conn.is_ready() {
-            // Still writing the request body, or not yet idle: drive it
-            // until it is, for at most the idle timeout.
-            let shared = Arc::clone(self);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let ready = tokio::time::timeout(
-                        shared.idle_timeout,
-                        std::future::poll_fn(|cx| {
-                            conn.drive(cx);
-                            if conn.done {
-                                return Poll::Ready(false);
-                            }
-                            conn.send.poll_ready(cx).map(|r| r.is_ok())
-                        }),
-                    )
-                    .await;
-                    if ready == Ok(true) {
-                        shared.keep(key, conn);
-                    }
-                });
-            }
+        if conn.sent() {
+            self.keep(key, conn);
             return;
         }
-        self.keep(key, conn);
+        // The upstream answered before it had the whole request body: send
+        // the rest, for at most the idle timeout, then keep the connection.
+        let shared = Arc::clone(self);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let sent = tokio::time::timeout(
+                    shared.idle_timeout,
+                    std::future::poll_fn(|cx| conn.poll_send(cx)),
+                )
+                .await;
+                if matches!(sent, Ok(Ok(()))) && conn.reusable() {
+                    shared.keep(key, conn);
+                }
+            });
+        }
     }
 
-    fn keep(self: &Arc<Self>, key: Arc<str>, conn: Conn) {
+    fn keep(self: &Arc<Self>, key: Arc<str>, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.by_upstream.entry(key).or_default();
         if list.len() >= self.max_idle {

@@ -1,42 +1,41 @@
-//! passgate's own HTTP/1.1 upstream pool, used for every plain forwarded
-//! request that goes over HTTP/1.1 (WebSocket tunnels, HTTP/2 and ALPN
-//! upstreams keep hyper-util's pool, in `client.rs`).
+//! passgate's own HTTP/1.1 upstream client and pool, used for every plain
+//! forwarded request that goes over HTTP/1.1 (WebSocket tunnels, HTTP/2 and
+//! ALPN upstreams keep hyper-util's pool, in `client.rs`).
 //!
-//! Each connection is driven by the request that uses it, inside that
-//! request's task: while waiting for the response head, then through
-//! [`PooledBody`] while the client reads the response body. Nothing is
-//! spawned per request and no wake-up crosses tasks, which is where
-//! hyper-util's pool spent its time (a spawned task to hand the connection
-//! back, a channel to the connection's own task, a hashed pool key).
+//! The request is written and the response read by passgate itself
+//! (`codec.rs` for the bytes, `wire.rs` for the connection), inside the
+//! task of the request that uses the connection: while it waits for the
+//! response head, then through [`PooledBody`] while the client reads the
+//! response body. Nothing is spawned per request and no wake-up crosses
+//! tasks. hyper's client reaches its connection through a channel and a
+//! oneshot and keeps its own dispatcher state; taking it out saved about a
+//! sixth of the HTTP/1.1 hop's instructions and a quarter of the HTTP/2
+//! hop's (docs/benchmarks.md).
 //!
 //! - **Checkout** takes the most recently used idle connection of the
-//!   upstream (its key is the upstream URL), polls it once so a connection
+//!   upstream (its key is the upstream URL), reads it once so a connection
 //!   the upstream has closed is noticed and dropped, and connects when none
 //!   is left.
-//! - **Return** happens when the response body has been read to its end. A
-//!   connection that is not ready for the next request at that moment (the
-//!   upstream answered before it had the whole request body) is driven by a
-//!   task of its own until it is, then returned. A body dropped early closes
-//!   its connection, as HTTP/1.1 leaves no other way to cancel.
+//! - **Return** happens when the response body has been read to its end,
+//!   the request has been sent in full and the response allows it
+//!   (`Connection`, HTTP/1.0, its framing). Otherwise the connection closes:
+//!   a body dropped early, a request body the upstream answered before it
+//!   had it all, a response read to the connection's close.
 //! - **Limits**: at most `upstream.pool_max_idle_per_host` idle connections
 //!   per upstream and worker; an idle connection older than
 //!   `upstream.pool_idle_timeout` is closed, at the next checkout or by a
 //!   sweep that runs every half timeout while any are idle.
-//! - **Retry**: a request hyper gives back unsent (the pooled connection
-//!   closed under it) is sent again on another connection.
+//! - **Retry**: a request whose head could not be written at all on a
+//!   pooled connection (it closed under it) is sent again on another one.
 
-use std::future::Future;
-use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use http::{Method, Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -44,15 +43,17 @@ use crate::config::UpstreamTarget;
 use crate::http::body::{BoxError, RequestBody};
 
 mod body;
+pub mod codec;
 mod idle;
 #[cfg(test)]
 mod tests;
+mod wire;
 
-use body::Back;
 pub use body::PooledBody;
+use body::{Back, Left};
+pub use codec::WireError;
 use idle::{Idle, Idles, Shared};
-
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+use wire::{Conn, SendFailure};
 
 /// Why a request could not be sent on the pool.
 #[derive(Debug)]
@@ -61,30 +62,9 @@ pub enum SendError {
     /// timed-out `io::Error` when `upstream.connect_timeout` passed).
     Connect(BoxError),
     /// The connection failed while sending the request or reading the head.
-    Request(hyper::Error),
-}
-
-/// One upstream connection: the handle requests are sent on and the
-/// connection itself, which whoever uses it must keep polling.
-struct Conn {
-    send: SendRequest<RequestBody>,
-    conn: Pin<Box<Connection<Io, RequestBody>>>,
-    /// The connection future has finished (closed or failed).
-    done: bool,
-}
-
-impl Conn {
-    /// Let the connection do what it can (read, write, notice a close).
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
-            self.done = true;
-        }
-    }
-
-    /// Usable for a new request right now.
-    fn is_ready(&self) -> bool {
-        !self.done && self.send.is_ready()
-    }
+    Request(WireError),
+    /// The client's request body failed while it was being sent.
+    ClientBody(BoxError),
 }
 
 /// A worker's HTTP/1.1 connections, by upstream.
@@ -121,49 +101,73 @@ impl Http1Pool {
     }
 
     /// Send `req` (origin-form URI, `Host` set) to `target` and wait for the
-    /// response head. The body that comes with it drives the connection.
+    /// response head. The body that comes with it reads the connection.
     pub async fn send(
         &self,
         target: &UpstreamTarget,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        loop {
+        let (mut parts, body) = req.into_parts();
+        let encode = codec::request_framing(&parts.method, &mut parts.headers, &body);
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let (mut conn, key) = loop {
             let (idle, key) = self.checkout(&target.url);
             let (mut conn, reused) = match idle {
                 Some(conn) => (conn, true),
                 // Boxed: connecting holds a TLS session inline, and is rare.
                 None => (Box::pin(self.connect(target)).await?, false),
             };
-            let response = conn.send.try_send_request(req);
-            let result = {
-                let mut response = pin!(response);
-                std::future::poll_fn(|cx| {
-                    conn.drive(cx);
-                    response.as_mut().poll(cx)
-                })
-                .await
-            };
-            match result {
-                Ok(resp) => {
-                    let shared = Arc::clone(&self.shared);
-                    return Ok(resp.map(|body| PooledBody {
-                        body,
-                        back: Some(Back { conn, shared, key }),
-                        ended: false,
-                    }));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Never written: a pooled connection closed under it.
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(SendError::Request(e.into_error())),
-                },
+            conn.queue_head(|dst| codec::write_head(dst, &parts.method, path, &parts.headers));
+            // The head alone first: if not a byte of it could be written
+            // on a pooled connection, the request can go on another.
+            match std::future::poll_fn(|cx| conn.poll_write_queued(cx)).await {
+                Ok(()) => break (conn, key),
+                Err(_) if reused && conn.nothing_written() => continue,
+                Err(e) => return Err(SendError::Request(WireError::Io(e))),
             }
-        }
+        };
+        conn.send_body(body, encode);
+        let head_request = parts.method == Method::HEAD;
+        let mut failed = None;
+        let head = std::future::poll_fn(|cx| {
+            if failed.is_none() && !conn.sent() {
+                match conn.poll_send(cx) {
+                    Poll::Ready(Err(SendFailure::ClientBody(e))) => {
+                        return Poll::Ready(Err(SendError::ClientBody(e)));
+                    }
+                    // The upstream is owed bytes it will wait for.
+                    Poll::Ready(Err(SendFailure::Wire(e @ WireError::RequestLength))) => {
+                        return Poll::Ready(Err(SendError::Request(e)));
+                    }
+                    // The upstream may have answered before it stopped
+                    // reading: its answer is still read.
+                    Poll::Ready(Err(SendFailure::Wire(e))) => {
+                        conn.abandon();
+                        failed = Some(e);
+                    }
+                    Poll::Ready(Ok(())) | Poll::Pending => {}
+                }
+            }
+            conn.poll_head(cx, head_request)
+                .map_err(|e| SendError::Request(failed.take().unwrap_or(e)))
+        })
+        .await?;
+        let shared = Arc::clone(&self.shared);
+        let back = Back {
+            conn,
+            shared,
+            key,
+            keep_alive: head.keep_alive,
+        };
+        Ok(head.response.map(|()| PooledBody {
+            back: Some(back),
+            left: Left::of(head.length),
+        }))
     }
 
     /// An idle connection to `url`, if one is usable, and the pool's key
     /// for `url` (made once per upstream, then shared).
-    fn checkout(&self, url: &str) -> (Option<Conn>, Arc<str>) {
+    fn checkout(&self, url: &str) -> (Option<Box<Conn>>, Arc<str>) {
         let mut idle = self.shared.idle.lock().unwrap_or_else(|p| p.into_inner());
         let key = match idle.by_upstream.get_key_value(url) {
             Some((key, _)) => Arc::clone(key),
@@ -173,24 +177,20 @@ impl Http1Pool {
             return (None, key);
         };
         let oldest_kept = Instant::now().checked_sub(self.shared.idle_timeout);
-        let mut cx = Context::from_waker(Waker::noop());
         while let Some(Idle { mut conn, since }) = list.pop() {
             if oldest_kept.is_some_and(|t| since < t) {
                 // Every older one is older still.
                 list.clear();
                 break;
             }
-            // A closed connection finishes when polled; the waker is not
-            // needed, as the request polls it again at once.
-            conn.drive(&mut cx);
-            if conn.is_ready() {
+            if conn.idle_and_open() {
                 return (Some(conn), key);
             }
         }
         (None, key)
     }
 
-    async fn connect(&self, target: &UpstreamTarget) -> Result<Conn, SendError> {
+    async fn connect(&self, target: &UpstreamTarget) -> Result<Box<Conn>, SendError> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(target.scheme.clone());
         parts.authority = Some(target.authority.clone());
@@ -202,14 +202,6 @@ impl Http1Pool {
             .call(uri)
             .await
             .map_err(SendError::Connect)?;
-        let (send, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(SendError::Request)?;
-        Ok(Conn {
-            send,
-            conn: Box::pin(conn),
-            done: false,
-        })
+        Ok(Box::new(Conn::new(TokioIo::new(io))))
     }
 }

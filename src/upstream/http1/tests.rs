@@ -185,3 +185,168 @@ async fn a_refused_connection_is_a_connect_error() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+fn head_request(target: &UpstreamTarget) -> Request<RequestBody> {
+    let mut req = get(target);
+    *req.method_mut() = Method::HEAD;
+    req
+}
+
+/// Every frame of a body: its data joined, its trailers, or its error.
+async fn frames(resp: Response<PooledBody>) -> Result<(Bytes, Option<http::HeaderMap>), BoxError> {
+    let collected = http_body_util::BodyExt::collect(resp.into_body()).await?;
+    let trailers = collected.trailers().cloned();
+    Ok((collected.to_bytes(), trailers))
+}
+
+/// What two requests one after another get from an upstream answering
+/// `reply` (`head`: as `HEAD` requests), and the connections they took.
+async fn twice(
+    reply: &'static str,
+    head: bool,
+) -> (Vec<Result<(Bytes, Option<http::HeaderMap>), String>>, usize) {
+    let (target, accepted) = upstream(reply, 0).await;
+    let pool = pool(8, Duration::from_secs(30));
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let req = if head {
+            head_request(&target)
+        } else {
+            get(&target)
+        };
+        let got = match pool.send(&target, req).await {
+            Ok(resp) => frames(resp).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        out.push(got);
+    }
+    (out, accepted.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_chunked_body_with_trailers_is_read_and_its_connection_kept() {
+    let reply = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nx-sum: 5\r\n\r\n";
+    let (got, connections) = twice(reply, false).await;
+    for got in got {
+        let (data, trailers) = got.unwrap();
+        assert_eq!(data, "abcde");
+        assert_eq!(trailers.unwrap()["x-sum"], "5");
+    }
+    assert_eq!(connections, 1);
+}
+
+#[tokio::test]
+async fn a_body_read_to_the_close_ends_there_and_takes_its_connection() {
+    let (target, accepted) = upstream("HTTP/1.1 200 OK\r\n\r\nto the end", 1).await;
+    let pool = pool(8, Duration::from_secs(30));
+    for _ in 0..2 {
+        let resp = pool.send(&target, get(&target)).await.unwrap();
+        assert_eq!(read(resp).await, "to the end");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_head_response_has_no_body_whatever_its_length_says() {
+    let (got, connections) = twice("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true).await;
+    for got in got {
+        assert_eq!(got.unwrap().0, "");
+    }
+    assert_eq!(connections, 1);
+}
+
+#[tokio::test]
+async fn informational_answers_are_skipped() {
+    let (got, connections) = twice(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    for got in got {
+        assert_eq!(got.unwrap().0, "ok");
+    }
+    assert_eq!(connections, 1);
+}
+
+#[tokio::test]
+async fn both_framings_lose_the_length_and_the_connection() {
+    let (target, accepted) = upstream(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        0,
+    )
+    .await;
+    let pool = pool(8, Duration::from_secs(30));
+    for _ in 0..2 {
+        let resp = pool.send(&target, get(&target)).await.unwrap();
+        assert!(!resp.headers().contains_key("content-length"));
+        assert_eq!(read(resp).await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn http_1_0_keeps_the_connection_only_when_asked() {
+    let (_, plain) = twice("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    assert_eq!(plain, 2);
+    let (got, kept) = twice(
+        "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    assert_eq!(got[1].as_ref().unwrap().0, "ok");
+    assert_eq!(kept, 1);
+}
+
+#[tokio::test]
+async fn bytes_after_a_response_cost_the_connection() {
+    let (got, connections) = twice(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n",
+        false,
+    )
+    .await;
+    for got in got {
+        assert_eq!(got.unwrap().0, "ok");
+    }
+    assert_eq!(connections, 2);
+}
+
+#[tokio::test]
+async fn broken_answers_are_errors() {
+    for reply in [
+        "HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+        "not http at all\r\n\r\n",
+    ] {
+        let (got, _) = twice(reply, false).await;
+        let e = got[0].as_ref().unwrap_err();
+        assert!(e.contains("Request("), "{reply:?}: {e}");
+    }
+    // Cut short: the head is fine, the body is an error.
+    let (target, _) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", 1).await;
+    let pool = pool(8, Duration::from_secs(30));
+    let resp = pool.send(&target, get(&target)).await.unwrap();
+    let e = frames(resp).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("before the end of the response body"),
+        "{e}"
+    );
+    let (target, _) = upstream(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        0,
+    )
+    .await;
+    let resp = pool.send(&target, get(&target)).await.unwrap();
+    let e = frames(resp).await.unwrap_err();
+    assert!(e.to_string().contains("chunked body is invalid"), "{e}");
+}
+
+#[tokio::test]
+async fn an_upstream_closing_without_an_answer_is_an_error() {
+    let (target, _) = upstream("", 1).await;
+    let pool = pool(8, Duration::from_secs(30));
+    match pool.send(&target, get(&target)).await {
+        Err(SendError::Request(WireError::Closed)) => {}
+        other => panic!("expected the upstream's close, got {other:?}"),
+    }
+}
