@@ -125,7 +125,18 @@ async fn metrics_name_every_family_with_config_labels() {
         let mut sink = Vec::new();
         let _ = tcp.read_to_end(&mut sink).await;
     }
-    let (code, text) = admin_get(gw.admin_addr, "/metrics").await;
+    // The failed handshake closes the socket before it is counted: scrape
+    // until the count is there (two seconds at most).
+    let handshake = "passgate_tls_handshake_failures_total{reason=\"error\"} 1";
+    let mut scrape = admin_get(gw.admin_addr, "/metrics").await;
+    for _ in 0..40 {
+        if scrape.1.contains(handshake) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        scrape = admin_get(gw.admin_addr, "/metrics").await;
+    }
+    let (code, text) = scrape;
     assert_eq!(code, 200);
     for want in [
         "passgate_http_requests_total{route=\"/public/\",method=\"read\",code=\"2xx\"} 2",
@@ -149,7 +160,7 @@ async fn metrics_name_every_family_with_config_labels() {
         "passgate_attack_protection_total{kind=\"brute_force_block\"} 0",
         "passgate_access_log_dropped_total 0",
         "# TYPE passgate_connections_active gauge",
-        "passgate_tls_handshake_failures_total{reason=\"error\"} 1",
+        handshake,
         "# EOF",
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
