@@ -9,7 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::codec::{self, Chunked, Length, Step, WireError};
+use super::chunked::{self, Chunked, Step};
+use super::codec::{Length, WireError};
 use super::idle::Shared;
 use super::wire::{Conn, SendFailure};
 use crate::http::body::BoxError;
@@ -119,7 +120,7 @@ impl Body for PooledBody {
                     }
                     Step::Data(conn.read.split_to(take).freeze())
                 }
-                Left::Chunked(state) => match codec::chunked_step(state, &mut conn.read) {
+                Left::Chunked(state) => match chunked::chunked_step(state, &mut conn.read) {
                     Ok(Step::Trailers(t)) => {
                         this.left = Left::Done;
                         Step::Trailers(t)

@@ -5,9 +5,10 @@
 //! The rules are hyper's client's, with two stricter ones where a response
 //! could otherwise desynchronise the connection: a response framed both by
 //! `Transfer-Encoding` and `Content-Length` loses the `Content-Length` and
-//! its connection, and a chunk line must end in CRLF with no bare LF.
+//! its connection, and a chunk line must end in CRLF with no bare LF
+//! (`chunked.rs`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::Body;
@@ -22,9 +23,6 @@ pub(super) const MAX_HEADERS: usize = 100;
 /// A response head (or trailer section) longer than this is refused
 /// (hyper's client's default read buffer limit).
 pub(super) const MAX_HEAD: usize = 8192 + 4096 * 100;
-
-/// A chunk-size line (the size and its extensions) longer than this is refused.
-const MAX_CHUNK_LINE: usize = 4096;
 
 /// What went wrong on an upstream connection.
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +97,7 @@ pub(super) fn request_framing(
 }
 
 /// Append the request head: request line (origin form), fields, blank line.
-pub fn write_head(
-    dst: &mut Vec<u8>,
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-) {
+pub fn write_head(dst: &mut Vec<u8>, method: &Method, path_and_query: &str, headers: &HeaderMap) {
     dst.reserve(32 + path_and_query.len() + headers.len() * 32);
     dst.extend_from_slice(method.as_str().as_bytes());
     dst.push(b' ');
@@ -174,10 +167,7 @@ pub struct Head {
 /// Parse a final response head from the start of `buf`, taking its bytes
 /// (and those of any informational `1xx` heads before it, which are
 /// skipped). `None`: not all there yet.
-pub fn parse_head(
-    buf: &mut BytesMut,
-    head_request: bool,
-) -> Result<Option<Head>, WireError> {
+pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, WireError> {
     loop {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
@@ -315,119 +305,6 @@ fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
         }
     }
     !close && (version == Version::HTTP_11 || keep_alive)
-}
-
-/// Where a chunked body is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunked {
-    /// Before a chunk-size line.
-    Size,
-    /// Inside a chunk, this many bytes left.
-    Data(u64),
-    /// After a chunk's data, before its CRLF.
-    DataEnd,
-    /// After the last chunk, before the trailer section.
-    Trailers,
-}
-
-/// One step of reading a body from the buffer.
-#[derive(Debug)]
-pub(super) enum Step {
-    Data(Bytes),
-    Trailers(HeaderMap),
-    End,
-    /// Nothing more can be read from what is buffered.
-    More,
-}
-
-/// Read what `buf` holds of a chunked body at `state`.
-pub(super) fn chunked_step(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, WireError> {
-    loop {
-        match *state {
-            Chunked::Size => {
-                match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        // httparse takes an empty size as 0, and any byte
-                        // (a bare LF too) inside an extension.
-                        if !buf[0].is_ascii_hexdigit() {
-                            return Err(WireError::Chunk("a chunk size is missing"));
-                        }
-                        if buf[..used - 1].contains(&b'\n') {
-                            return Err(WireError::Chunk("a bare LF in a chunk line"));
-                        }
-                        let _ = buf.split_to(used);
-                        *state = if size == 0 {
-                            Chunked::Trailers
-                        } else {
-                            Chunked::Data(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
-                        return Err(WireError::Chunk("a chunk line is too long"));
-                    }
-                    Ok(httparse::Status::Partial) => return Ok(Step::More),
-                    Err(_) => return Err(WireError::Chunk("a chunk size is invalid")),
-                }
-            }
-            Chunked::Data(left) => {
-                if buf.is_empty() {
-                    return Ok(Step::More);
-                }
-                let take = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
-                let data = buf.split_to(take).freeze();
-                let left = left - take as u64;
-                *state = if left == 0 {
-                    Chunked::DataEnd
-                } else {
-                    Chunked::Data(left)
-                };
-                return Ok(Step::Data(data));
-            }
-            Chunked::DataEnd => {
-                if buf.len() < 2 {
-                    return Ok(Step::More);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(WireError::Chunk("a chunk's data does not end in CRLF"));
-                }
-                let _ = buf.split_to(2);
-                *state = Chunked::Size;
-            }
-            Chunked::Trailers => return trailers(buf),
-        }
-    }
-}
-
-/// The trailer section after the last chunk: `End` when it is empty.
-fn trailers(buf: &mut BytesMut) -> Result<Step, WireError> {
-    if buf.len() < 2 {
-        return Ok(Step::More);
-    }
-    if &buf[..2] == b"\r\n" {
-        let _ = buf.split_to(2);
-        return Ok(Step::End);
-    }
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (used, map) = match httparse::parse_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete((used, fields))) => {
-            let mut map = HeaderMap::with_capacity(fields.len());
-            for field in fields {
-                let name = HeaderName::from_bytes(field.name.as_bytes())
-                    .map_err(|_| WireError::Chunk("a trailer's name is invalid"))?;
-                let value = HeaderValue::from_bytes(field.value)
-                    .map_err(|_| WireError::Chunk("a trailer's value is invalid"))?;
-                map.append(name, value);
-            }
-            (used, map)
-        }
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-            return Err(WireError::Chunk("the trailer section is too long"));
-        }
-        Ok(httparse::Status::Partial) => return Ok(Step::More),
-        Err(_) => return Err(WireError::Chunk("the trailer section is invalid")),
-    };
-    let _ = buf.split_to(used);
-    Ok(Step::Trailers(map))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use crate::upstream::http1::chunked::{Chunked, MAX_CHUNK_LINE, Step, chunked_step};
 
 fn head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, WireError> {
     parse_head(&mut BytesMut::from(bytes), head_request)

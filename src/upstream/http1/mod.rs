@@ -43,6 +43,7 @@ use crate::config::UpstreamTarget;
 use crate::http::body::{BoxError, RequestBody};
 
 mod body;
+mod chunked;
 pub mod codec;
 mod idle;
 #[cfg(test)]
