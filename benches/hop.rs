@@ -13,8 +13,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
 use bytes::BytesMut;
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use passgate::upstream::http1::codec;
 
@@ -87,7 +87,12 @@ fn headers(c: &mut Criterion) {
     c.bench_function("hop/upstream_write_head", |b| {
         b.iter(|| {
             head.clear();
-            codec::write_head(&mut head, &Method::GET, "/plain/items", black_box(&forwarded));
+            codec::write_head(
+                &mut head,
+                &Method::GET,
+                "/plain/items",
+                black_box(&forwarded),
+            );
             black_box(head.len())
         })
     });
