@@ -54,16 +54,23 @@ pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 
 /// True when a `TE` header names `trailers` (gRPC sends `te: trailers`).
 pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    list_tokens(headers, header::TE).any(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+    })
+}
+
+/// The comma-separated tokens of every `name` line (`Connection`, `Upgrade`,
+/// `TE`), trimmed, empty ones left out; a line that is not visible ASCII has none.
+pub fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::TE)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// True for the fixed hop-by-hop header names.
@@ -148,17 +155,6 @@ fn remove_listed(headers: &mut HeaderMap, line: &HeaderValue) {
     }
 }
 
-/// The protocol tokens of every `Upgrade` header line, e.g. `h2c`, `websocket`.
-fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 fn is_websocket(token: &str) -> bool {
     token.eq_ignore_ascii_case("websocket")
 }
@@ -168,18 +164,14 @@ fn is_websocket(token: &str) -> bool {
 /// Other upgrades (`h2c`, ...) are never forwarded: after a `101` the
 /// connection would carry requests the gate never sees.
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && upgrade_tokens(headers).any(is_websocket)
+    let connection_upgrade =
+        list_tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && list_tokens(headers, header::UPGRADE).any(is_websocket)
 }
 
 /// Does a `101` response switch to a WebSocket, and to nothing else?
 pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
-    let mut tokens = upgrade_tokens(headers);
+    let mut tokens = list_tokens(headers, header::UPGRADE);
     matches!((tokens.next(), tokens.next()), (Some(t), None) if is_websocket(t))
 }
 

@@ -15,6 +15,7 @@ use http_body::Body;
 use std::mem::MaybeUninit;
 
 use crate::http::body::RequestBody;
+use crate::http::headers::list_tokens;
 
 /// At most this many header fields in a response head or a trailer section
 /// (hyper's default).
@@ -297,12 +298,9 @@ fn is_chunked(headers: &HeaderMap) -> bool {
 fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
     let mut close = false;
     let mut keep_alive = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
+    for token in list_tokens(headers, header::CONNECTION) {
+        close |= token.eq_ignore_ascii_case("close");
+        keep_alive |= token.eq_ignore_ascii_case("keep-alive");
     }
     !close && (version == Version::HTTP_11 || keep_alive)
 }
