@@ -20,6 +20,11 @@ use crate::http::headers::list_tokens;
 /// At most this many header fields in a response head or a trailer section
 /// (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
+/// How many fields passgate adds to a forwarded response's head: the
+/// request id (`service.rs`). The parsed map is made with room for them.
+const ADDED_TO_RESPONSE: usize = 1;
+// A head's offsets are kept as u32 (`parse_head`).
+const _: () = assert!(MAX_HEAD <= u32::MAX as usize);
 
 /// A response head (or trailer section) longer than this is refused
 /// (hyper's client's default read buffer limit).
@@ -194,23 +199,33 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             Some(1) => Version::HTTP_11,
             _ => Version::HTTP_10,
         };
-        // Where each field lies in the head, so that the values can share
-        // the head's bytes once it is split off.
+        // Where each field's name and value lie in the head, so that the
+        // values can share the head's bytes once it is split off. On the
+        // stack: a head of `MAX_HEADERS` fields allocates nothing for this.
         let base = buf.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(parsed.headers.len());
-        for field in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
-            let start = field.value.as_ptr() as usize - base;
-            spans.push((name, start, start + field.value.len()));
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let fields = parsed.headers.len();
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let name = field.name.as_ptr() as usize - base;
+            let value = field.value.as_ptr() as usize - base;
+            // Offsets within a head of at most `MAX_HEAD` bytes fit in a u32.
+            *span = (
+                name as u32,
+                (name + field.name.len()) as u32,
+                value as u32,
+                (value + field.value.len()) as u32,
+            );
         }
         let bytes = buf.split_to(len).freeze();
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        for (name, start, end) in spans {
-            let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
+        // Room for the fields passgate adds to every response (`X-Request-Id`).
+        let mut headers = HeaderMap::with_capacity(fields + ADDED_TO_RESPONSE);
+        for &(name_start, name_end, start, end) in &spans[..fields] {
+            let name = HeaderName::from_bytes(&bytes[name_start as usize..name_end as usize])
+                .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(start as usize..end as usize))
                 .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
             headers.append(name, value);
         }
