@@ -183,6 +183,11 @@ fn each_bad_config_names_its_key_and_what_to_fix() {
             "routes[0].max_body: \"10 parsecs\": unknown unit \"parsecs\"; use B, KB, MB, GB, KiB, MiB or GiB",
         ),
         (
+            "unknown worker_cpu_affinity",
+            "[server]\nworker_cpu_affinity = \"yes\"\n",
+            "server.worker_cpu_affinity: \"yes\" is not one of \"off\", \"auto\"",
+        ),
+        (
             "unknown log format",
             "[log]\nformat = \"xml\"\n",
             "log.format: \"xml\" is not one of \"text\", \"json\"",

@@ -258,6 +258,8 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// Worker threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    /// Whether each worker thread is bound to a CPU of its own.
+    pub worker_cpu_affinity: WorkerCpuAffinity,
     /// Let client headers with `_` in their names through (except those that
     /// alias identity, claim or forwarding headers).
     pub allow_underscores_in_headers: bool,
@@ -283,6 +285,17 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// One line per request.
     pub access: bool,
+}
+
+/// `server.worker_cpu_affinity`: where the worker threads may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerCpuAffinity {
+    /// `"off"`: wherever the system schedules them.
+    #[default]
+    Off,
+    /// `"auto"`: worker `i` on the `i`-th CPU the process may use (round
+    /// robin when there are more workers than CPUs).
+    Auto,
 }
 
 /// How log lines are written.

@@ -150,6 +150,7 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
     pub max_concurrent_streams: Option<i64>,
     pub workers: Option<i64>,
+    pub worker_cpu_affinity: Option<String>,
     pub allow_underscores_in_headers: Option<bool>,
     pub strip_request_headers: Option<Vec<String>>,
     pub body_read_timeout: Option<String>,

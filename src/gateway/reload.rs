@@ -187,6 +187,12 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static str> {
     keep(&mut names, "server.workers", &old.workers, &mut new.workers);
     keep(
         &mut names,
+        "server.worker_cpu_affinity",
+        &old.worker_cpu_affinity,
+        &mut new.worker_cpu_affinity,
+    );
+    keep(
+        &mut names,
         "server.max_connections",
         &old.max_connections,
         &mut new.max_connections,

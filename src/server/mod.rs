@@ -2,6 +2,7 @@
 //! (handshake deadline, HTTP/1.1 + HTTP/2, idle timeout, graceful shutdown).
 
 pub mod conn;
+mod cpus;
 pub mod listen;
 pub mod listener;
 pub mod park;

@@ -4,6 +4,9 @@
 //! upstream pool so a request and its upstream connection live on one thread.
 //! They run under the gateway's supervisor; a worker that cannot start is an
 //! error for the caller (passgate exits), never a gateway running with fewer.
+//!
+//! With `server.worker_cpu_affinity = "auto"` each worker is bound to a CPU of
+//! its own, of those the process may use (`cpus.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -15,9 +18,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::ConnShared;
+use super::cpus;
 use super::listen::worker_sockets;
 use super::listener::{accept_until_stopped, wait_drained};
-use crate::config::{ServerConfig, UpstreamConfig};
+use crate::config::{ServerConfig, UpstreamConfig, WorkerCpuAffinity};
 use crate::proxy::Proxy;
 use crate::service::App;
 use crate::tasks::Supervisor;
@@ -53,6 +57,10 @@ impl Workers {
         let (sockets, sharing) = worker_sockets(listener, self.server.workers)
             .context("cannot give each worker a listening socket")?;
         tracing::debug!(workers = self.server.workers, ?sharing, "workers accepting");
+        let cpus = match self.server.worker_cpu_affinity {
+            WorkerCpuAffinity::Auto => cpus::allowed(),
+            WorkerCpuAffinity::Off => None,
+        };
         for (i, socket) in sockets.into_iter().enumerate() {
             let proxy = Proxy::new(UpstreamClient::with_roots(
                 &self.upstream,
@@ -67,7 +75,11 @@ impl Workers {
             let permits = Arc::clone(&self.permits);
             let open = Arc::clone(&self.open);
             let (max, drain) = (self.server.max_connections, self.server.shutdown_timeout);
+            let cpu = cpus.as_ref().map(|cpus| cpus.for_worker(i));
             let setup = move || {
+                if let Some(cpu) = cpu {
+                    cpus::bind_current_thread(cpu);
+                }
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

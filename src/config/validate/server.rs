@@ -113,6 +113,7 @@ pub(super) fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
         idle_timeout,
         shutdown_timeout,
         workers: p.positive("server.workers", raw.workers, default_workers() as u64) as usize,
+        worker_cpu_affinity: worker_cpu_affinity(p, raw.worker_cpu_affinity.as_deref()),
         max_concurrent_streams: u32::try_from(max_concurrent_streams).unwrap_or(u32::MAX),
         allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
         strip_request_headers,
@@ -170,6 +171,20 @@ fn strip_request_headers(p: &mut Problems, raw: Option<Vec<String>>) -> Vec<Head
         }
     }
     names
+}
+
+fn worker_cpu_affinity(p: &mut Problems, raw: Option<&str>) -> WorkerCpuAffinity {
+    match raw {
+        None | Some("off") => WorkerCpuAffinity::Off,
+        Some("auto") => WorkerCpuAffinity::Auto,
+        Some(other) => {
+            p.add(
+                "server.worker_cpu_affinity",
+                format!("\"{other}\" is not one of \"off\", \"auto\""),
+            );
+            WorkerCpuAffinity::Off
+        }
+    }
 }
 
 /// One worker per core.
