@@ -4,30 +4,36 @@
 //! into it collecting every unknown key and type error, `validate/` converts it
 //! into [`Config`] and reports every problem at once with its key path, and
 //! `units.rs` reads durations and sizes. Nothing after [`Config::from_toml`]
-//! re-checks the config.
+//! re-checks the config. The typed values of the larger sections live beside
+//! this file, one concept each: `routes.rs`, `clients.rs` (clients and realms),
+//! `extensibility.rs`, `mfa.rs`, `attack.rs`, `ops.rs` and `store.rs`.
 
 mod attack;
+mod clients;
+mod extensibility;
 pub mod jwa;
 mod mfa;
 mod ops;
 mod parse;
 mod raw;
+mod routes;
 mod store;
 mod units;
 mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-use http::{HeaderName, Method};
+use http::HeaderName;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
 pub use attack::AttackProtectionConfig;
+pub use clients::{ClientConfig, MfaPolicy, RealmConfig, RefreshPolicy, Secret};
+pub use extensibility::{ExtensibilityConfig, ScriptConfig};
 pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, StepUp};
 pub use store::{PgSettings, PgTls, StoreBackend, redact_url};
 pub use units::{parse_duration, parse_size};
@@ -74,69 +80,8 @@ pub struct Config {
     pub extensibility: ExtensibilityConfig,
 }
 
-/// `[extensibility]` with the `[[rules]]` and `[[actions]]` it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtensibilityConfig {
-    /// Wall-clock budget of one login's whole script chain.
-    pub timeout: std::time::Duration,
-    /// Memory limit of each JavaScript runtime, in bytes.
-    pub memory_limit: usize,
-    /// Threads that run scripts (each owns one runtime).
-    pub workers: usize,
-    /// Script chains that may wait for a worker; more are refused with a 503.
-    pub queue: usize,
-    /// Enabled rules, in file order.
-    pub rules: Vec<ScriptConfig>,
-    /// Enabled actions, in file order.
-    pub actions: Vec<ScriptConfig>,
-}
-
-impl Default for ExtensibilityConfig {
-    fn default() -> Self {
-        Self {
-            timeout: std::time::Duration::from_secs(2),
-            memory_limit: 32 << 20,
-            workers: 2,
-            queue: 64,
-            rules: Vec::new(),
-            actions: Vec::new(),
-        }
-    }
-}
-
-impl ExtensibilityConfig {
-    /// Whether any script runs on a login.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.actions.is_empty()
-    }
-}
-
-/// One `[[rules]]` or `[[actions]]` entry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ScriptConfig {
-    /// Its name, in logs and errors.
-    pub name: String,
-    /// The script file, as written in the config.
-    pub script: PathBuf,
-    /// Its key path in the config (`rules[0]`), for errors.
-    pub key: String,
-    /// A rule's `configuration` global, or an action's `event.secrets`.
-    pub values: BTreeMap<String, String>,
-}
-
-impl fmt::Debug for ScriptConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Values may be secrets: only their names are shown.
-        f.debug_struct("ScriptConfig")
-            .field("name", &self.name)
-            .field("script", &self.script)
-            .field("key", &self.key)
-            .field("values", &self.values.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
 pub use ops::{HealthCheckConfig, MetricsConfig, RateLimitConfig, RateLimitKey};
+pub use routes::{HostHeader, RouteConfig, RoutePolicy, UpstreamProtocol, UpstreamTarget};
 
 /// `passwords.queue` when not set: this many checks may wait per worker.
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 128;
@@ -381,176 +326,6 @@ pub struct ApiConfig {
     pub token_lifetime: Duration,
     /// Whether refresh tokens may be issued for it.
     pub allow_offline_access: bool,
-}
-
-/// A secret from the config: compared in constant time, never printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself; keep it out of logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// `[[clients]]`
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// `client_id`
-    pub id: String,
-    /// Display name (rules' `context.clientName`).
-    pub name: String,
-    /// `None` for a public client.
-    pub secret: Option<Secret>,
-    /// Grants the client may use.
-    pub grant_types: Vec<String>,
-    /// Realms the client may log users into.
-    pub realms: Vec<String>,
-    /// Honour `auth0-forwarded-for` from this client (only with a secret).
-    pub trust_forwarded_for: bool,
-    /// Refresh-token policy.
-    pub refresh: RefreshPolicy,
-}
-
-/// How a client's refresh tokens live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// Every exchange returns a new refresh token and retires the old one.
-    pub rotation: bool,
-    /// A retired token presented again within this long is a race, not a theft.
-    pub reuse_leeway: Duration,
-    /// A family ends this long after its login, however often it is rotated.
-    pub absolute_lifetime: Duration,
-    /// A family ends when unused for this long.
-    pub idle_lifetime: Duration,
-    /// Live families per user with this client; the oldest are dropped beyond it.
-    pub max_families: usize,
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        let thirty_days = Duration::from_secs(30 * 86_400);
-        Self {
-            rotation: true,
-            reuse_leeway: Duration::ZERO,
-            absolute_lifetime: thirty_days,
-            idle_lifetime: thirty_days,
-            max_families: 200,
-        }
-    }
-}
-
-/// MFA policy of a realm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MfaPolicy {
-    /// Never asked.
-    Off,
-    /// Asked once the user has enrolled.
-    Optional,
-    /// Always asked.
-    Required,
-}
-
-/// `[[realms]]`
-#[derive(Debug, Clone)]
-pub struct RealmConfig {
-    /// The realm (Auth0 connection) name.
-    pub name: String,
-    /// MFA policy.
-    pub mfa: MfaPolicy,
-}
-
-/// One upstream base URL of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamTarget {
-    /// `http` or `https` (`http` for an `h2c://` upstream).
-    pub scheme: Scheme,
-    /// Written `h2c://`: HTTP/2 with prior knowledge, in cleartext.
-    pub h2c: bool,
-    /// `host:port`.
-    pub authority: Authority,
-    /// Path prefix to put before the forwarded path, without a trailing slash ("" for none).
-    pub base_path: String,
-    /// The URL as written, for logs.
-    pub url: String,
-}
-
-/// `upstream_protocol`: which HTTP version a route speaks to its upstreams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpstreamProtocol {
-    /// HTTP/2 where ALPN picks it (`https`), HTTP/1.1 over `http`, HTTP/2 over `h2c`.
-    #[default]
-    Auto,
-    /// HTTP/1.1 only (ALPN offers only `http/1.1`).
-    Http1,
-    /// HTTP/2 only: ALPN `h2` for `https`, prior knowledge for `http`.
-    Http2,
-}
-
-/// Which `Host` header the upstream sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostHeader {
-    /// The upstream's own `host:port`.
-    Upstream,
-    /// The `Host` (or HTTP/2 `:authority`) the client sent.
-    Client,
-}
-
-/// Who may use a route.
-#[derive(Debug, Clone)]
-pub enum RoutePolicy {
-    /// No token needed.
-    Public,
-    /// A bearer token valid for `audience` with the method's scopes.
-    Protected {
-        /// Required audience.
-        audience: String,
-        /// Scopes required when the method has no list of its own.
-        scopes: Vec<String>,
-        /// Per-method scope lists.
-        methods: HashMap<Method, Vec<String>>,
-    },
-}
-
-/// `[[routes]]`
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// Path prefix (normalised, starts with `/`).
-    pub prefix: String,
-    /// One or more upstreams, balanced round-robin.
-    pub upstreams: Vec<UpstreamTarget>,
-    /// Token policy.
-    pub policy: RoutePolicy,
-    /// Remove the prefix before forwarding.
-    pub strip_prefix: bool,
-    /// Request-body limit in bytes.
-    pub max_body: Option<u64>,
-    /// `Host` header behaviour.
-    pub host_header: HostHeader,
-    /// HTTP version towards the upstreams (`upstream_protocol`).
-    pub upstream_protocol: UpstreamProtocol,
-    /// Pass the client's `Authorization` header upstream.
-    pub forward_authorization: bool,
-    /// Claims copied into request headers (`header <- claim path`).
-    pub claims_to_headers: Vec<(HeaderName, String)>,
-    /// Step-up: which requests need a token from a login that did MFA.
-    pub require_mfa: StepUp,
-    /// Per-consumer request rate (`rate_limit`).
-    pub rate_limit: Option<RateLimitConfig>,
-    /// Active health checks of the upstreams (`health_check`).
-    pub health_check: Option<HealthCheckConfig>,
 }
 
 /// Where a trusted issuer's keys come from.
