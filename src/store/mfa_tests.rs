@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::store::User;
+use crate::store::mfa_fixtures::{authenticator, transaction};
 
 fn store_with_user() -> SqliteDb {
     let s = SqliteDb::in_memory().unwrap();
@@ -24,18 +25,6 @@ fn store_with_user() -> SqliteDb {
     s
 }
 
-fn authenticator(id: &str, kind: &str, secret: &[u8], active: bool) -> StoredAuthenticator {
-    StoredAuthenticator {
-        id: id.into(),
-        user_id: "auth0|u".into(),
-        kind: kind.into(),
-        secret: secret.to_vec(),
-        active,
-        last_step: 0,
-        created_at: 0,
-    }
-}
-
 #[test]
 fn each_use_happens_once() {
     let s = store_with_user();
@@ -56,18 +45,7 @@ fn each_use_happens_once() {
         "spent"
     );
 
-    let t = MfaTransaction {
-        token_hash: "th".into(),
-        user_id: "auth0|u".into(),
-        client_id: "c".into(),
-        realm: "r".into(),
-        audience: "a".into(),
-        decision: "{}".into(),
-        created_at: 0,
-        expires_at: 600,
-        used_at: None,
-        oob: None,
-    };
+    let t = transaction("th");
     s.create_transaction(&t).unwrap();
     assert!(s.finish_transaction("th", 1).unwrap());
     assert!(!s.finish_transaction("th", 2).unwrap(), "finished once");
@@ -89,20 +67,8 @@ fn an_otp_confirmation_writes_everything_or_nothing() {
         authenticator("recovery-code|1", "recovery-code", b"h1", false),
     ])
     .unwrap();
-    let tx = |hash: &str| MfaTransaction {
-        token_hash: hash.into(),
-        user_id: "auth0|u".into(),
-        client_id: "c".into(),
-        realm: "r".into(),
-        audience: "a".into(),
-        decision: "{}".into(),
-        created_at: 0,
-        expires_at: 600,
-        used_at: None,
-        oob: None,
-    };
-    s.create_transaction(&tx("t1")).unwrap();
-    s.create_transaction(&tx("t2")).unwrap();
+    s.create_transaction(&transaction("t1")).unwrap();
+    s.create_transaction(&transaction("t2")).unwrap();
     s.update_failures("auth0|u", &mut |_| Some((3, 0))).unwrap();
     let confirm = |hash: &'static str, step: i64| OtpConfirmation {
         user_id: "auth0|u",

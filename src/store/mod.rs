@@ -11,6 +11,8 @@ pub mod keys;
 pub mod login_key;
 mod login_migration;
 pub mod mfa;
+#[cfg(test)]
+mod mfa_fixtures;
 pub mod mfa_transactions;
 mod migrations;
 pub mod postgres;

@@ -7,36 +7,10 @@ use super::tests::{db, user};
 use super::*;
 use crate::store::Store;
 use crate::store::mfa::MfaStore;
-use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
+use crate::store::mfa::{Confirmed, OtpConfirmation};
+use crate::store::mfa_fixtures::{authenticator, transaction as mfa_tx};
+use crate::store::mfa_transactions::FailureCount;
 use crate::store::mfa_transactions::MfaTransactionStore;
-use crate::store::mfa_transactions::{FailureCount, MfaTransaction};
-
-fn authenticator(id: &str, kind: &str, secret: &[u8], active: bool) -> StoredAuthenticator {
-    StoredAuthenticator {
-        id: id.into(),
-        user_id: "auth0|u".into(),
-        kind: kind.into(),
-        secret: secret.to_vec(),
-        active,
-        last_step: 0,
-        created_at: 0,
-    }
-}
-
-pub(super) fn mfa_tx(hash: &str) -> MfaTransaction {
-    MfaTransaction {
-        token_hash: hash.into(),
-        user_id: "auth0|u".into(),
-        client_id: "c".into(),
-        realm: "r".into(),
-        audience: "a".into(),
-        decision: "{}".into(),
-        created_at: 0,
-        expires_at: 600,
-        used_at: None,
-        oob: None,
-    }
-}
 
 pub(super) async fn store_with_user(db: &TestDb) -> PgStore {
     let s = db.store().await;

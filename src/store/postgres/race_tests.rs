@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::mfa_tests::{mfa_tx, store_with_user};
+use super::mfa_tests::store_with_user;
 use super::tests::{db, refresh, session, user};
 use super::*;
 use crate::store::MetadataUpdate;
@@ -16,6 +16,7 @@ use crate::store::Migrated;
 use crate::store::Store;
 use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
+use crate::store::mfa_fixtures::transaction as mfa_tx;
 use crate::store::mfa_transactions::MfaTransactionStore;
 use crate::store::protect::ProtectStore;
 use crate::store::sessions::Decision;
