@@ -117,70 +117,84 @@ impl Handler {
     /// Answer one request from `peer`, which came on a connection with
     /// `context`. The future owns everything it uses, so the server can box
     /// it as it is (`server/conn.rs`): no wrapper around it, no second copy.
-    pub async fn handle(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice (rust-lang/rust#62958)"
+    )]
+    pub fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
         proxy: Arc<Proxy>,
         context: ConnContext,
-    ) -> Response<ResponseBody> {
-        let started = Instant::now();
-        let mut request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if acceptable_request_id(v) => v.clone(),
-            _ => new_request_id(),
-        };
-        // Unique to this request: HTTP/2 sends it as a literal HPACK never
-        // indexes, instead of adding an entry no later message can use
-        // (and evicting ones they could). docs/benchmarks.md, the hop.
-        request_id.set_sensitive(true);
-        let method = req.method().clone();
-        let trace = TraceContext::of(req.headers());
-        // A clone of the URI shares its bytes: no copy of the path.
-        let log_uri = self.access_log.then(|| req.uri().clone());
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
+        // An async block rather than an async fn: an async fn copies its
+        // arguments into locals of its own, so the future would hold each
+        // twice (rust-lang/rust#62958). docs/benchmarks.md, the handler's size.
+        async move {
+            let started = Instant::now();
+            let mut request_id = match req.headers().get(&X_REQUEST_ID) {
+                Some(v) if acceptable_request_id(v) => v.clone(),
+                _ => new_request_id(),
+            };
+            // Unique to this request: HTTP/2 sends it as a literal HPACK never
+            // indexes, instead of adding an entry no later message can use
+            // (and evicting ones they could). docs/benchmarks.md, the hop.
+            request_id.set_sensitive(true);
+            let method = req.method().clone();
+            let trace = TraceContext::of(req.headers());
+            // A clone of the URI shares its bytes: no copy of the path.
+            let log_uri = self.access_log.then(|| req.uri().clone());
 
-        let Outcome {
-            mut resp,
-            route,
-            route_prefix,
-            upstream,
-            matched,
-        } = self
-            .dispatch(req, peer, &request_id, &trace, &proxy, context)
-            .await;
-        resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-        let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
-        if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
-            self.metrics.token_outcome(t.grant.as_deref(), &t.outcome);
-        }
-        let class = MethodClass::of(&method);
-        let elapsed = started.elapsed();
-        match matched.as_ref().and_then(|r| r.ops.metrics.as_ref()) {
-            Some(m) => m.request(class, resp.status(), elapsed),
-            None if matched.is_none() => {
-                self.metrics
-                    .local_request(route, class, resp.status().as_u16())
+            let Outcome {
+                mut resp,
+                route,
+                route_prefix,
+                upstream,
+                matched,
+            } = self
+                .dispatch(req, peer, &request_id, &trace, &proxy, context)
+                .await;
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
+            if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
+                self.metrics.token_outcome(t.grant.as_deref(), &t.outcome);
             }
-            None => {}
-        }
+            let class = MethodClass::of(&method);
+            let elapsed = started.elapsed();
+            match matched.as_ref().and_then(|r| r.ops.metrics.as_ref()) {
+                Some(m) => m.request(class, resp.status(), elapsed),
+                None if matched.is_none() => {
+                    self.metrics
+                        .local_request(route, class, resp.status().as_u16())
+                }
+                None => {}
+            }
 
-        if let Some(uri) = log_uri {
-            telemetry::access::log(&AccessLine {
-                request_id: request_id.to_str().unwrap_or("-"),
-                method: &method,
-                path: uri.path(),
-                route: route_prefix.as_deref().unwrap_or(route),
-                status: resp.status().as_u16(),
-                upstream: upstream.as_deref().unwrap_or("-"),
-                fault: fault.map_or("-", Fault::as_str),
-                trace_id: trace.trace_id(),
-                duration: elapsed,
-                client: peer.ip(),
-            });
+            if let Some(uri) = log_uri {
+                telemetry::access::log(&AccessLine {
+                    request_id: request_id.to_str().unwrap_or("-"),
+                    method: &method,
+                    path: uri.path(),
+                    route: route_prefix.as_deref().unwrap_or(route),
+                    status: resp.status().as_u16(),
+                    upstream: upstream.as_deref().unwrap_or("-"),
+                    fault: fault.map_or("-", Fault::as_str),
+                    trace_id: trace.trace_id(),
+                    duration: elapsed,
+                    client: peer.ip(),
+                });
+            }
+            resp
         }
-        resp
     }
 
-    async fn dispatch(
+    /// Route, check and forward one request (an async block, as [`Self::handle`]).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice (rust-lang/rust#62958)"
+    )]
+    fn dispatch(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
@@ -188,174 +202,178 @@ impl Handler {
         trace: &TraceContext,
         proxy: &Proxy,
         context: ConnContext,
-    ) -> Outcome {
-        if let Err(e) = request_head::check(&mut req, context.max_header_size) {
-            let version = req.version();
-            return Outcome::local(
-                refuse_unread(e.into_response(), version, req.into_body()),
-                "-",
-            );
-        }
-        let client_host = match client_host(&req, &context.client.host) {
-            Ok(host) => host,
-            Err(e) => {
+    ) -> impl Future<Output = Outcome> + Send {
+        async move {
+            if let Err(e) = request_head::check(&mut req, context.max_header_size) {
+                let version = req.version();
+                return Outcome::local(
+                    refuse_unread(e.into_response(), version, req.into_body()),
+                    "-",
+                );
+            }
+            let client_host = match client_host(&req, &context.client.host) {
+                Ok(host) => host,
+                Err(e) => {
+                    let resp = gateway_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        e.describe(),
+                        Fault::Client,
+                    );
+                    let version = req.version();
+                    return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
+                }
+            };
+            // A clone of the URI shares its bytes: the path is borrowed from it
+            // unless normalising changed it.
+            let uri = req.uri().clone();
+            let path = match normalize(uri.path()) {
+                Ok(p) => p,
+                Err(e) => {
+                    let resp = gateway_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        &e.to_string(),
+                        Fault::Client,
+                    );
+                    return Outcome::local(close_connection(resp), "-");
+                }
+            };
+
+            if let Some(endpoint) = AuthEndpoint::at(&path) {
+                // The token endpoint reads its body deadline from the request.
+                req.extensions_mut().insert(context);
+                let resp = match &self.auth {
+                    // Boxed: the token endpoint's state (password checks,
+                    // scripts, signing) would otherwise size every proxied
+                    // request's future too.
+                    Some(auth) => Box::pin(auth.handle(endpoint, req, peer)).await,
+                    None => not_found(),
+                };
+                return Outcome::local(resp, "auth");
+            }
+
+            let route = self.router.route(&path);
+            let bare = without_parameters(&path);
+            if matches!(bare, Cow::Owned(_)) && !same_route(route, self.router.route(&bare)) {
+                // A server that cuts path parameters off would route this elsewhere.
                 let resp = gateway_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    e.describe(),
+                    "path parameters change the route of this path",
                     Fault::Client,
                 );
                 let version = req.version();
                 return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
             }
-        };
-        // A clone of the URI shares its bytes: the path is borrowed from it
-        // unless normalising changed it.
-        let uri = req.uri().clone();
-        let path = match normalize(uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                let resp = gateway_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &e.to_string(),
-                    Fault::Client,
-                );
-                return Outcome::local(close_connection(resp), "-");
-            }
-        };
-
-        if let Some(endpoint) = AuthEndpoint::at(&path) {
-            // The token endpoint reads its body deadline from the request.
-            req.extensions_mut().insert(context);
-            let resp = match &self.auth {
-                // Boxed: the token endpoint's state (password checks,
-                // scripts, signing) would otherwise size every proxied
-                // request's future too.
-                Some(auth) => Box::pin(auth.handle(endpoint, req, peer)).await,
-                None => not_found(),
+            let Some(route) = route else {
+                let version = req.version();
+                return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
             };
-            return Outcome::local(resp, "auth");
-        }
+            let config = &route.config;
 
-        let route = self.router.route(&path);
-        let bare = without_parameters(&path);
-        if matches!(bare, Cow::Owned(_)) && !same_route(route, self.router.route(&bare)) {
-            // A server that cuts path parameters off would route this elsewhere.
-            let resp = gateway_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "path parameters change the route of this path",
-                Fault::Client,
-            );
-            let version = req.version();
-            return Outcome::local(refuse_unread(resp, version, req.into_body()), "-");
-        }
-        let Some(route) = route else {
-            let version = req.version();
-            return Outcome::local(refuse_unread(not_found(), version, req.into_body()), "-");
-        };
-        let config = &route.config;
+            // Only a WebSocket is forwarded (an HTTP/1.1 upgrade, or HTTP/2's
+            // extended CONNECT); any other upgrade is a plain request.
+            let upgrade = match client_websocket(&mut req) {
+                Ok(upgrade) => upgrade,
+                Err(other) => return Outcome::local(other.into_response(), "-"),
+            };
+            let (mut parts, body) = req.into_parts();
+            // Room for what passgate writes below (identity, forwarding, request
+            // id, trace) made once, rather than growing the map (and rehashing
+            // every name) two or three times on the way; a failure only means
+            // growing later.
+            let _ = parts.headers.try_reserve(WRITTEN_HEADERS);
+            let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
 
-        // Only a WebSocket is forwarded (an HTTP/1.1 upgrade, or HTTP/2's
-        // extended CONNECT); any other upgrade is a plain request.
-        let upgrade = match client_websocket(&mut req) {
-            Ok(upgrade) => upgrade,
-            Err(other) => return Outcome::local(other.into_response(), "-"),
-        };
-        let (mut parts, body) = req.into_parts();
-        // Room for what passgate writes below (identity, forwarding, request
-        // id, trace) made once, rather than growing the map (and rehashing
-        // every name) two or three times on the way; a failure only means
-        // growing later.
-        let _ = parts.headers.try_reserve(WRITTEN_HEADERS);
-        let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
-
-        strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        self.hygiene.apply(&mut parts.headers);
-        gate::strip_identity(&mut parts.headers, &self.claim_headers);
-        let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
-            Ok(Some(verified)) => {
-                gate::add_identity(&mut parts.headers, config, &verified);
-                Some(verified)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                let resp = match gate::is_grpc(&parts.headers) {
-                    true => e.into_grpc_response(self.gate.realm()),
-                    false => e.into_response(self.gate.realm()),
-                };
-                let resp = refuse_unread(resp, parts.version, body);
+            strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
+            self.hygiene.apply(&mut parts.headers);
+            gate::strip_identity(&mut parts.headers, &self.claim_headers);
+            let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
+                Ok(Some(verified)) => {
+                    gate::add_identity(&mut parts.headers, config, &verified);
+                    Some(verified)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    let resp = match gate::is_grpc(&parts.headers) {
+                        true => e.into_grpc_response(self.gate.realm()),
+                        false => e.into_response(self.gate.realm()),
+                    };
+                    let resp = refuse_unread(resp, parts.version, body);
+                    return Outcome::routed(resp, route, None);
+                }
+            };
+            // The route's rate limit counts the consumer the token names.
+            let admitted = match route
+                .ops
+                .admit(&parts.method, verified.as_deref(), client_ip)
+            {
+                Ok(admitted) => admitted,
+                Err(refused) => {
+                    let resp = route.ops.refusal(refused);
+                    return Outcome::routed(refuse_unread(resp, parts.version, body), route, None);
+                }
+            };
+            // Only after the token: a protected route's limit is nobody else's business.
+            if let Some(max) = config.max_body
+                && declared_length(&parts.headers).is_some_and(|n| n > max)
+            {
+                let resp = refuse_unread(
+                    ProxyError::BodyTooLarge(max).into_response(),
+                    parts.version,
+                    body,
+                );
                 return Outcome::routed(resp, route, None);
             }
-        };
-        // The route's rate limit counts the consumer the token names.
-        let admitted = match route
-            .ops
-            .admit(&parts.method, verified.as_deref(), client_ip)
-        {
-            Ok(admitted) => admitted,
-            Err(refused) => {
-                let resp = route.ops.refusal(refused);
-                return Outcome::routed(refuse_unread(resp, parts.version, body), route, None);
-            }
-        };
-        // Only after the token: a protected route's limit is nobody else's business.
-        if let Some(max) = config.max_body
-            && declared_length(&parts.headers).is_some_and(|n| n > max)
-        {
-            let resp = refuse_unread(
-                ProxyError::BodyTooLarge(max).into_response(),
-                parts.version,
+            let forwarding = &context.client.forwarding;
+            add_forwarded(&mut parts.headers, forwarding, client_host.as_ref());
+            parts
+                .headers
+                .insert(&X_REAL_IP, forwarding.value_of(client_ip));
+            parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+            trace.apply(&mut parts.headers);
+
+            let path_and_query = match upstream_path_and_query(
+                &parts.uri,
+                upstream_path(config, &path),
+            ) {
+                Ok(pq) => pq,
+                Err(e) => {
+                    let e = ProxyError::from(e);
+                    tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
+                    let resp = refuse_unread(e.into_response(), parts.version, body);
+                    return Outcome::routed(resp, route, None);
+                }
+            };
+            let out = Outgoing {
+                parts,
                 body,
-            );
-            return Outcome::routed(resp, route, None);
-        }
-        let forwarding = &context.client.forwarding;
-        add_forwarded(&mut parts.headers, forwarding, client_host.as_ref());
-        parts
-            .headers
-            .insert(&X_REAL_IP, forwarding.value_of(client_ip));
-        parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-        trace.apply(&mut parts.headers);
-
-        let path_and_query = match upstream_path_and_query(&parts.uri, upstream_path(config, &path))
-        {
-            Ok(pq) => pq,
-            Err(e) => {
-                let e = ProxyError::from(e);
-                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
-                let resp = refuse_unread(e.into_response(), parts.version, body);
-                return Outcome::routed(resp, route, None);
+                path_and_query,
+                client_host,
+                upgrade,
+                request_id: request_id.clone(),
+                context,
+            };
+            let target = Target {
+                config: &route.config,
+                balancer: &route.balancer,
+                health: route.ops.health.as_deref(),
+                metrics: route.ops.metrics.as_ref(),
+            };
+            let (result, upstream) = proxy.forward(target, out).await;
+            let mut resp = match result {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
+                    e.into_response()
+                }
+            };
+            if let Some(admitted) = admitted {
+                route.ops.rate_headers(admitted, resp.headers_mut());
             }
-        };
-        let out = Outgoing {
-            parts,
-            body,
-            path_and_query,
-            client_host,
-            upgrade,
-            request_id: request_id.clone(),
-            context,
-        };
-        let target = Target {
-            config: &route.config,
-            balancer: &route.balancer,
-            health: route.ops.health.as_deref(),
-            metrics: route.ops.metrics.as_ref(),
-        };
-        let (result, upstream) = proxy.forward(target, out).await;
-        let mut resp = match result {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), route = %route.prefix_label, error = %ErrorChain(&e), "forwarding failed");
-                e.into_response()
-            }
-        };
-        if let Some(admitted) = admitted {
-            route.ops.rate_headers(admitted, resp.headers_mut());
+            Outcome::routed(resp, route, upstream)
         }
-        Outcome::routed(resp, route, upstream)
     }
 }
 

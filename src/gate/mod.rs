@@ -153,7 +153,10 @@ impl Gate {
             Some(hit) => hit,
             None => {
                 bearer::check_token(token).map_err(GateError::InvalidRequest)?;
-                self.verify_and_remember(token, now)
+                // Boxed: a miss (a signature check, maybe a key fetch) is
+                // rare, and inline its state would size every proxied
+                // request's future (docs/benchmarks.md, the handler's size).
+                Box::pin(self.verify_and_remember(token, now))
                     .await
                     .map_err(GateError::InvalidToken)?
             }

@@ -89,168 +89,177 @@ impl Proxy {
     ///
     /// `out`'s fields are used where they are, not moved into locals of
     /// their own: this future lives in every proxied request's boxed
-    /// handler, and an async fn keeps its arguments' slots besides
-    /// (docs/benchmarks.md, the handler's size).
-    pub async fn forward(
+    /// handler, where each slot is copied and held (docs/benchmarks.md, the
+    /// handler's size).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice (rust-lang/rust#62958)"
+    )]
+    pub fn forward(
         &self,
         target: Target<'_>,
         mut out: Outgoing,
-    ) -> (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel) {
-        let Target {
-            config: route,
-            balancer,
-            ..
-        } = target;
-        // With active health checks, only upstreams passing them are picked.
-        let health = target.health;
-        let usable = |i: usize| health.is_none_or(|h| h.is_healthy(i));
-        let mut index = match health {
-            None => balancer.pick(),
-            Some(_) => match balancer.pick_where(usable) {
-                Some(i) => i,
-                None => {
-                    if let Some(m) = target.metrics {
-                        m.unavailable();
-                    }
-                    return (Err(ProxyError::NoHealthyUpstream), None);
-                }
-            },
-        };
-        let metrics = target.metrics;
-
-        // A body-less request can be sent again if the first upstream refuses
-        // it; keep a copy of its head only when there is another upstream to try.
-        let retryable = http_body::Body::is_end_stream(&out.body)
-            && out.upgrade.is_none()
-            && balancer.len() > 1;
-        let limit = route
-            .max_body
-            .map(|n| (n, Arc::new(AtomicBool::new(false))));
-        let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
-        let over_h2 = out.parts.extensions.remove::<ExtendedConnect>().is_some();
-        let progress = Progress::new();
-        let read_timeout = Some(out.context.body_read_timeout);
-        let mut body = Some(RequestBody::streaming(
-            out.body,
-            limit,
-            read_timeout,
-            Arc::clone(&progress),
-        ));
-        let mut upgrade = out.upgrade.map(|client| (client, Some(out.context)));
-        let (client_host, request_id) = (&out.client_host, &out.request_id);
-
-        out.parts.version = Version::HTTP_11;
-
-        loop {
-            let target = balancer.target(index);
-            let client =
-                self.client
-                    .for_protocol(route.upstream_protocol, target, upgrade.is_some());
-            // HTTP/1.1 without an upgrade goes through passgate's own pool,
-            // which takes the origin-form URI; the rest through hyper-util's.
-            let http1_only = self.client.is_http1_only(client);
-            let own_pool = upgrade.is_none() && http1_only;
-            let uri = match upstream_uri(target, &out.path_and_query, own_pool) {
-                Ok(uri) => uri,
-                Err(e) => return (Err(e), Some(target.url.clone())),
-            };
-            // Boxed: it waits out the upstream's answer in this future, and
-            // is there only for a body-less request with upstreams to spare.
-            let spare = retryable.then(|| Box::new(out.parts.clone()));
-            // Built in a block of its own, so that the request (moved into
-            // the send below) takes no room in this future while it waits.
-            let req = {
-                let body = body.take().unwrap_or_else(RequestBody::empty);
-                let mut req = Request::from_parts(out.parts, body);
-                *req.uri_mut() = uri;
-                // One write of `Host` (each is a lookup): the client's, the
-                // upstream's, or none, which hyper-util's pool fills in
-                // itself and passgate's own pool the way hyper-util would.
-                let host = match (route.host_header, client_host) {
-                    (HostHeader::Client, Some(host)) => Some(host.clone()),
-                    (HostHeader::Upstream, _) => {
-                        HeaderValue::from_str(target.authority.as_str()).ok()
-                    }
-                    (HostHeader::Client, None) if own_pool => {
-                        HeaderValue::from_str(&default_host(target)).ok()
-                    }
-                    (HostHeader::Client, None) => None,
-                };
-                match host {
-                    Some(host) => {
-                        req.headers_mut().insert(HOST, host);
-                    }
+    ) -> impl Future<Output = (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel)> + Send
+    {
+        // An async block, not an async fn, which would hold `out` twice
+        // (rust-lang/rust#62958).
+        async move {
+            let Target {
+                config: route,
+                balancer,
+                ..
+            } = target;
+            // With active health checks, only upstreams passing them are picked.
+            let health = target.health;
+            let usable = |i: usize| health.is_none_or(|h| h.is_healthy(i));
+            let mut index = match health {
+                None => balancer.pick(),
+                Some(_) => match balancer.pick_where(usable) {
+                    Some(i) => i,
                     None => {
-                        req.headers_mut().remove(HOST);
-                    }
-                }
-                if http1_only {
-                    req.headers_mut().remove(TE);
-                }
-                req
-            };
-            let sent_at = tokio::time::Instant::now();
-            let timeout = self.client.response_timeout;
-            let sent = if own_pool {
-                let sending = pin!(self.client.http1.send(target, req));
-                within_response_timeout(sending, &progress, timeout)
-                    .await
-                    .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
-            } else {
-                let sending = pin!(client.request(req));
-                within_response_timeout(sending, &progress, timeout)
-                    .await
-                    .map(|r| r.map(Answer::Legacy).map_err(Failure::from))
-            };
-            let label = Some(target.url.clone());
-            if let (Some(m), Some(Ok(_))) = (metrics, &sent) {
-                m.upstream_time(sent_at.elapsed());
-            }
-            let result = match sent {
-                Some(Ok(resp)) => Ok(resp),
-                None => Err(ProxyError::ResponseTimeout {
-                    upstream: target.url.clone(),
-                    timeout,
-                }),
-                Some(Err(e)) => Err(classify(
-                    e,
-                    self.client.connect_timeout,
-                    target,
-                    exceeded.as_ref(),
-                    &progress,
-                )),
-            };
-            if let (Some(m), Err(e)) = (metrics, &result)
-                && let Some(kind) = e.failure_kind()
-            {
-                m.upstream_failure(kind);
-            }
-            match result {
-                Ok(Answer::Pooled(resp)) => return (finish_pooled(resp, &target.url), label),
-                Ok(Answer::Legacy(resp)) => {
-                    let upgrade = upgrade.take();
-                    return (
-                        finish(resp, upgrade, &target.url, request_id.clone(), over_h2),
-                        label,
-                    );
-                }
-                Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
-                    balancer.mark_down(index);
-                    tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
-                    let other = match health {
-                        None => balancer.pick_other(index),
-                        Some(_) => balancer.pick_other_where(index, usable),
-                    };
-                    match (other, spare) {
-                        (Some(other), Some(spare_head)) => {
-                            index = other;
-                            out.parts = *spare_head;
-                            continue;
+                        if let Some(m) = target.metrics {
+                            m.unavailable();
                         }
-                        _ => return (Err(e), label),
+                        return (Err(ProxyError::NoHealthyUpstream), None);
                     }
+                },
+            };
+            let metrics = target.metrics;
+
+            // A body-less request can be sent again if the first upstream refuses
+            // it; keep a copy of its head only when there is another upstream to try.
+            let retryable = http_body::Body::is_end_stream(&out.body)
+                && out.upgrade.is_none()
+                && balancer.len() > 1;
+            let limit = route
+                .max_body
+                .map(|n| (n, Arc::new(AtomicBool::new(false))));
+            let exceeded = limit.as_ref().map(|(n, flag)| (*n, Arc::clone(flag)));
+            let over_h2 = out.parts.extensions.remove::<ExtendedConnect>().is_some();
+            let progress = Progress::new();
+            let read_timeout = Some(out.context.body_read_timeout);
+            let mut body = Some(RequestBody::streaming(
+                out.body,
+                limit,
+                read_timeout,
+                Arc::clone(&progress),
+            ));
+            let mut upgrade = out.upgrade.map(|client| (client, Some(out.context)));
+            let (client_host, request_id) = (&out.client_host, &out.request_id);
+
+            out.parts.version = Version::HTTP_11;
+
+            loop {
+                let target = balancer.target(index);
+                let client =
+                    self.client
+                        .for_protocol(route.upstream_protocol, target, upgrade.is_some());
+                // HTTP/1.1 without an upgrade goes through passgate's own pool,
+                // which takes the origin-form URI; the rest through hyper-util's.
+                let http1_only = self.client.is_http1_only(client);
+                let own_pool = upgrade.is_none() && http1_only;
+                let uri = match upstream_uri(target, &out.path_and_query, own_pool) {
+                    Ok(uri) => uri,
+                    Err(e) => return (Err(e), Some(target.url.clone())),
+                };
+                // Boxed: it waits out the upstream's answer in this future, and
+                // is there only for a body-less request with upstreams to spare.
+                let spare = retryable.then(|| Box::new(out.parts.clone()));
+                // Built in a block of its own, so that the request (moved into
+                // the send below) takes no room in this future while it waits.
+                let req = {
+                    let body = body.take().unwrap_or_else(RequestBody::empty);
+                    let mut req = Request::from_parts(out.parts, body);
+                    *req.uri_mut() = uri;
+                    // One write of `Host` (each is a lookup): the client's, the
+                    // upstream's, or none, which hyper-util's pool fills in
+                    // itself and passgate's own pool the way hyper-util would.
+                    let host = match (route.host_header, client_host) {
+                        (HostHeader::Client, Some(host)) => Some(host.clone()),
+                        (HostHeader::Upstream, _) => {
+                            HeaderValue::from_str(target.authority.as_str()).ok()
+                        }
+                        (HostHeader::Client, None) if own_pool => {
+                            HeaderValue::from_str(&default_host(target)).ok()
+                        }
+                        (HostHeader::Client, None) => None,
+                    };
+                    match host {
+                        Some(host) => {
+                            req.headers_mut().insert(HOST, host);
+                        }
+                        None => {
+                            req.headers_mut().remove(HOST);
+                        }
+                    }
+                    if http1_only {
+                        req.headers_mut().remove(TE);
+                    }
+                    req
+                };
+                let sent_at = tokio::time::Instant::now();
+                let timeout = self.client.response_timeout;
+                let sent = if own_pool {
+                    let sending = pin!(self.client.http1.send(target, req));
+                    within_response_timeout(sending, &progress, timeout)
+                        .await
+                        .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
+                } else {
+                    let sending = pin!(client.request(req));
+                    within_response_timeout(sending, &progress, timeout)
+                        .await
+                        .map(|r| r.map(Answer::Legacy).map_err(Failure::from))
+                };
+                let label = Some(target.url.clone());
+                if let (Some(m), Some(Ok(_))) = (metrics, &sent) {
+                    m.upstream_time(sent_at.elapsed());
                 }
-                Err(e) => return (Err(e), label),
+                let result = match sent {
+                    Some(Ok(resp)) => Ok(resp),
+                    None => Err(ProxyError::ResponseTimeout {
+                        upstream: target.url.clone(),
+                        timeout,
+                    }),
+                    Some(Err(e)) => Err(classify(
+                        e,
+                        self.client.connect_timeout,
+                        target,
+                        exceeded.as_ref(),
+                        &progress,
+                    )),
+                };
+                if let (Some(m), Err(e)) = (metrics, &result)
+                    && let Some(kind) = e.failure_kind()
+                {
+                    m.upstream_failure(kind);
+                }
+                match result {
+                    Ok(Answer::Pooled(resp)) => return (finish_pooled(resp, &target.url), label),
+                    Ok(Answer::Legacy(resp)) => {
+                        let upgrade = upgrade.take();
+                        return (
+                            finish(resp, upgrade, &target.url, request_id.clone(), over_h2),
+                            label,
+                        );
+                    }
+                    Err(e @ (ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })) => {
+                        balancer.mark_down(index);
+                        tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), upstream = %target.url, error = %ErrorChain(&e), "upstream marked down");
+                        let other = match health {
+                            None => balancer.pick_other(index),
+                            Some(_) => balancer.pick_other_where(index, usable),
+                        };
+                        match (other, spare) {
+                            (Some(other), Some(spare_head)) => {
+                                index = other;
+                                out.parts = *spare_head;
+                                continue;
+                            }
+                            _ => return (Err(e), label),
+                        }
+                    }
+                    Err(e) => return (Err(e), label),
+                }
             }
         }
     }

@@ -103,67 +103,74 @@ impl Http1Pool {
 
     /// Send `req` (origin-form URI, `Host` set) to `target` and wait for the
     /// response head. The body that comes with it reads the connection.
-    pub async fn send(
+    ///
+    /// The request is taken apart before the future is made, and the future
+    /// is an async block rather than an async fn, so that it holds the
+    /// request's head and body once (rust-lang/rust#62958): it sits in every
+    /// proxied request's future (docs/benchmarks.md, the handler's size).
+    pub fn send(
         &self,
         target: &UpstreamTarget,
         req: Request<RequestBody>,
-    ) -> Result<Response<PooledBody>, SendError> {
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + Send {
         let (mut parts, body) = req.into_parts();
-        let encode = codec::request_framing(&parts.method, &mut parts.headers, &body);
-        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let (mut conn, key) = loop {
-            let (idle, key) = self.checkout(&target.url);
-            let (mut conn, reused) = match idle {
-                Some(conn) => (conn, true),
-                // Boxed: connecting holds a TLS session inline, and is rare.
-                None => (Box::pin(self.connect(target)).await?, false),
-            };
-            conn.queue_head(|dst| codec::write_head(dst, &parts.method, path, &parts.headers));
-            // The head alone first: if not a byte of it could be written
-            // on a pooled connection, the request can go on another.
-            match std::future::poll_fn(|cx| conn.poll_write_queued(cx)).await {
-                Ok(()) => break (conn, key),
-                Err(_) if reused && conn.nothing_written() => continue,
-                Err(e) => return Err(SendError::Request(WireError::Io(e))),
-            }
-        };
-        conn.send_body(body, encode);
-        let head_request = parts.method == Method::HEAD;
-        let mut failed = None;
-        let head = std::future::poll_fn(|cx| {
-            if failed.is_none() && !conn.sent() {
-                match conn.poll_send(cx) {
-                    Poll::Ready(Err(SendFailure::ClientBody(e))) => {
-                        return Poll::Ready(Err(SendError::ClientBody(e)));
-                    }
-                    // The upstream is owed bytes it will wait for.
-                    Poll::Ready(Err(SendFailure::Wire(e @ WireError::RequestLength))) => {
-                        return Poll::Ready(Err(SendError::Request(e)));
-                    }
-                    // The upstream may have answered before it stopped
-                    // reading: its answer is still read.
-                    Poll::Ready(Err(SendFailure::Wire(e))) => {
-                        conn.abandon();
-                        failed = Some(e);
-                    }
-                    Poll::Ready(Ok(())) | Poll::Pending => {}
+        async move {
+            let encode = codec::request_framing(&parts.method, &mut parts.headers, &body);
+            let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let (mut conn, key) = loop {
+                let (idle, key) = self.checkout(&target.url);
+                let (mut conn, reused) = match idle {
+                    Some(conn) => (conn, true),
+                    // Boxed: connecting holds a TLS session inline, and is rare.
+                    None => (Box::pin(self.connect(target)).await?, false),
+                };
+                conn.queue_head(|dst| codec::write_head(dst, &parts.method, path, &parts.headers));
+                // The head alone first: if not a byte of it could be written
+                // on a pooled connection, the request can go on another.
+                match std::future::poll_fn(|cx| conn.poll_write_queued(cx)).await {
+                    Ok(()) => break (conn, key),
+                    Err(_) if reused && conn.nothing_written() => continue,
+                    Err(e) => return Err(SendError::Request(WireError::Io(e))),
                 }
-            }
-            conn.poll_head(cx, head_request)
-                .map_err(|e| SendError::Request(failed.take().unwrap_or(e)))
-        })
-        .await?;
-        let shared = Arc::clone(&self.shared);
-        let back = Back {
-            conn,
-            shared,
-            key,
-            keep_alive: head.keep_alive,
-        };
-        Ok(head.response.map(|()| PooledBody {
-            back: Some(back),
-            left: Left::of(head.length),
-        }))
+            };
+            conn.send_body(body, encode);
+            let head_request = parts.method == Method::HEAD;
+            let mut failed = None;
+            let head = std::future::poll_fn(|cx| {
+                if failed.is_none() && !conn.sent() {
+                    match conn.poll_send(cx) {
+                        Poll::Ready(Err(SendFailure::ClientBody(e))) => {
+                            return Poll::Ready(Err(SendError::ClientBody(e)));
+                        }
+                        // The upstream is owed bytes it will wait for.
+                        Poll::Ready(Err(SendFailure::Wire(e @ WireError::RequestLength))) => {
+                            return Poll::Ready(Err(SendError::Request(e)));
+                        }
+                        // The upstream may have answered before it stopped
+                        // reading: its answer is still read.
+                        Poll::Ready(Err(SendFailure::Wire(e))) => {
+                            conn.abandon();
+                            failed = Some(e);
+                        }
+                        Poll::Ready(Ok(())) | Poll::Pending => {}
+                    }
+                }
+                conn.poll_head(cx, head_request)
+                    .map_err(|e| SendError::Request(failed.take().unwrap_or(e)))
+            })
+            .await?;
+            let shared = Arc::clone(&self.shared);
+            let back = Back {
+                conn,
+                shared,
+                key,
+                keep_alive: head.keep_alive,
+            };
+            Ok(head.response.map(|()| PooledBody {
+                back: Some(back),
+                left: Left::of(head.length),
+            }))
+        }
     }
 
     /// An idle connection to `url`, if one is usable, and the pool's key
