@@ -348,6 +348,16 @@ fn metrics(c: &mut Criterion) {
     c.bench_function("request_id/new", |b| {
         b.iter(passgate::http::headers::new_request_id)
     });
+    // As a proxied request uses it: the id goes upstream and on the
+    // response, and each copy is dropped.
+    c.bench_function("request_id/new_and_two_clones", |b| {
+        b.iter(|| {
+            let id = passgate::http::headers::new_request_id();
+            let upstream = id.clone();
+            let response = id.clone();
+            (id, upstream, response)
+        })
+    });
 }
 
 criterion_group! {

@@ -6,6 +6,7 @@
 //! The forwarding headers that say who the client was are written by
 //! [`super::forwarded`] (re-exported here).
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub use super::forwarded::{PeerHeaders, add_forwarded, ip_value};
@@ -186,7 +187,15 @@ pub fn new_request_id() -> HeaderValue {
     let random: [u8; 16] = super::ids::random_id();
     let mut text = [0u8; 32];
     hex_into(&mut text, &random);
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    shared_value(text).unwrap_or_else(|| HeaderValue::from_static("0"))
+}
+
+/// A header value holding `text`, in one allocation that its clones share:
+/// a value copied from a slice allocates again on its first clone, and the
+/// request id and trace header are each cloned on every request (upstream,
+/// response, log). `None` when `text` is not a valid header value.
+pub fn shared_value<const N: usize>(text: [u8; N]) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).ok()
 }
 
 /// Write `bytes` as lower-case hex into the start of `out` (two digits a byte,

@@ -13,7 +13,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::headers::hex_into;
+use super::headers::{hex_into, shared_value};
 
 /// `traceparent`
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -50,7 +50,7 @@ impl TraceContext {
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex_into(&mut text[3..35], &ids[..16]);
         hex_into(&mut text[36..52], &ids[16..]);
-        let mut header = HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(
+        let mut header = shared_value(text).unwrap_or(HeaderValue::from_static(
             "00-00000000000000000000000000000001-0000000000000001-00",
         ));
         header.set_sensitive(true);
