@@ -128,9 +128,6 @@ impl Handler {
         proxy: Arc<Proxy>,
         context: ConnContext,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
-        // An async block rather than an async fn: an async fn copies its
-        // arguments into locals of its own, so the future would hold each
-        // twice (rust-lang/rust#62958). docs/benchmarks.md, the handler's size.
         async move {
             let started = Instant::now();
             let mut request_id = match req.headers().get(&X_REQUEST_ID) {

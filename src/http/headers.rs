@@ -193,7 +193,7 @@ pub fn new_request_id() -> HeaderValue {
 /// A header value holding `text`, in one allocation that its clones share:
 /// a value copied from a slice allocates again on its first clone, and the
 /// request id and trace header are each cloned on every request (upstream,
-/// response, log). `None` when `text` is not a valid header value.
+/// response, the proxy's warnings). `None` when `text` is not a valid header value.
 pub fn shared_value<const N: usize>(text: [u8; N]) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from_owner(text)).ok()
 }

@@ -101,8 +101,6 @@ impl Proxy {
         mut out: Outgoing,
     ) -> impl Future<Output = (Result<Response<ResponseBody>, ProxyError>, UpstreamLabel)> + Send
     {
-        // An async block, not an async fn, which would hold `out` twice
-        // (rust-lang/rust#62958).
         async move {
             let Target {
                 config: route,

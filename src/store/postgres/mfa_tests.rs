@@ -8,7 +8,7 @@ use super::*;
 use crate::store::Store;
 use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation};
-use crate::store::mfa_fixtures::{authenticator, transaction as mfa_tx};
+use crate::store::mfa_fixtures::{authenticator, transaction};
 use crate::store::mfa_transactions::FailureCount;
 use crate::store::mfa_transactions::MfaTransactionStore;
 
@@ -54,7 +54,7 @@ async fn each_mfa_use_happens_once() {
         "spent"
     );
 
-    s.create_transaction(&mfa_tx("th")).await.unwrap();
+    s.create_transaction(&transaction("th")).await.unwrap();
     let oob = crate::store::mfa_transactions::OobChallenge {
         authenticator_id: "email|1".into(),
         oob_code_hash: "oh".into(),
@@ -115,8 +115,8 @@ async fn an_otp_confirmation_writes_everything_or_nothing() {
     ])
     .await
     .unwrap();
-    s.create_transaction(&mfa_tx("t1")).await.unwrap();
-    s.create_transaction(&mfa_tx("t2")).await.unwrap();
+    s.create_transaction(&transaction("t1")).await.unwrap();
+    s.create_transaction(&transaction("t2")).await.unwrap();
     s.update_failures("auth0|u", Box::new(|_| Some((3, 0))))
         .await
         .unwrap();

@@ -16,7 +16,7 @@ use crate::store::Migrated;
 use crate::store::Store;
 use crate::store::mfa::MfaStore;
 use crate::store::mfa::{Confirmed, OtpConfirmation, StoredAuthenticator};
-use crate::store::mfa_fixtures::transaction as mfa_tx;
+use crate::store::mfa_fixtures::transaction;
 use crate::store::mfa_transactions::MfaTransactionStore;
 use crate::store::protect::ProtectStore;
 use crate::store::sessions::Decision;
@@ -155,8 +155,8 @@ async fn mfa_codes_are_accepted_once_across_instances() {
     ])
     .await
     .unwrap();
-    a.create_transaction(&mfa_tx("t1")).await.unwrap();
-    a.create_transaction(&mfa_tx("t2")).await.unwrap();
+    a.create_transaction(&transaction("t1")).await.unwrap();
+    a.create_transaction(&transaction("t2")).await.unwrap();
     let confirm = |store: Arc<PgStore>, hash: &'static str| {
         tokio::spawn(async move {
             store
