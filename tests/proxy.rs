@@ -422,9 +422,15 @@ async fn body_limit_is_enforced_declared_or_streamed() {
             assert_eq!(reply.status, 200, "{what} over {proto:?}");
             assert_eq!(reply.json()["body_len"], len, "{what} over {proto:?}");
         }
-        let seen = upstream.bodies();
-        assert_eq!(seen.len(), bodies_before + 4, "{proto:?}");
-        assert!(seen[bodies_before..].iter().all(|b| b.complete), "{seen:?}");
+        // Only whole bodies count here: the upstream records a broken body
+        // when it notices the break, which may be after the previous
+        // protocol's refused bodies have had their 413s.
+        let whole: Vec<u64> = upstream.bodies()[bodies_before..]
+            .iter()
+            .filter(|b| b.complete)
+            .map(|b| b.len)
+            .collect();
+        assert_eq!(whole, [1000, 1024, 1000, 1024], "{proto:?}");
 
         // Declared too large: refused before anything is forwarded.
         let before = upstream.requests().len();
@@ -460,6 +466,17 @@ async fn body_limit_is_enforced_declared_or_streamed() {
                 .map(|r| r.status().as_u16())
                 .map_err(|e| format!("{e:?}"));
             assert_eq!(status, Ok(413), "streamed 2 MiB, try {i} over {proto:?}");
+        }
+        // Let the upstream finish reading the bodies cut off above (each
+        // request it saw ends in a recorded body) before the next protocol
+        // counts requests and bodies.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while upstream.requests().len() != upstream.bodies().len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{proto:?}: bodies never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     gw.shutdown().await;
