@@ -1,8 +1,11 @@
 //! The e-mail channel end to end: passgate sends codes over SMTP to a sink
-//! this test runs on loopback, which captures them.
+//! this test runs on loopback (`mfa_email/sink.rs`), which captures them:
+//! in plain text, over `smtps://` and over STARTTLS with a login.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "mfa_email/sink.rs"]
+mod sink;
 
 use std::sync::{Arc, Mutex};
 
@@ -11,74 +14,12 @@ use common::*;
 use http::Method;
 use passgate::clock::ManualClock;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use sink::{Mode, Sink};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 const REALM: &str = "Username-Password-Authentication";
 const OOB: &str = "http://auth0.com/oauth/grant-type/mfa-oob";
-
-/// A loopback SMTP server that accepts every message and keeps its text.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<String>>>);
-
-impl Sink {
-    async fn start() -> (Sink, u16) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let sink = Sink::default();
-        let kept = sink.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = stream.into_split();
-                    let mut lines = BufReader::new(r).lines();
-                    w.write_all(b"220 sink ready\r\n").await.unwrap();
-                    let mut data: Option<String> = None;
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        if let Some(text) = data.as_mut() {
-                            if line == "." {
-                                kept.0.lock().unwrap().push(data.take().unwrap());
-                                w.write_all(b"250 queued\r\n").await.unwrap();
-                            } else {
-                                text.push_str(&line);
-                                text.push('\n');
-                            }
-                            continue;
-                        }
-                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-                        let answer: &[u8] = match verb.as_str() {
-                            "EHLO" | "HELO" => b"250 sink\r\n",
-                            "DATA" => {
-                                data = Some(String::new());
-                                b"354 go on\r\n"
-                            }
-                            "QUIT" => {
-                                let _ = w.write_all(b"221 bye\r\n").await;
-                                return;
-                            }
-                            _ => b"250 ok\r\n",
-                        };
-                        w.write_all(answer).await.unwrap();
-                    }
-                });
-            }
-        });
-        (sink, port)
-    }
-
-    /// The code of the last message.
-    fn last_code(&self) -> String {
-        let all = self.0.lock().unwrap();
-        let text = all.last().expect("no e-mail arrived");
-        let at = text.find("code is ").expect("a code in the e-mail") + "code is ".len();
-        text[at..at + 6].to_string()
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
 
 async fn post(c: &TestClient, pairs: &[(&str, &str)]) -> Reply {
     let req = c
@@ -138,10 +79,10 @@ fn amr(access_token: &str) -> Value {
     serde_json::from_slice::<Value>(&bytes).unwrap()["amr"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_codes_enrol_and_challenge() {
-    let (sink, port) = Sink::start().await;
-    let clock = ManualClock::starting_now();
+/// A gateway whose realm requires MFA, sending e-mail codes as `email`
+/// (the body of `[mfa.email]`, without `from`) says, with alice enrolled in
+/// nothing yet.
+async fn gateway(clock: &Arc<ManualClock>, email: &str) -> TestGateway {
     let gw = TestGateway::builder()
         .clock(clock.clone())
         .toml(&format!(
@@ -165,8 +106,8 @@ grant_types = ["password", "{OOB}"]
 name = "{REALM}"
 mfa = "required"
 [mfa.email]
-smtp_url = "smtp://127.0.0.1:{port}"
 from = "passgate@example.com"
+{email}
 "#
         ))
         .start()
@@ -180,6 +121,14 @@ from = "passgate@example.com"
         "correct horse battery",
     )
     .await;
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_codes_enrol_and_challenge() {
+    let (sink, port) = Sink::start().await;
+    let clock = ManualClock::starting_now();
+    let gw = gateway(&clock, &format!("smtp_url = \"smtp://127.0.0.1:{port}\"")).await;
     let c = gw.client(Proto::H2);
 
     let v = mfa_token(&c).await;
@@ -247,5 +196,122 @@ from = "passgate@example.com"
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    gw.shutdown().await;
+}
+
+/// A certificate for `localhost` (its own root), written to `dir/relay.pem`,
+/// and a TLS acceptor serving it.
+fn relay_certificate(dir: &std::path::Path) -> (std::path::PathBuf, TlsAcceptor) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let path = dir.join("relay.pem");
+    std::fs::write(&path, generated.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .unwrap();
+    (path, TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Enrol alice's e-mail: the `/mfa/associate` reply.
+async fn associate_email(gw: &TestGateway) -> Reply {
+    let c = gw.client(Proto::H1);
+    let token = mfa_token(&c).await["mfa_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    send_json(
+        &c,
+        "/mfa/associate",
+        Some(&token),
+        json!({"authenticator_types": ["oob"], "oob_channels": ["email"]}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_go_to_the_relay_over_tls_with_its_login() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, acceptor) = relay_certificate(certs.path());
+    let clock = ManualClock::starting_now();
+    let login = "username = \"passgate\"\npassword = \"relay-secret\"";
+
+    // smtps:// (TLS from the first byte) and STARTTLS, each with a login:
+    // the code arrives encrypted, after the login.
+    for (mode, url, starttls) in [
+        (Mode::Implicit, "smtps", ""),
+        (Mode::StartTls, "smtp", "starttls = \"required\""),
+    ] {
+        let (sink, port) = Sink::start_with(mode, Some(acceptor.clone())).await;
+        let email = format!(
+            "smtp_url = \"{url}://localhost:{port}\"\n{starttls}\n{login}\nca_file = \"{}\"",
+            ca.display()
+        );
+        let gw = gateway(&clock, &email).await;
+        let r = associate_email(&gw).await;
+        assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+        let got = sink.received();
+        assert_eq!(got.len(), 1, "{url}");
+        assert!(got[0].tls, "{url}: the code went out in plain text");
+        assert_eq!(
+            got[0].login.as_deref(),
+            Some("passgate:relay-secret"),
+            "{url}"
+        );
+        assert!(got[0].text.contains("code is "), "{url}");
+        gw.shutdown().await;
+    }
+
+    // Nothing goes out when the encryption asked for cannot be had: a relay
+    // that offers no STARTTLS, or whose certificate no root vouches for.
+    let (plain, plain_port) = Sink::start_with(Mode::Plain, None).await;
+    let (untrusted, untrusted_port) = Sink::start_with(Mode::Implicit, Some(acceptor)).await;
+    for email in [
+        format!("smtp_url = \"smtp://localhost:{plain_port}\"\nstarttls = \"required\""),
+        format!("smtp_url = \"smtps://localhost:{untrusted_port}\""),
+    ] {
+        let gw = gateway(&clock, &email).await;
+        let r = associate_email(&gw).await;
+        assert_eq!(
+            r.status,
+            503,
+            "{email}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["error"], "temporarily_unavailable", "{email}");
+        gw.shutdown().await;
+    }
+    assert!(plain.received().is_empty(), "sent without STARTTLS");
+    assert!(
+        untrusted.received().is_empty(),
+        "sent to an unverified relay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_relay_is_given_up_on_after_the_timeout() {
+    // Accepts connections, and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holding = Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            holding.lock().unwrap().push(tcp);
+        }
+    });
+    let clock = ManualClock::starting_now();
+    let email = format!("smtp_url = \"smtp://127.0.0.1:{port}\"\ntimeout = \"300ms\"");
+    let gw = gateway(&clock, &email).await;
+    // The relay would wait forever; passgate gives up after 300 ms.
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), associate_email(&gw))
+        .await
+        .expect("passgate kept waiting for the silent relay");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert!(!held.lock().unwrap().is_empty(), "passgate never connected");
     gw.shutdown().await;
 }

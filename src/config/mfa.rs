@@ -32,14 +32,53 @@ impl Default for MfaConfig {
 /// `[mfa.email]`: where e-mail codes go out.
 #[derive(Debug, Clone)]
 pub struct MfaEmailConfig {
-    /// `smtp://host:port` as written (plain SMTP; no TLS is negotiated).
+    /// `smtp://host[:port]` or `smtps://host[:port]`, as written.
     pub smtp_url: String,
     /// Its host.
     pub smtp_host: String,
-    /// Its port (25 when the URL names none).
+    /// Its port (25 for `smtp://`, 465 for `smtps://`, when the URL names none).
     pub smtp_port: u16,
+    /// Whether and how the connection is encrypted.
+    pub tls: SmtpTls,
+    /// `username` and the password, to log in to the relay.
+    pub credentials: Option<SmtpCredentials>,
+    /// `ca_file`: more roots for the relay's certificate, beside the system's.
+    pub ca_file: Option<PathBuf>,
+    /// How long sending one code may take, from connecting to the relay's
+    /// answer to the message.
+    pub timeout: Duration,
     /// The sender address.
     pub from: String,
+}
+
+/// How the connection to the SMTP relay is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtp://`, `starttls = "off"`: plain text throughout.
+    Off,
+    /// `smtp://`, `starttls = "opportunistic"`: STARTTLS when the relay
+    /// offers it, plain text when it does not.
+    Opportunistic,
+    /// `smtp://`, `starttls = "required"`: STARTTLS, or nothing is sent.
+    Required,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+}
+
+impl SmtpTls {
+    /// Whether everything sent is sure to be encrypted.
+    pub fn always_encrypted(self) -> bool {
+        matches!(self, SmtpTls::Required | SmtpTls::Implicit)
+    }
+}
+
+/// The relay's login (`username`, and `password` or `password_env`).
+#[derive(Debug, Clone)]
+pub struct SmtpCredentials {
+    /// The user the relay knows passgate as.
+    pub username: String,
+    /// Its password (never logged: `Secret`).
+    pub password: Secret,
 }
 
 /// Where the store's encryption key comes from.

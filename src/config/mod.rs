@@ -34,7 +34,7 @@ use jsonwebtoken::Algorithm;
 pub use attack::AttackProtectionConfig;
 pub use clients::{ClientConfig, MfaPolicy, RealmConfig, RefreshPolicy, Secret};
 pub use extensibility::{ExtensibilityConfig, ScriptConfig};
-pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, StepUp};
+pub use mfa::{EncryptionKeySource, MfaConfig, MfaEmailConfig, SmtpCredentials, SmtpTls, StepUp};
 pub use store::{PgSettings, PgTls, StoreBackend, redact_url};
 pub use units::{parse_duration, parse_size};
 

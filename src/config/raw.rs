@@ -58,6 +58,12 @@ pub struct RawMfa {
 #[serde(deny_unknown_fields)]
 pub struct RawMfaEmail {
     pub smtp_url: Option<String>,
+    pub starttls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub timeout: Option<String>,
     pub from: Option<String>,
 }
 

@@ -104,7 +104,7 @@ impl AuthStack {
             Arc::clone(clock),
             config.mfa.clone(),
             mfa_label(config),
-        ));
+        )?);
         mfa.start_sweeper(tasks, SWEEP_MFA);
         let keys = Arc::new(keys);
         let own = Arc::new(

@@ -56,23 +56,24 @@ pub struct Mfa {
 
 impl Mfa {
     /// Second factors over `store`, sealing seeds with `key`; `label` names
-    /// the service in authenticator apps and e-mails.
+    /// the service in authenticator apps and e-mails. Fails when the e-mail
+    /// channel's TLS settings cannot be used (`[mfa.email] ca_file`).
     pub fn new(
         store: Arc<dyn MfaStore>,
         key: Arc<StoreKey>,
         clock: SharedClock,
         config: MfaConfig,
         label: String,
-    ) -> Self {
-        let mailer = config.email.as_ref().map(email::Mailer::new);
-        Self {
+    ) -> anyhow::Result<Self> {
+        let mailer = config.email.as_ref().map(email::Mailer::new).transpose()?;
+        Ok(Self {
             store,
             key,
             clock,
             config,
             label,
             mailer,
-        }
+        })
     }
 
     /// True when the e-mail channel is configured.

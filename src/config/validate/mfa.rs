@@ -1,4 +1,4 @@
-//! `[mfa]`, `[mfa.email]`, and `[store]` with the key that encrypts secrets
+//! `[mfa]` (`[mfa.email]` is in `smtp.rs`), and `[store]` with the key that encrypts secrets
 //! at rest (TOTP seeds).
 
 use std::path::PathBuf;
@@ -64,7 +64,11 @@ pub fn is_key_hex(text: &str) -> bool {
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-pub(super) fn mfa(p: &mut Problems, raw: Option<RawMfa>) -> MfaConfig {
+pub(super) fn mfa(
+    p: &mut Problems,
+    raw: Option<RawMfa>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> MfaConfig {
     let defaults = MfaConfig::default();
     let Some(raw) = raw else { return defaults };
     let max_failures = p.positive(
@@ -81,69 +85,12 @@ pub(super) fn mfa(p: &mut Problems, raw: Option<RawMfa>) -> MfaConfig {
         &raw.failure_refill,
         defaults.failure_refill,
     );
-    let email = raw.email.and_then(|e| email(p, e));
+    let email = raw.email.and_then(|e| super::smtp::email(p, e, env));
     MfaConfig {
         max_failures,
         failure_refill,
         email,
     }
-}
-
-fn email(p: &mut Problems, raw: RawMfaEmail) -> Option<MfaEmailConfig> {
-    let smtp_url = match raw.smtp_url {
-        Some(u) if smtp_target(&u).is_some() => Some(u),
-        Some(u) => {
-            p.add(
-                "mfa.email.smtp_url",
-                format!("\"{u}\" must be an smtp://host:port URL"),
-            );
-            None
-        }
-        None => {
-            p.add("mfa.email.smtp_url", "missing; where e-mail codes are sent");
-            None
-        }
-    };
-    let from = match raw.from {
-        Some(f) if f.contains('@') && !f.contains(['\r', '\n']) => Some(f),
-        Some(f) => {
-            p.add(
-                "mfa.email.from",
-                format!("\"{f}\" is not an e-mail address"),
-            );
-            None
-        }
-        None => {
-            p.add("mfa.email.from", "missing; the sender of e-mail codes");
-            None
-        }
-    };
-    let smtp_url = smtp_url?;
-    let (smtp_host, smtp_port) = smtp_target(&smtp_url)?;
-    Some(MfaEmailConfig {
-        smtp_url,
-        smtp_host,
-        smtp_port,
-        from: from?,
-    })
-}
-
-/// `smtp://host[:port]` → host and port; nothing else (no credentials, path or query).
-fn smtp_target(url: &str) -> Option<(String, u16)> {
-    let uri: http::Uri = url.parse().ok()?;
-    if uri.scheme_str() != Some("smtp") || uri.query().is_some() || !matches!(uri.path(), "" | "/")
-    {
-        return None;
-    }
-    let authority = uri.authority()?;
-    if authority.as_str().contains('@') {
-        return None;
-    }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    Some((host.to_string(), authority.port_u16().unwrap_or(25)))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! One file per part of the config: `server.rs` (`[server]`, `[log]`, `[upstream]`, `[gate]`),
 //! `auth.rs` (`[issuer]`, `[[apis]]`, `[[realms]]`, `[[clients]]`, `[passwords]`),
 //! `routes.rs` (`[[routes]]`), `issuers.rs` (`[[trusted_issuers]]`),
-//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`) and
-//! `store.rs` (`[store]`'s backend; its encryption key is in `mfa.rs`).
+//! `extensibility.rs` (`[extensibility]`, `[[rules]]`, `[[actions]]`),
+//! `store.rs` (`[store]`'s backend; its encryption key is in `mfa.rs`), `mfa.rs` (`[mfa]`) and
+//! `smtp.rs` (`[mfa.email]`).
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ mod mfa;
 mod ops;
 mod routes;
 mod server;
+mod smtp;
 mod store;
 
 use auth::{apis, audiences_are_not_client_ids, clients, issuer, passwords, realms};
@@ -92,7 +94,7 @@ pub(super) fn validate(
     let gate = gate(&mut p, raw.gate);
     let issuer = raw.issuer.map(|i| issuer(&mut p, i));
     let store = mfa::store(&mut p, raw.store.unwrap_or_default(), env);
-    let mfa = mfa::mfa(&mut p, raw.mfa);
+    let mfa = mfa::mfa(&mut p, raw.mfa, env);
     let apis = apis(&mut p, raw.apis);
     let realms = realms(&mut p, raw.realms);
     let clients = clients(&mut p, raw.clients, &realms, env);
