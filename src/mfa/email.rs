@@ -117,3 +117,46 @@ fn tls_parameters(config: &MfaEmailConfig) -> anyhow::Result<TlsParameters> {
         .build_rustls()
         .context("mfa.email: setting up TLS towards the relay")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    fn config(tls: SmtpTls, ca_file: Option<&str>) -> MfaEmailConfig {
+        MfaEmailConfig {
+            smtp_url: "smtps://relay.example.com".into(),
+            smtp_host: "relay.example.com".into(),
+            smtp_port: 465,
+            tls,
+            credentials: None,
+            ca_file: ca_file.map(Into::into),
+            timeout: Duration::from_secs(10),
+            from: "passgate@example.com".into(),
+        }
+    }
+
+    #[test]
+    fn an_unusable_ca_file_stops_the_start_with_its_key() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").expect("writing the file");
+        let missing = dir.path().join("missing.pem");
+        for path in [&empty, &missing] {
+            let config = config(SmtpTls::Implicit, path.to_str());
+            let Err(e) = Mailer::new(&config) else {
+                panic!("{} was accepted", path.display());
+            };
+            let text = format!("{e:#}");
+            assert!(text.starts_with("mfa.email.ca_file"), "{text}");
+        }
+        for tls in [
+            SmtpTls::Off,
+            SmtpTls::Opportunistic,
+            SmtpTls::Required,
+            SmtpTls::Implicit,
+        ] {
+            assert!(Mailer::new(&config(tls, None)).is_ok(), "{tls:?}");
+        }
+    }
+}
