@@ -29,8 +29,11 @@ async fn smoke(name: &str, extra: &[&str]) -> (Smoke, Value) {
     let json: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let svg = std::fs::read_to_string(&written.svg).unwrap();
     roxmltree::Document::parse(&svg).unwrap();
+    // The run stops at its duration, give or take the requests in flight
+    // then: password hashes in a debug build on a busy machine take seconds
+    // (5.07 s once beside a CPU hog). The bound catches a run that never stops.
     assert!(
-        written.report.elapsed_s < 5.0,
+        written.report.elapsed_s < 20.0,
         "{name} ran {} s",
         written.report.elapsed_s
     );
