@@ -297,11 +297,8 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
             Err(ScriptError::Failed(Failure::Timeout { .. }))
         ));
     }
-    for _ in 0..4 {
-        let c = changes(scripts.run(&f, &api_scopes()).await);
-        assert_eq!(c.access_claims["https://example.com/trivial"], json!(true));
-    }
-    // Each runaway runtime was rebuilt (a worker may still be finishing its last rebuild).
+    // Each runaway runtime was rebuilt (a worker may still be finishing its
+    // last rebuild).
     let rebuilt = || {
         scripts
             .stats()
@@ -313,6 +310,21 @@ async fn runaway_scripts_fail_their_login_and_the_pool_stays_whole() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rebuilt(), 20);
+    // The rebuilt runtimes answer. A login queued behind a worker's last
+    // rebuild waits out of its own 100 ms, which on a busy machine can be all
+    // of it: such a timeout is tried again, anything else fails the test.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut answered = 0;
+    while answered < 4 {
+        match scripts.run(&f, &api_scopes()).await {
+            Err(ScriptError::Failed(Failure::Timeout { .. })) if Instant::now() < until => {}
+            other => {
+                let c = changes(other);
+                assert_eq!(c.access_claims["https://example.com/trivial"], json!(true));
+                answered += 1;
+            }
+        }
+    }
     // Each worker's runtime stays small: the runaways' memory went with them.
     for m in &scripts.stats().memory {
         let bytes = m.load(std::sync::atomic::Ordering::Relaxed);
