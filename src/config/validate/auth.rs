@@ -232,37 +232,17 @@ pub(super) fn clients(
         if out.iter().any(|o| o.id == id) {
             p.add(format!("{path}.id"), format!("\"{id}\" is defined twice"));
         }
-        let secret = match (c.secret, c.secret_env) {
-            (Some(_), Some(_)) => {
-                p.add(
-                    format!("{path}.secret"),
-                    "give either secret or secret_env, not both",
-                );
-                None
-            }
-            (Some(s), None) if s.is_empty() => {
-                p.add(
-                    format!("{path}.secret"),
-                    "is empty; remove it for a public client",
-                );
-                None
-            }
-            (Some(s), None) => Some(Secret::new(s)),
-            (None, Some(var)) => match env(&var) {
-                Some(s) if !s.is_empty() => Some(Secret::new(s)),
-                _ => {
-                    p.add(
-                        format!("{path}.secret_env"),
-                        format!(
-                            "the environment variable {var} is not set (or is empty); \
-                             set it, or write the secret in `secret`"
-                        ),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
+        let secret = p
+            .secret(
+                (&path, "secret"),
+                (c.secret, c.secret_env),
+                env,
+                SecretHints {
+                    empty: "; remove it for a public client",
+                    unset: "; set it, or write the secret in `secret`",
+                },
+            )
+            .unwrap_or(None);
         let grant_types = c.grant_types.unwrap_or_else(|| {
             vec![
                 "password".into(),

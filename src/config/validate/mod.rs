@@ -43,6 +43,15 @@ pub const KNOWN_GRANTS: &[&str] = &[
 
 struct Problems(Vec<String>);
 
+/// What [`Problems::secret`] adds to its problems for one kind of secret.
+#[derive(Clone, Copy, Default)]
+struct SecretHints {
+    /// After "is empty".
+    empty: &'static str,
+    /// After "the environment variable … is not set (or is empty)".
+    unset: &'static str,
+}
+
 impl Problems {
     fn add(&mut self, path: impl AsRef<str>, msg: impl AsRef<str>) {
         self.0.push(format!("{}: {}", path.as_ref(), msg.as_ref()));
@@ -68,6 +77,46 @@ impl Problems {
             }
             Some(d) => d,
             None => default,
+        }
+    }
+
+    /// A secret written in the file (`{at}.{name}`) or named by an
+    /// environment variable (`{at}.{name}_env`), at most one of them; `hint`
+    /// ends the problem of each unusable form. `Err` once a problem is recorded.
+    fn secret(
+        &mut self,
+        (at, name): (&str, &str),
+        (written, var): (Option<String>, Option<String>),
+        env: &dyn Fn(&str) -> Option<String>,
+        hint: SecretHints,
+    ) -> Result<Option<Secret>, ()> {
+        match (written, var) {
+            (Some(_), Some(_)) => {
+                self.add(
+                    format!("{at}.{name}"),
+                    format!("give either {name} or {name}_env, not both"),
+                );
+                Err(())
+            }
+            (Some(s), None) if s.is_empty() => {
+                self.add(format!("{at}.{name}"), format!("is empty{}", hint.empty));
+                Err(())
+            }
+            (Some(s), None) => Ok(Some(Secret::new(s))),
+            (None, Some(var)) => match env(&var) {
+                Some(s) if !s.is_empty() => Ok(Some(Secret::new(s))),
+                _ => {
+                    self.add(
+                        format!("{at}.{name}_env"),
+                        format!(
+                            "the environment variable {var} is not set (or is empty){}",
+                            hint.unset
+                        ),
+                    );
+                    Err(())
+                }
+            },
+            (None, None) => Ok(None),
         }
     }
 

@@ -118,31 +118,14 @@ fn credentials(
     password_env: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<SmtpCredentials> {
-    let password = match (password, password_env) {
-        (Some(_), Some(_)) => {
-            p.add(
-                "mfa.email.password",
-                "give either password or password_env, not both",
-            );
-            return None;
-        }
-        (Some(s), None) if s.is_empty() => {
-            p.add("mfa.email.password", "is empty");
-            return None;
-        }
-        (Some(s), None) => Some(Secret::new(s)),
-        (None, Some(var)) => match env(&var) {
-            Some(s) if !s.is_empty() => Some(Secret::new(s)),
-            _ => {
-                p.add(
-                    "mfa.email.password_env",
-                    format!("the environment variable {var} is not set (or is empty)"),
-                );
-                return None;
-            }
-        },
-        (None, None) => None,
-    };
+    let password = p
+        .secret(
+            ("mfa.email", "password"),
+            (password, password_env),
+            env,
+            SecretHints::default(),
+        )
+        .ok()?;
     match (username.as_deref(), password) {
         (Some(""), _) => {
             p.add("mfa.email.username", "is empty");
