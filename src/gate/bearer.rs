@@ -62,12 +62,27 @@ const NOT_ASCII: &str = "the Authorization header is not ASCII";
 /// b64token) and checks only a token it does not know: a token is hundreds
 /// of bytes, and most requests carry one the gate has seen.
 pub fn unchecked_credential(headers: &HeaderMap) -> Credential<'_> {
+    match unchecked_bytes(headers) {
+        Ok(None) => Credential::Missing,
+        Ok(Some(token)) => match std::str::from_utf8(token) {
+            Ok(token) => Credential::Token(token),
+            Err(_) => Credential::Malformed(NOT_ASCII),
+        },
+        Err(why) => Credential::Malformed(why),
+    }
+}
+
+/// [`unchecked_credential`]'s token as the bytes it came in (`None`: no
+/// bearer credential; `Err`: why the header is an invalid request): the
+/// gate's cache is looked up with these, and only a token it does not know
+/// is read as text ([`token_text`]), since every key there is a b64token.
+pub fn unchecked_bytes(headers: &HeaderMap) -> Result<Option<&[u8]>, &'static str> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Credential::Missing;
+        return Ok(None);
     };
     if values.next().is_some() {
-        return Credential::Malformed("more than one Authorization header");
+        return Err("more than one Authorization header");
     }
     let bytes = value.as_bytes();
     let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
@@ -76,19 +91,24 @@ pub fn unchecked_credential(headers: &HeaderMap) -> Credential<'_> {
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return match value.to_str() {
-            Ok(_) => Credential::Missing,
-            Err(_) => Credential::Malformed(NOT_ASCII),
+            Ok(_) => Ok(None),
+            Err(_) => Err(NOT_ASCII),
         };
     }
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     if token.is_empty() {
-        return Credential::Malformed("the Bearer credential is empty");
+        return Err("the Bearer credential is empty");
     }
-    match std::str::from_utf8(token) {
-        Ok(token) => Credential::Token(token),
-        Err(_) => Credential::Malformed(NOT_ASCII),
-    }
+    Ok(Some(token))
+}
+
+/// A token [`unchecked_bytes`] found, as text, once it is one b64token
+/// ([`check_token`]); why not, when it is not.
+pub fn token_text(token: &[u8]) -> Result<&str, &'static str> {
+    let token = std::str::from_utf8(token).map_err(|_| NOT_ASCII)?;
+    check_token(token)?;
+    Ok(token)
 }
 
 /// Whether a token [`unchecked_credential`] found is one b64token (RFC 6750
@@ -201,6 +221,36 @@ mod tests {
                 }
                 (want, unchecked) => assert_eq!(&unchecked, want, "{values:?}, unchecked"),
             }
+            assert_eq!(
+                &as_the_gate_reads(&headers),
+                want,
+                "{values:?}, as the gate reads it"
+            );
         }
+    }
+
+    /// The bytes, then (as on a cache miss) the text.
+    fn as_the_gate_reads(headers: &HeaderMap) -> Credential<'_> {
+        match unchecked_bytes(headers) {
+            Ok(None) => Credential::Missing,
+            Ok(Some(token)) => match token_text(token) {
+                Ok(token) => Credential::Token(token),
+                Err(why) => Credential::Malformed(why),
+            },
+            Err(why) => Credential::Malformed(why),
+        }
+    }
+
+    #[test]
+    fn a_token_that_is_not_utf8_is_not_ascii_either_way() {
+        let mut headers = HeaderMap::new();
+        let value =
+            HeaderValue::from_bytes(b"Bearer abc\xff\xfe").unwrap_or(HeaderValue::from_static("x"));
+        headers.insert(AUTHORIZATION, value);
+        let not_ascii = Credential::Malformed(NOT_ASCII);
+        assert_eq!(unchecked_bytes(&headers), Ok(Some(&b"abc\xff\xfe"[..])));
+        assert_eq!(unchecked_credential(&headers), not_ascii);
+        assert_eq!(credential(&headers), not_ascii);
+        assert_eq!(as_the_gate_reads(&headers), not_ascii);
     }
 }

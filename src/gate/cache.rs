@@ -76,8 +76,8 @@ struct ByBytes {
     min: u64,
 }
 
-impl Weighter<Box<str>, Arc<Verified>> for ByBytes {
-    fn weight(&self, key: &Box<str>, val: &Arc<Verified>) -> u64 {
+impl Weighter<Box<[u8]>, Arc<Verified>> for ByBytes {
+    fn weight(&self, key: &Box<[u8]>, val: &Arc<Verified>) -> u64 {
         (val.bytes + key.len() as u64).max(self.min)
     }
 }
@@ -86,10 +86,10 @@ impl Weighter<Box<str>, Arc<Verified>> for ByBytes {
 #[derive(Debug, Clone, Default)]
 struct CountEvictions(Arc<AtomicU64>);
 
-impl Lifecycle<Box<str>, Arc<Verified>> for CountEvictions {
+impl Lifecycle<Box<[u8]>, Arc<Verified>> for CountEvictions {
     type RequestState = ();
 
-    fn on_evict(&self, _: &mut (), _key: Box<str>, _val: Arc<Verified>) {
+    fn on_evict(&self, _: &mut (), _key: Box<[u8]>, _val: Arc<Verified>) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -107,7 +107,7 @@ pub struct CacheCounts {
 
 /// The cache.
 pub struct TokenCache {
-    map: Cache<Box<str>, Arc<Verified>, ByBytes, DefaultHashBuilder, CountEvictions>,
+    map: Cache<Box<[u8]>, Arc<Verified>, ByBytes, DefaultHashBuilder, CountEvictions>,
     leeway: i64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -165,7 +165,7 @@ impl TokenCache {
     }
 
     /// The claims of `token` if it was verified before and has not expired at `now`.
-    pub fn get(&self, token: &str, now: i64) -> Option<Arc<Verified>> {
+    pub fn get(&self, token: &[u8], now: i64) -> Option<Arc<Verified>> {
         let Some(hit) = self.map.get(token) else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -190,7 +190,7 @@ impl TokenCache {
 
     /// Remember a verified token; when full, the cache evicts a few cold entries.
     pub fn insert(&self, token: &str, verified: Arc<Verified>, _now: i64) {
-        self.map.insert(token.into(), verified);
+        self.map.insert(token.as_bytes().into(), verified);
     }
 
     /// Drop every expired entry. This walks the whole map: call it from the
@@ -237,9 +237,9 @@ mod tests {
     fn hit_until_exp_plus_leeway_then_gone() {
         let cache = TokenCache::new(10, 1 << 20, 30);
         cache.insert("t1", verified(1_000), 900);
-        assert!(cache.get("t1", 1_000).is_some());
-        assert!(cache.get("t1", 1_030).is_some());
-        assert!(cache.get("t1", 1_031).is_none());
+        assert!(cache.get(b"t1", 1_000).is_some());
+        assert!(cache.get(b"t1", 1_030).is_some());
+        assert!(cache.get(b"t1", 1_031).is_none());
         assert!(cache.is_empty());
         assert_eq!(cache.bytes(), 0);
     }
@@ -254,9 +254,9 @@ mod tests {
         let cache = TokenCache::new(10, 1 << 20, 0);
         let entry = Arc::try_unwrap(verified(1_000)).unwrap_or_else(|_| panic!("shared"));
         cache.insert("t", Arc::new(entry.by_key(key)), 0);
-        assert!(cache.get("t", 0).is_some());
+        assert!(cache.get(b"t", 0).is_some());
         set.withdraw_missing_from(&super::super::keys::KeySet::default());
-        assert!(cache.get("t", 0).is_none());
+        assert!(cache.get(b"t", 0).is_none());
         assert!(cache.is_empty());
     }
 
@@ -272,10 +272,10 @@ mod tests {
     #[test]
     fn hits_misses_and_evictions_are_counted() {
         let cache = TokenCache::new(16, 1 << 30, 0);
-        assert!(cache.get("t", 0).is_none());
+        assert!(cache.get(b"t", 0).is_none());
         cache.insert("t", verified(10), 0);
-        assert!(cache.get("t", 0).is_some());
-        assert!(cache.get("t", 11).is_none()); // expired: a miss
+        assert!(cache.get(b"t", 0).is_some());
+        assert!(cache.get(b"t", 11).is_none()); // expired: a miss
         for i in 0..100 {
             cache.insert(&format!("token-{i}"), verified(10_000), 0);
         }
@@ -292,7 +292,7 @@ mod tests {
             cache.insert(&format!("token-{i}"), verified(10_000), 10);
             assert!(cache.bytes() <= 10_000 + 1_000, "bytes {}", cache.bytes());
         }
-        assert!(cache.get("old", 10).is_none());
+        assert!(cache.get(b"old", 10).is_none());
     }
 
     /// An insert into a full cache evicts a bounded handful of entries, not a
@@ -349,6 +349,6 @@ mod tests {
         let cache = TokenCache::new(10, 1 << 20, 0);
         cache.insert("a", verified(100), 0);
         cache.forget_where(|c| c.sub.as_deref() == Some("u"));
-        assert!(cache.get("a", 0).is_none());
+        assert!(cache.get(b"a", 0).is_none());
     }
 }

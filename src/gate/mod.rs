@@ -29,7 +29,6 @@ use crate::clock::SharedClock;
 use crate::config::{GateConfig, RouteConfig, RoutePolicy};
 use crate::http::hygiene::{IDENTITY_PREFIX, cgi_name};
 use crate::tasks::{Supervisor, run_blocking};
-use bearer::Credential;
 use cache::{TokenCache, Verified};
 use claims::Claims;
 pub use error::{GateError, is_grpc};
@@ -142,17 +141,18 @@ impl Gate {
         else {
             return Ok(None);
         };
-        let token = match bearer::unchecked_credential(headers) {
-            Credential::Token(t) => t,
-            Credential::Missing => return Err(GateError::MissingToken),
-            Credential::Malformed(why) => return Err(GateError::InvalidRequest(why)),
+        let token = match bearer::unchecked_bytes(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Err(GateError::MissingToken),
+            Err(why) => return Err(GateError::InvalidRequest(why)),
         };
         let now = self.clock.now();
+        // Looked up as it came (every key is a b64token): only a token the
+        // cache does not know is read as text and checked.
         let verified = match self.cache.get(token, now) {
-            // Only single b64tokens are cached (`verify_and_remember`).
             Some(hit) => hit,
             None => {
-                bearer::check_token(token).map_err(GateError::InvalidRequest)?;
+                let token = bearer::token_text(token).map_err(GateError::InvalidRequest)?;
                 // Boxed: a miss (a signature check, maybe a key fetch) is
                 // rare, and inline its state would size every proxied
                 // request's future (docs/benchmarks.md, the handler's size).
@@ -181,7 +181,7 @@ impl Gate {
     /// The verified claims of `token`: from the cache, or by verifying it.
     pub async fn verified(&self, token: &str) -> Result<Arc<Verified>, TokenProblem> {
         let now = self.clock.now();
-        let verified = match self.cache.get(token, now) {
+        let verified = match self.cache.get(token.as_bytes(), now) {
             Some(hit) => hit,
             None => self.verify_and_remember(token, now).await?,
         };
