@@ -148,8 +148,9 @@ fn headers(c: &mut Criterion) {
         b.iter(|| {
             let mut h = base.clone();
             passgate::http::headers::strip_hop_by_hop(&mut h, false);
-            passgate::http::headers::add_forwarded(&mut h, &peer, Some(&host));
-            black_box(h.len())
+            let mut written = passgate::http::written::Written::new();
+            passgate::http::headers::add_forwarded(&h, &peer, Some(&host), &mut written);
+            black_box((h.len(), written.len()))
         })
     });
 }

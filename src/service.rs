@@ -26,6 +26,7 @@ use crate::http::path::{normalize, without_parameters};
 use crate::http::request_head;
 use crate::http::response::{Fault, close_connection, gateway_error, with_request_id};
 use crate::http::trace::TraceContext;
+use crate::http::written::Written;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
 use crate::proxy::forward::{Outgoing, upstream_path_and_query};
@@ -276,22 +277,10 @@ impl Handler {
                 Err(other) => return Outcome::local(other.into_response(), "-"),
             };
             let (mut parts, body) = req.into_parts();
-            // Room for what passgate writes below (identity, forwarding, request
-            // id, trace) made once, rather than growing the map (and rehashing
-            // every name) two or three times on the way; a failure only means
-            // growing later.
-            let _ = parts.headers.try_reserve(WRITTEN_HEADERS);
             let client_ip = network_ip(peer, &parts.headers, &self.trusted_proxies);
-
             strip_request_hop_by_hop(&mut parts.headers, upgrade.is_some());
-            self.hygiene.apply(&mut parts.headers);
-            gate::strip_identity(&mut parts.headers, &self.claim_headers);
             let verified = match self.gate.check(config, &parts.method, &parts.headers).await {
-                Ok(Some(verified)) => {
-                    gate::add_identity(&mut parts.headers, config, &verified);
-                    Some(verified)
-                }
-                Ok(None) => None,
+                Ok(verified) => verified,
                 Err(e) => {
                     let resp = match gate::is_grpc(&parts.headers) {
                         true => e.into_grpc_response(self.gate.realm()),
@@ -301,6 +290,26 @@ impl Handler {
                     return Outcome::routed(resp, route, None);
                 }
             };
+            // What passgate writes (forwarding, request id, trace, identity)
+            // goes beside the client's headers, whose copies of those names
+            // the hygiene below removes: the forwarding values extend the
+            // client's lists, so they are worked out first.
+            let forwarding = &context.client.forwarding;
+            let mut written = Written::new();
+            add_forwarded(
+                &parts.headers,
+                forwarding,
+                client_host.as_ref(),
+                &mut written,
+            );
+            written.push(&X_REAL_IP, forwarding.value_of(client_ip));
+            written.push(&X_REQUEST_ID, request_id.clone());
+            self.hygiene.apply(&mut parts.headers);
+            gate::strip_identity(&mut parts.headers, &self.claim_headers);
+            trace.write(&mut parts.headers, &mut written);
+            if let Some(verified) = &verified {
+                gate::add_identity(&mut parts.headers, &mut written, config, verified);
+            }
             // The route's rate limit counts the consumer the token names.
             let admitted = match route
                 .ops
@@ -323,13 +332,6 @@ impl Handler {
                 );
                 return Outcome::routed(resp, route, None);
             }
-            let forwarding = &context.client.forwarding;
-            add_forwarded(&mut parts.headers, forwarding, client_host.as_ref());
-            parts
-                .headers
-                .insert(&X_REAL_IP, forwarding.value_of(client_ip));
-            parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-            trace.apply(&mut parts.headers);
 
             let path_and_query = match upstream_path_and_query(
                 &parts.uri,
@@ -345,11 +347,11 @@ impl Handler {
             };
             let out = Outgoing {
                 parts,
+                written,
                 body,
                 path_and_query,
                 client_host,
                 upgrade,
-                request_id: request_id.clone(),
                 context,
             };
             let target = Target {
@@ -392,10 +394,6 @@ fn client_host(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     }))
 }
-
-/// How many headers passgate may add to a forwarded request: the three
-/// identity headers, five forwarding headers, the request id and the trace.
-const WRITTEN_HEADERS: usize = 10;
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

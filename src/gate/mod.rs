@@ -28,6 +28,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use crate::clock::SharedClock;
 use crate::config::{GateConfig, RouteConfig, RoutePolicy};
 use crate::http::hygiene::{IDENTITY_PREFIX, cgi_name};
+use crate::http::written::Written;
 use crate::tasks::{Supervisor, run_blocking};
 use cache::{TokenCache, Verified};
 use claims::Claims;
@@ -247,8 +248,15 @@ pub fn strip_identity(headers: &mut HeaderMap, claim_headers: &[HeaderName]) {
     }
 }
 
-/// Tell the upstream who is calling.
-pub fn add_identity(headers: &mut HeaderMap, route: &RouteConfig, verified: &Verified) {
+/// Tell the upstream who is calling: the identity headers among the fields
+/// passgate writes (`headers` holds none of them after [`strip_identity`]),
+/// and the token itself gone unless the route forwards it.
+pub fn add_identity(
+    headers: &mut HeaderMap,
+    written: &mut Written,
+    route: &RouteConfig,
+    verified: &Verified,
+) {
     let id = &verified.identity;
     for (name, value) in [
         (&X_AUTH_SUBJECT, &id.subject),
@@ -256,13 +264,13 @@ pub fn add_identity(headers: &mut HeaderMap, route: &RouteConfig, verified: &Ver
         (&X_AUTH_CLIENT, &id.client),
     ] {
         if let Some(v) = value {
-            headers.insert(name, v.clone());
+            written.push(name, v.clone());
         }
     }
     for (name, path) in &route.claims_to_headers {
         let text = claims::lookup(&verified.claims.raw, path).and_then(claims::header_text);
         if let Some(v) = text.and_then(|t| HeaderValue::from_bytes(t.as_bytes()).ok()) {
-            headers.insert(name, v);
+            written.set(name, v);
         }
     }
     if !route.forward_authorization {

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use super::written::Written;
 
 /// What the forwarding headers say of one connection's client, worked out
 /// once per connection rather than once per request: the address as a header
@@ -75,33 +76,36 @@ impl PeerHeaders {
     }
 }
 
-/// Add the forwarding headers for a request from the connection `peer` that
-/// asked for `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, peer: &PeerHeaders, host: Option<&HeaderValue>) {
+/// The forwarding headers for a request from the connection `peer` that
+/// asked for `host`, added to `written`. The client's `X-Forwarded-For` and
+/// `Forwarded` lines are read here, to be extended; `RequestHygiene` removes
+/// them (and every other forwarding header the client sent) afterwards, so
+/// call this first.
+pub fn add_forwarded(
+    headers: &HeaderMap,
+    peer: &PeerHeaders,
+    host: Option<&HeaderValue>,
+    written: &mut Written,
+) {
     let xff = match list_len(headers, &X_FORWARDED_FOR) {
         0 => Some(peer.value.clone()),
         len => joined(headers, &X_FORWARDED_FOR, len, peer.value.as_bytes()),
     };
     if let Some(v) = xff {
-        headers.insert(&X_FORWARDED_FOR, v);
+        written.push(&X_FORWARDED_FOR, v);
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    written.push(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
     let element = peer.element(host);
     let forwarded = match list_len(headers, &FORWARDED) {
         0 => element,
         len => element.and_then(|e| joined(headers, &FORWARDED, len, e.as_bytes())),
     };
-    match host {
-        Some(host) => {
-            headers.insert(&X_FORWARDED_HOST, host.clone());
-        }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
+    if let Some(host) = host {
+        written.push(&X_FORWARDED_HOST, host.clone());
     }
     if let Some(v) = forwarded {
-        headers.insert(&FORWARDED, v);
+        written.push(&FORWARDED, v);
     }
 }
 
@@ -252,6 +256,7 @@ impl std::fmt::Write for IpText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::hygiene::RequestHygiene;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -262,6 +267,15 @@ mod tests {
             );
         }
         h
+    }
+
+    /// What the proxy does: the values, then the client's copies removed,
+    /// then the values written (here, into the same map).
+    fn forward(h: &mut HeaderMap, peer: &PeerHeaders, host: Option<&HeaderValue>) {
+        let mut written = Written::new();
+        add_forwarded(h, peer, host, &mut written);
+        RequestHygiene::default().apply(h);
+        written.insert_into(h);
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -276,7 +290,7 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
         ]);
         let host = HeaderValue::from_static("api.example.com");
-        add_forwarded(&mut h, &PeerHeaders::new(ip("192.0.2.1")), Some(&host));
+        forward(&mut h, &PeerHeaders::new(ip("192.0.2.1")), Some(&host));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -286,7 +300,7 @@ mod tests {
         );
 
         let mut h = map(&[("x-forwarded-host", "evil.example")]);
-        add_forwarded(&mut h, &PeerHeaders::new(ip("::1")), None);
+        forward(&mut h, &PeerHeaders::new(ip("::1")), None);
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
         assert!(h.get("x-forwarded-host").is_none());
@@ -315,7 +329,7 @@ mod tests {
             ),
         ] {
             let mut h = map(&[("x-forwarded-host", "evil.example")]);
-            add_forwarded(&mut h, &peer, host);
+            forward(&mut h, &peer, host);
             assert_eq!(h["forwarded"], want);
             assert_eq!(h["x-forwarded-for"], "192.0.2.1");
             assert_eq!(h.get("x-forwarded-host"), host);
@@ -324,7 +338,7 @@ mod tests {
                 ("forwarded", "for=203.0.113.9"),
                 ("x-forwarded-for", "203.0.113.9"),
             ]);
-            add_forwarded(&mut h, &peer, host);
+            forward(&mut h, &peer, host);
             assert_eq!(h["forwarded"], format!("for=203.0.113.9, {want}").as_str());
             assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
         }
@@ -341,7 +355,7 @@ mod tests {
             .unwrap_or_else(|_| HeaderValue::from_static("x"));
         let peer = PeerHeaders::new(ip("192.0.2.1"));
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, &peer, Some(&host));
+        forward(&mut h, &peer, Some(&host));
         drop((h, host));
         assert!(
             read_buffer.is_unique(),
@@ -358,7 +372,7 @@ mod tests {
             ("forwarded", "for=203.0.113.9"),
             ("forwarded", "for=198.51.100.7"),
         ]);
-        add_forwarded(
+        forward(
             &mut h,
             &PeerHeaders::new(IpAddr::from([192, 0, 2, 1])),
             None,
@@ -375,14 +389,14 @@ mod tests {
     fn a_host_with_other_characters_stays_out_of_forwarded() {
         let mut h = HeaderMap::new();
         let host = HeaderValue::from_static("api.example.com:8443");
-        add_forwarded(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&host));
+        forward(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&host));
         assert_eq!(
             h["forwarded"],
             "for=10.0.0.1;proto=https;host=\"api.example.com:8443\""
         );
         let mut h = HeaderMap::new();
         let odd = HeaderValue::from_static("a_b.example");
-        add_forwarded(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&odd));
+        forward(&mut h, &PeerHeaders::new(ip("10.0.0.1")), Some(&odd));
         assert_eq!(h["x-forwarded-host"], "a_b.example");
         assert_eq!(h["forwarded"], "for=10.0.0.1;proto=https");
     }

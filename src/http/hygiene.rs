@@ -15,6 +15,12 @@
 //! writes (`X_Forwarded_For`, `X_Real_IP`, ...) is dropped: it would reach the
 //! upstream beside passgate's own value under the same CGI name.
 //!
+//! Every client copy of a header passgate writes ([`GATEWAY_WRITTEN`]) goes
+//! too, in any spelling: passgate's own values are kept beside the client's
+//! headers and written after them (`http::written`), so the client's map
+//! must hold none of those names. The values passgate derives from the
+//! client's (`X-Forwarded-For`, `Forwarded`) are read before this runs.
+//!
 //! The identity headers themselves are the gate's (`gate::strip_identity`);
 //! this module also says which names a `claims_to_headers` entry may not take
 //! ([`reserved_for_gateway`]), so config validation and the proxy agree.
@@ -39,14 +45,24 @@ pub const OVERRIDE_HEADERS: &[&str] = &[
 ];
 
 /// Headers passgate writes for the upstream itself.
-const GATEWAY_WRITTEN: &[&str] = &[
+pub const GATEWAY_WRITTEN: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
     "x-request-id",
     "x-real-ip",
+    "traceparent",
 ];
+
+/// Whether a client header read as `name` (see [`cgi_name`]) is one passgate
+/// removes whatever the configuration: an override or a name it writes.
+fn always_removed(name: &str) -> bool {
+    // Each of those names starts with one of these letters, and most of a
+    // request's names (`host`, `accept`, `user-agent`, ...) with none of them.
+    matches!(name.as_bytes().first(), Some(b'c' | b'f' | b't' | b'x'))
+        && (OVERRIDE_HEADERS.contains(&name) || GATEWAY_WRITTEN.contains(&name))
+}
 
 /// `name` as a CGI-style server reads it: `_` taken for `-` (header names
 /// are already lower case).
@@ -58,25 +74,23 @@ pub fn cgi_name(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// The client headers removed from every request before the gate runs.
+/// The client headers removed from every request before it is forwarded.
 #[derive(Debug, Clone)]
 pub struct RequestHygiene {
     allow_underscores: bool,
+    /// The configured names, beside those [`always_removed`] names.
     strip: Vec<HeaderName>,
 }
 
 impl RequestHygiene {
-    /// Remove [`OVERRIDE_HEADERS`] and `extra` (in any spelling), and every
-    /// header with an underscore unless `allow_underscores`.
+    /// Remove [`OVERRIDE_HEADERS`], [`GATEWAY_WRITTEN`] and `extra` (in any
+    /// spelling), and every header with an underscore unless `allow_underscores`.
     pub fn new(allow_underscores: bool, extra: &[HeaderName]) -> Self {
-        let mut strip: Vec<HeaderName> = OVERRIDE_HEADERS
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect();
+        let mut strip: Vec<HeaderName> = Vec::new();
         for name in extra {
             let name = HeaderName::from_bytes(cgi_name(name.as_str()).as_bytes())
                 .unwrap_or_else(|_| name.clone());
-            if !strip.contains(&name) {
+            if !always_removed(name.as_str()) && !strip.contains(&name) {
                 strip.push(name);
             }
         }
@@ -100,7 +114,7 @@ impl RequestHygiene {
 
     fn refuses(&self, name: &str) -> bool {
         let read_as = cgi_name(name);
-        if self.strip.iter().any(|s| s.as_str() == read_as) {
+        if always_removed(&read_as) || self.strip.iter().any(|s| s.as_str() == read_as) {
             return true;
         }
         let underscored = matches!(read_as, Cow::Owned(_));
@@ -189,6 +203,26 @@ mod tests {
         ]);
         policy.apply(&mut h);
         assert_eq!(left(&h), ["x-kept", "x_kept_too"]);
+    }
+
+    #[test]
+    fn names_passgate_writes_go_in_any_spelling() {
+        let mut h = map(&[
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "X-Forwarded-Host",
+            "Forwarded",
+            "X-Request-Id",
+            "traceparent",
+            "tracestate",
+            "accept",
+        ]);
+        RequestHygiene::new(true, &[]).apply(&mut h);
+        assert_eq!(left(&h), ["accept", "tracestate"]);
+        // The first-letter shortcut covers every name.
+        for name in OVERRIDE_HEADERS.iter().chain(GATEWAY_WRITTEN) {
+            assert!(always_removed(name), "{name}");
+        }
     }
 
     #[test]

@@ -14,3 +14,4 @@ pub mod read_timeout;
 pub mod request_head;
 pub mod response;
 pub mod trace;
+pub mod written;

@@ -14,6 +14,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::{hex_into, shared_value};
+use super::written::Written;
 
 /// `traceparent`
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -69,13 +70,14 @@ impl TraceContext {
             .unwrap_or("-")
     }
 
-    /// Put this trace on an upstream request (dropping a `tracestate` that
-    /// belonged to an invalid `traceparent`).
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    /// Put this trace on an upstream request: `traceparent` among the fields
+    /// passgate writes (the client's own went with `RequestHygiene`), and a
+    /// `tracestate` that belonged to an invalid `traceparent` dropped.
+    pub fn write(&self, headers: &mut HeaderMap, written: &mut Written) {
         if !self.kept {
             headers.remove(&TRACESTATE);
         }
-        headers.insert(&TRACEPARENT, self.header.clone());
+        written.push(&TRACEPARENT, self.header.clone());
     }
 }
 
@@ -102,6 +104,7 @@ fn valid(v: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn with(values: &[&str]) -> HeaderMap {
@@ -124,8 +127,9 @@ mod tests {
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let mut h = HeaderMap::new();
         h.insert(&TRACESTATE, HeaderValue::from_static("vendor=1"));
-        t.apply(&mut h);
-        assert_eq!(h[&TRACEPARENT], GOOD);
+        let mut w = Written::new();
+        t.write(&mut h, &mut w);
+        assert_eq!(w.get(&TRACEPARENT).unwrap(), GOOD);
         assert_eq!(h[&TRACESTATE], "vendor=1");
         let future = format!("01{}-extra", &GOOD[2..]);
         assert!(TraceContext::of(&with(&[&future])).kept);
@@ -147,8 +151,10 @@ mod tests {
             assert!(valid(t.header.as_bytes()), "{:?}", t.header);
             let mut h = HeaderMap::new();
             h.insert(&TRACESTATE, HeaderValue::from_static("vendor=1"));
-            t.apply(&mut h);
+            let mut w = Written::new();
+            t.write(&mut h, &mut w);
             assert!(h.get(&TRACESTATE).is_none());
+            assert_eq!(w.get(&TRACEPARENT), Some(&t.header));
         }
         // Two headers are ambiguous: start afresh.
         assert!(!TraceContext::of(&with(&[GOOD, GOOD])).kept);

@@ -27,8 +27,10 @@ use super::websocket_h2::{self, ExtendedConnect};
 use crate::config::{HostHeader, RouteConfig, UpstreamTarget};
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::connection::ConnContext;
+use crate::http::headers::X_REQUEST_ID;
 use crate::http::headers::{strip_hop_by_hop, switches_to_websocket};
 use crate::http::read_timeout::Progress;
+use crate::http::written::Written;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::metrics::RouteMetrics;
 use crate::upstream::Balancer;
@@ -39,6 +41,9 @@ use crate::upstream::http1::PooledBody;
 pub struct Outgoing {
     /// Method, headers and extensions (the URI is rewritten here).
     pub parts: http::request::Parts,
+    /// The fields passgate adds, which `parts.headers` does not hold
+    /// (`http::written`); the request id among them.
+    pub written: Written,
     /// The client's body.
     pub body: Incoming,
     /// Path (normalised, prefix stripped when configured) and query, as the
@@ -49,8 +54,6 @@ pub struct Outgoing {
     /// The client side of a WebSocket upgrade, when the request is one
     /// (no other upgrade is ever forwarded).
     pub upgrade: Option<OnUpgrade>,
-    /// The request id, for logs.
-    pub request_id: HeaderValue,
     /// The client connection's settings and slot (body read deadline, tunnels).
     pub context: ConnContext,
 }
@@ -143,7 +146,10 @@ impl Proxy {
                 Arc::clone(&progress),
             ));
             let mut upgrade = out.upgrade.map(|client| (client, Some(out.context)));
-            let (client_host, request_id) = (&out.client_host, &out.request_id);
+            let written = &out.written;
+            let client_host = &out.client_host;
+            // For logs (a reference: a copy would take room in this future).
+            let request_id = written.get(&X_REQUEST_ID).unwrap_or(&NO_REQUEST_ID);
 
             out.parts.version = Version::HTTP_11;
 
@@ -193,12 +199,16 @@ impl Proxy {
                     if http1_only {
                         req.headers_mut().remove(TE);
                     }
+                    // passgate's own pool writes them after the client's.
+                    if !own_pool {
+                        written.insert_into(req.headers_mut());
+                    }
                     req
                 };
                 let sent_at = tokio::time::Instant::now();
                 let timeout = self.client.response_timeout;
                 let sent = if own_pool {
-                    let sending = pin!(self.client.http1.send(target, req));
+                    let sending = pin!(self.client.http1.send(target, req, written));
                     within_response_timeout(sending, &progress, timeout)
                         .await
                         .map(|r| r.map(Answer::Pooled).map_err(Failure::from))
@@ -262,6 +272,10 @@ impl Proxy {
         }
     }
 }
+
+/// The request id of a request that has none among its written fields
+/// (none that `Handler` forwards).
+static NO_REQUEST_ID: HeaderValue = HeaderValue::from_static("-");
 
 /// An upstream's answer, from either pool.
 enum Answer {

@@ -16,6 +16,7 @@ use std::mem::MaybeUninit;
 
 use crate::http::body::RequestBody;
 use crate::http::headers::list_tokens;
+use crate::http::written::Written;
 
 /// At most this many header fields in a response head or a trailer section
 /// (hyper's default).
@@ -102,14 +103,21 @@ pub(super) fn request_framing(
     Encode::Chunked
 }
 
-/// Append the request head: request line (origin form), fields, blank line.
-pub fn write_head(dst: &mut Vec<u8>, method: &Method, path_and_query: &str, headers: &HeaderMap) {
-    dst.reserve(32 + path_and_query.len() + headers.len() * 32);
+/// Append the request head: request line (origin form), the client's fields,
+/// the fields passgate adds, blank line.
+pub fn write_head(
+    dst: &mut Vec<u8>,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    written: &Written,
+) {
+    dst.reserve(32 + path_and_query.len() + (headers.len() + written.len()) * 32);
     dst.extend_from_slice(method.as_str().as_bytes());
     dst.push(b' ');
     dst.extend_from_slice(path_and_query.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(written.iter()) {
         dst.extend_from_slice(name.as_str().as_bytes());
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value.as_bytes());

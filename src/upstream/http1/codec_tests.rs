@@ -18,10 +18,15 @@ fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
 fn a_request_head_is_written_in_origin_form() {
     let mut dst = Vec::new();
     let headers = map(&[("host", "up:8080"), ("x-a", "1"), ("x-a", "2")]);
-    write_head(&mut dst, &Method::POST, "/a/b?c=d", &headers);
+    let mut written = Written::new();
+    written.push(
+        &HeaderName::from_static("x-request-id"),
+        HeaderValue::from_static("r1"),
+    );
+    write_head(&mut dst, &Method::POST, "/a/b?c=d", &headers, &written);
     assert_eq!(
         dst,
-        b"POST /a/b?c=d HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        b"POST /a/b?c=d HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\nx-request-id: r1\r\n\r\n"
     );
 }
 

@@ -41,6 +41,7 @@ use tower_service::Service;
 
 use crate::config::UpstreamTarget;
 use crate::http::body::{BoxError, RequestBody};
+use crate::http::written::Written;
 
 mod body;
 mod chunked;
@@ -112,6 +113,7 @@ impl Http1Pool {
         &self,
         target: &UpstreamTarget,
         req: Request<RequestBody>,
+        written: &Written,
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + Send {
         let (mut parts, body) = req.into_parts();
         async move {
@@ -124,7 +126,9 @@ impl Http1Pool {
                     // Boxed: connecting holds a TLS session inline, and is rare.
                     None => (Box::pin(self.connect(target)).await?, false),
                 };
-                conn.queue_head(|dst| codec::write_head(dst, &parts.method, path, &parts.headers));
+                conn.queue_head(|dst| {
+                    codec::write_head(dst, &parts.method, path, &parts.headers, written)
+                });
                 // The head alone first: if not a byte of it could be written
                 // on a pooled connection, the request can go on another.
                 match std::future::poll_fn(|cx| conn.poll_write_queued(cx)).await {
