@@ -97,6 +97,28 @@ fn verification(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(f.gate.verified(token).await.is_ok()) })
     });
+    // The proxy's check of a protected route: the token read from the
+    // request's header, looked up, its audience and scopes checked.
+    let config = Config::from_toml(
+        "[[trusted_issuers]]\nissuer = \"https://bench.example/\"\njwks_url = \"https://bench.example/jwks.json\"\n\
+         [[routes]]\nprefix = \"/items\"\nupstream = \"http://127.0.0.1:1\"\n\
+         audience = \"https://api.example.com\"\nscopes = [\"read:items\"]\n",
+    )
+    .expect("config");
+    let route = &config.routes[0];
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("value"),
+    );
+    let checked = rt.block_on(f.gate.check(route, &http::Method::GET, &headers));
+    assert!(matches!(checked, Ok(Some(_))), "{checked:?}");
+    group.bench_function("check_cache_hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let checked = f.gate.check(route, &http::Method::GET, &headers).await;
+            black_box(matches!(checked, Ok(Some(_))))
+        })
+    });
     group.finish();
 }
 
