@@ -125,6 +125,10 @@ async fn forwarding_headers_say_who_the_client_was() {
                 ("forwarded", "for=203.0.113.9"),
                 ("x-forwarded-proto", "http"),
                 ("x-forwarded-host", "evil.example"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
             ],
             xff: "203.0.113.9, 127.0.0.1",
             forwarded_before: "for=203.0.113.9, ",
@@ -162,6 +166,12 @@ async fn forwarding_headers_say_who_the_client_was() {
                 [format!("{}{ours}", case.forwarded_before)],
                 "{what}"
             );
+            // One trace: the client's valid one kept, else a new one.
+            let traces = all("traceparent");
+            assert_eq!(traces.len(), 1, "{what}");
+            if let Some((_, sent)) = case.sent.iter().find(|(n, _)| *n == "traceparent") {
+                assert_eq!(traces[0], *sent, "{what}");
+            }
         }
     }
     gw.shutdown().await;
