@@ -29,7 +29,7 @@ use crate::http::trace::TraceContext;
 use crate::http::written::Written;
 use crate::oauth::AuthServer;
 use crate::protect::network_ip;
-use crate::proxy::forward::{Outgoing, upstream_path_and_query};
+use crate::proxy::forward::{Outgoing, UpstreamLabel, upstream_path_and_query};
 use crate::proxy::websocket_h2::client_websocket;
 use crate::proxy::{Proxy, ProxyError, Target};
 use crate::router::{AuthEndpoint, Route, Router, upstream_path};
@@ -85,7 +85,7 @@ struct Outcome {
     resp: Response<ResponseBody>,
     route: &'static str,
     route_prefix: Option<Arc<str>>,
-    upstream: Option<String>,
+    upstream: UpstreamLabel,
     /// The route that answered, for its metrics.
     matched: Option<Arc<Route>>,
 }
@@ -93,7 +93,7 @@ struct Outcome {
 impl Outcome {
     /// An answer on `route`: forwarded (`upstream` names where) or refused
     /// by the route's own checks (`None`).
-    fn routed(resp: Response<ResponseBody>, route: &Arc<Route>, upstream: Option<String>) -> Self {
+    fn routed(resp: Response<ResponseBody>, route: &Arc<Route>, upstream: UpstreamLabel) -> Self {
         Self {
             resp,
             route: "-",

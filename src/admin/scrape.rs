@@ -65,7 +65,7 @@ pub(super) fn registry(app: &dyn Observed) -> Registry {
         let prefix = &route.config.prefix;
         if let Some(h) = &route.ops.health {
             for (i, t) in route.config.upstreams.iter().enumerate() {
-                let labels = vec![("route", prefix.clone()), ("upstream", t.url.clone())];
+                let labels = vec![("route", prefix.clone()), ("upstream", t.url.to_string())];
                 health.push((labels, i64::from(h.is_healthy(i))));
             }
         }

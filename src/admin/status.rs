@@ -206,7 +206,7 @@ impl AdminState {
                     .map(|(i, t)| {
                         let health = route.ops.health.as_ref();
                         json!({
-                            "url": t.url,
+                            "url": &*t.url,
                             "health_checked": health.is_some(),
                             "healthy": health.is_none_or(|h| h.is_healthy(i)),
                         })

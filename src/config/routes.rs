@@ -1,6 +1,7 @@
 //! `[[routes]]`: which paths go to which upstreams, and who may use them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, Method};
@@ -18,8 +19,9 @@ pub struct UpstreamTarget {
     pub authority: Authority,
     /// Path prefix to put before the forwarded path, without a trailing slash ("" for none).
     pub base_path: String,
-    /// The URL as written, for logs.
-    pub url: String,
+    /// The URL as written, for logs (shared: every proxied request's
+    /// access-log line names it).
+    pub url: Arc<str>,
 }
 
 /// `upstream_protocol`: which HTTP version a route speaks to its upstreams.

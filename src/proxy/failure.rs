@@ -58,7 +58,7 @@ pub(super) fn classify(
     {
         return ProxyError::BodyTooLarge(*limit);
     }
-    let upstream = target.url.clone();
+    let upstream = target.url.to_string();
     let e = match e {
         Failure::Connect(e) => {
             if source_chain(&*e).any(|s| {

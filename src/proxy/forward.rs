@@ -74,7 +74,7 @@ pub struct Target<'a> {
 }
 
 /// Which upstream answered, for the access log.
-pub type UpstreamLabel = Option<String>;
+pub type UpstreamLabel = Option<Arc<str>>;
 
 /// Forwards requests through the shared client.
 #[derive(Debug, Clone)]
@@ -225,7 +225,7 @@ impl Proxy {
                 let result = match sent {
                     Some(Ok(resp)) => Ok(resp),
                     None => Err(ProxyError::ResponseTimeout {
-                        upstream: target.url.clone(),
+                        upstream: target.url.to_string(),
                         timeout,
                     }),
                     Some(Err(e)) => Err(classify(

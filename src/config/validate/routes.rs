@@ -38,7 +38,7 @@ pub fn parse_upstream(text: &str) -> Result<UpstreamTarget, String> {
         h2c,
         authority,
         base_path,
-        url: text.to_string(),
+        url: text.into(),
     })
 }
 
