@@ -64,9 +64,9 @@ const NOT_ASCII: &str = "the Authorization header is not ASCII";
 pub fn unchecked_credential(headers: &HeaderMap) -> Credential<'_> {
     match unchecked_bytes(headers) {
         Ok(None) => Credential::Missing,
-        Ok(Some(token)) => match std::str::from_utf8(token) {
+        Ok(Some(token)) => match as_text(token) {
             Ok(token) => Credential::Token(token),
-            Err(_) => Credential::Malformed(NOT_ASCII),
+            Err(why) => Credential::Malformed(why),
         },
         Err(why) => Credential::Malformed(why),
     }
@@ -106,9 +106,14 @@ pub fn unchecked_bytes(headers: &HeaderMap) -> Result<Option<&[u8]>, &'static st
 /// A token [`unchecked_bytes`] found, as text, once it is one b64token
 /// ([`check_token`]); why not, when it is not.
 pub fn token_text(token: &[u8]) -> Result<&str, &'static str> {
-    let token = std::str::from_utf8(token).map_err(|_| NOT_ASCII)?;
+    let token = as_text(token)?;
     check_token(token)?;
     Ok(token)
+}
+
+/// A token's bytes as text, unchecked otherwise.
+fn as_text(token: &[u8]) -> Result<&str, &'static str> {
+    std::str::from_utf8(token).map_err(|_| NOT_ASCII)
 }
 
 /// Whether a token [`unchecked_credential`] found is one b64token (RFC 6750

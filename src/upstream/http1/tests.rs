@@ -68,6 +68,14 @@ fn get(target: &UpstreamTarget) -> Request<RequestBody> {
         .unwrap()
 }
 
+/// A GET of `target` through `pool`, without fields of passgate's own.
+async fn send_get(
+    pool: &Http1Pool,
+    target: &UpstreamTarget,
+) -> Result<Response<PooledBody>, SendError> {
+    pool.send(target, get(target), &Written::default()).await
+}
+
 async fn read(resp: Response<PooledBody>) -> Bytes {
     http_body_util::BodyExt::collect(resp.into_body())
         .await
@@ -95,10 +103,7 @@ async fn connections_for(
     let (target, accepted) = upstream(reply, close_after).await;
     let pool = pool(8, Duration::from_secs(30));
     for _ in 0..requests {
-        let resp = pool
-            .send(&target, get(&target), &Written::default())
-            .await
-            .unwrap();
+        let resp = send_get(&pool, &target).await.unwrap();
         assert_eq!(read(resp).await, "ok");
         tokio::time::sleep(pause).await;
     }
@@ -115,10 +120,7 @@ async fn an_empty_body_never_read_still_returns_its_connection() {
     let (target, accepted) = upstream("HTTP/1.1 204 No Content\r\n\r\n", 0).await;
     let pool = pool(8, Duration::from_secs(30));
     for _ in 0..3 {
-        let resp = pool
-            .send(&target, get(&target), &Written::default())
-            .await
-            .unwrap();
+        let resp = send_get(&pool, &target).await.unwrap();
         assert_eq!(resp.status(), 204);
         drop(resp);
     }
@@ -129,15 +131,9 @@ async fn an_empty_body_never_read_still_returns_its_connection() {
 async fn a_body_dropped_half_read_closes_its_connection() {
     let (target, accepted) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", 0).await;
     let pool = pool(8, Duration::from_secs(30));
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     drop(resp);
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
@@ -161,18 +157,12 @@ async fn connection_close_is_honoured() {
 async fn idle_connections_past_the_timeout_are_closed() {
     let (target, accepted) = upstream(OK, 0).await;
     let pool = pool(8, Duration::from_millis(100));
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     assert_eq!(read(resp).await, "ok");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let kept = idle_count(&pool);
     assert_eq!(kept, 0);
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     assert_eq!(read(resp).await, "ok");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
@@ -181,10 +171,8 @@ async fn idle_connections_past_the_timeout_are_closed() {
 async fn at_most_max_idle_connections_are_kept() {
     let (target, accepted) = upstream(OK, 0).await;
     let pool = pool(2, Duration::from_secs(30));
-    let none = Written::default();
     let responses: Vec<_> =
-        futures_util::future::join_all((0..4).map(|_| pool.send(&target, get(&target), &none)))
-            .await;
+        futures_util::future::join_all((0..4).map(|_| send_get(&pool, &target))).await;
     for resp in responses {
         assert_eq!(read(resp.unwrap()).await, "ok");
     }
@@ -200,7 +188,7 @@ async fn a_refused_connection_is_a_connect_error() {
     drop(listener);
     let target = crate::config::validate_upstream_for_tests(&format!("http://127.0.0.1:{port}"));
     let pool = pool(8, Duration::from_secs(30));
-    match pool.send(&target, get(&target), &Written::default()).await {
+    match send_get(&pool, &target).await {
         Err(SendError::Connect(_)) => {}
         other => panic!("expected a connect error, got {other:?}"),
     }
@@ -260,10 +248,7 @@ async fn a_body_read_to_the_close_ends_there_and_takes_its_connection() {
     let (target, accepted) = upstream("HTTP/1.1 200 OK\r\n\r\nto the end", 1).await;
     let pool = pool(8, Duration::from_secs(30));
     for _ in 0..2 {
-        let resp = pool
-            .send(&target, get(&target), &Written::default())
-            .await
-            .unwrap();
+        let resp = send_get(&pool, &target).await.unwrap();
         assert_eq!(read(resp).await, "to the end");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -300,10 +285,7 @@ async fn both_framings_lose_the_length_and_the_connection() {
     .await;
     let pool = pool(8, Duration::from_secs(30));
     for _ in 0..2 {
-        let resp = pool
-            .send(&target, get(&target), &Written::default())
-            .await
-            .unwrap();
+        let resp = send_get(&pool, &target).await.unwrap();
         assert!(!resp.headers().contains_key("content-length"));
         assert_eq!(read(resp).await, "ok");
     }
@@ -350,10 +332,7 @@ async fn broken_answers_are_errors() {
     // Cut short: the head is fine, the body is an error.
     let (target, _) = upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", 1).await;
     let pool = pool(8, Duration::from_secs(30));
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     let e = frames(resp).await.unwrap_err();
     assert!(
         e.to_string()
@@ -365,10 +344,7 @@ async fn broken_answers_are_errors() {
         0,
     )
     .await;
-    let resp = pool
-        .send(&target, get(&target), &Written::default())
-        .await
-        .unwrap();
+    let resp = send_get(&pool, &target).await.unwrap();
     let e = frames(resp).await.unwrap_err();
     assert!(e.to_string().contains("chunked body is invalid"), "{e}");
 }
@@ -377,7 +353,7 @@ async fn broken_answers_are_errors() {
 async fn an_upstream_closing_without_an_answer_is_an_error() {
     let (target, _) = upstream("", 1).await;
     let pool = pool(8, Duration::from_secs(30));
-    match pool.send(&target, get(&target), &Written::default()).await {
+    match send_get(&pool, &target).await {
         Err(SendError::Request(WireError::Closed)) => {}
         other => panic!("expected the upstream's close, got {other:?}"),
     }
