@@ -383,9 +383,54 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
+/// One proxied request's access-log line: formatted into a reused buffer,
+/// and formatted and added to the writer's batch (over `io::sink`; room for
+/// every line of a 10 ms batch, so none is dropped).
+fn access_log(c: &mut Criterion) {
+    use passgate::config::LogFormat;
+    use passgate::http::forwarded::PeerHeaders;
+    use passgate::http::trace::TraceContext;
+    use passgate::telemetry::AccessLine;
+    use passgate::telemetry::access::AccessWriter;
+
+    let (method, trace) = (http::Method::GET, TraceContext::start());
+    let client = PeerHeaders::new(std::net::Ipv4Addr::new(192, 0, 2, 17).into());
+    let line = AccessLine {
+        request_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        method: &method,
+        path: "/plain/items",
+        route: "/plain/",
+        status: 200,
+        upstream: "http://127.0.0.1:18080",
+        fault: None,
+        trace_id: trace.trace_id(),
+        duration: Duration::from_micros(523),
+        client: &client,
+    };
+    let mut buffer = Vec::new();
+    for (name, format) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
+        c.bench_function(&format!("access_log/format_{name}"), |b| {
+            b.iter(|| {
+                buffer.clear();
+                black_box(&line).write(format, &mut buffer);
+                buffer.len()
+            })
+        });
+    }
+    let (writer, _guard) = AccessWriter::start(std::io::sink(), 1 << 20, Duration::from_secs(60))
+        .expect("the writer thread starts");
+    c.bench_function("access_log/format_and_batch_text", |b| {
+        b.iter(|| {
+            buffer.clear();
+            black_box(&line).write(LogFormat::Text, &mut buffer);
+            writer.queue(&buffer);
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = verification, routing, headers, issuance, sessions, metrics
+    targets = verification, routing, headers, issuance, sessions, metrics, access_log
 }
 criterion_main!(benches);

@@ -141,8 +141,11 @@ impl Handler {
             request_id.set_sensitive(true);
             let method = req.method().clone();
             let trace = TraceContext::of(req.headers());
-            // A clone of the URI shares its bytes: no copy of the path.
-            let log_uri = self.access_log.then(|| req.uri().clone());
+            // A clone of the URI shares its bytes: no copy of the path; the
+            // connection's client has its address's text ready.
+            let log = self
+                .access_log
+                .then(|| (req.uri().clone(), Arc::clone(&context.client)));
 
             let Outcome {
                 mut resp,
@@ -169,7 +172,7 @@ impl Handler {
                 None => {}
             }
 
-            if let Some(uri) = log_uri {
+            if let Some((uri, client)) = log {
                 telemetry::access::log(&AccessLine {
                     request_id: request_id.to_str().unwrap_or("-"),
                     method: &method,
@@ -177,10 +180,10 @@ impl Handler {
                     route: route_prefix.as_deref().unwrap_or(route),
                     status: resp.status().as_u16(),
                     upstream: upstream.as_deref().unwrap_or("-"),
-                    fault: fault.map_or("-", Fault::as_str),
+                    fault,
                     trace_id: trace.trace_id(),
                     duration: elapsed,
-                    client: peer.ip(),
+                    client: &client.forwarding,
                 });
             }
             resp

@@ -2,8 +2,8 @@
 //! `[log] level`), text or JSON lines, written by a background thread. Its
 //! queue drops nothing, so a writer that cannot keep up (a slow terminal or
 //! pipe) slows the requests that log once the queue is full. The access log
-//! is separate: passgate formats its lines itself ([`AccessLine`]) and queues
-//! them to a writer of their own that drops and counts rather than waits
+//! is separate: passgate formats its lines itself ([`AccessLine`]) and batches
+//! them for a writer of their own that drops and counts rather than waits
 //! ([`access`]). Secrets and tokens are never passed to a log macro; the
 //! access log names the route, not the credentials. Client-supplied values
 //! cannot forge a line: the text format escapes control characters in every

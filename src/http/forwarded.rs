@@ -51,6 +51,17 @@ impl PeerHeaders {
         }
     }
 
+    /// The connection's client address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The address as `Display` writes it: digits, dots, colons and hex
+    /// (the access log writes it as it is).
+    pub fn ip_text(&self) -> &[u8] {
+        self.value.as_bytes()
+    }
+
     /// `ip` as a header value (`X-Real-IP`): the connection's own, shared,
     /// when it is the connection's address.
     pub fn value_of(&self, ip: IpAddr) -> HeaderValue {

@@ -62,12 +62,12 @@ impl TraceContext {
     }
 
     /// The 32-hex-digit trace id.
-    pub fn trace_id(&self) -> &str {
+    pub fn trace_id(&self) -> TraceId<'_> {
+        // The header is valid (`of`) or written by `start`: hex there.
         self.header
             .as_bytes()
             .get(3..35)
-            .and_then(|id| std::str::from_utf8(id).ok())
-            .unwrap_or("-")
+            .map_or(TraceId::NONE, TraceId)
     }
 
     /// Put this trace on an upstream request: `traceparent` among the fields
@@ -78,6 +78,28 @@ impl TraceContext {
             headers.remove(&TRACESTATE);
         }
         written.push(&TRACEPARENT, self.header.clone());
+    }
+}
+
+/// A trace id: 32 lower-case hex digits, or `-` for none. Only a
+/// [`TraceContext`] makes one, so its bytes are always those: the access log
+/// writes them as they are, with no check for what a log format escapes and
+/// no UTF-8 check (docs/benchmarks.md, the access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId<'a>(&'a [u8]);
+
+impl<'a> TraceId<'a> {
+    /// No trace id: `-`.
+    pub const NONE: TraceId<'static> = TraceId(b"-");
+
+    /// Hex digits, or `-`: ASCII that no log format escapes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// As text.
+    pub fn as_str(&self) -> &'a str {
+        std::str::from_utf8(self.0).unwrap_or("-")
     }
 }
 
@@ -124,7 +146,7 @@ mod tests {
     fn a_valid_header_is_kept() {
         let t = TraceContext::of(&with(&[GOOD]));
         assert!(t.kept);
-        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.trace_id().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let mut h = HeaderMap::new();
         h.insert(&TRACESTATE, HeaderValue::from_static("vendor=1"));
         let mut w = Written::new();
@@ -161,6 +183,20 @@ mod tests {
         let a = TraceContext::start();
         let b = TraceContext::start();
         assert_ne!(a.trace_id(), b.trace_id());
-        assert_eq!(a.trace_id().len(), 32);
+        assert_eq!(a.trace_id().as_bytes().len(), 32);
+    }
+
+    #[test]
+    fn a_trace_id_is_always_lower_case_hex() {
+        let kept = TraceContext::of(&with(&[GOOD]));
+        let future = TraceContext::of(&with(&[&format!("01{}-extra", &GOOD[2..])]));
+        let started = (0..100).map(|_| TraceContext::start());
+        for t in [kept, future].into_iter().chain(started) {
+            let id = t.trace_id();
+            assert_eq!(id.as_bytes().len(), 32, "{id:?}");
+            assert!(is_hex(id.as_bytes()), "{id:?}");
+            assert_eq!(id.as_str().as_bytes(), id.as_bytes());
+        }
+        assert_eq!(TraceId::NONE.as_str(), "-");
     }
 }

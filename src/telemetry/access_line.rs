@@ -10,7 +10,6 @@
 //! the two to each other, hostile values included.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::Method;
@@ -18,9 +17,16 @@ use http::Method;
 use super::escape::{Bytes, push_display_value, push_str_value};
 use super::timestamp;
 use crate::config::LogFormat;
-use crate::http::forwarded::IpText;
+use crate::http::forwarded::PeerHeaders;
+use crate::http::response::Fault;
+use crate::http::trace::TraceId;
 
 /// What the access log says of one request.
+///
+/// The method, the fault, the trace id and the client's address hold only
+/// bytes no log format escapes (a token's characters, fixed words, hex
+/// digits, an address's text), as their types ensure: they are written as
+/// they are. The other values are looked at first.
 #[derive(Debug, Clone)]
 pub struct AccessLine<'a> {
     /// The request's `X-Request-Id`.
@@ -35,15 +41,15 @@ pub struct AccessLine<'a> {
     pub status: u16,
     /// The upstream that answered, or `-`.
     pub upstream: &'a str,
-    /// Whose fault an error was (`Fault::as_str`), or `-`.
-    pub fault: &'a str,
-    /// The W3C trace id, or `-`.
-    pub trace_id: &'a str,
+    /// Whose fault an error was (logged as `Fault::as_str`, or `-`).
+    pub fault: Option<Fault>,
+    /// The W3C trace id.
+    pub trace_id: TraceId<'a>,
     /// From the request's head to the response's head (logged in
     /// milliseconds, `duration_ms`).
     pub duration: Duration,
-    /// The client's address (the TCP peer's).
-    pub client: IpAddr,
+    /// The client (the TCP peer): its connection's address text.
+    pub client: &'a PeerHeaders,
 }
 
 /// The buffer a line is written into: most lines fit.
@@ -63,21 +69,31 @@ impl AccessLine<'_> {
             route = self.route,
             status = self.status,
             upstream = self.upstream,
-            fault = self.fault,
-            trace_id = self.trace_id,
+            fault = self.fault_text(),
+            trace_id = self.trace_id.as_str(),
             duration_ms = millis(self.duration),
-            client = %self.client,
+            client = %self.client.ip(),
         );
+    }
+
+    fn fault_text(&self) -> &'static str {
+        self.fault.map_or("-", Fault::as_str)
     }
 
     /// The whole line in `format`, timestamp first and newline last.
     pub fn to_bytes(&self, format: LogFormat) -> Vec<u8> {
         let mut out = Vec::with_capacity(LINE_CAPACITY + self.path.len());
-        match format {
-            LogFormat::Text => self.write_text(&mut out),
-            LogFormat::Json => self.write_json(&mut out),
-        }
+        self.write(format, &mut out);
         out
+    }
+
+    /// Append the whole line in `format` to `out`.
+    pub fn write(&self, format: LogFormat, out: &mut Vec<u8>) {
+        out.reserve(LINE_CAPACITY + self.path.len());
+        match format {
+            LogFormat::Text => self.write_text(out),
+            LogFormat::Json => self.write_json(out),
+        }
     }
 
     /// `2026-12-01T03:04:05.123456Z  INFO passgate::access: request_id="…" …`
@@ -86,7 +102,8 @@ impl AccessLine<'_> {
         out.extend_from_slice(b"  INFO passgate::access: request_id=");
         push_str_value(out, self.request_id);
         out.extend_from_slice(b" method=");
-        push_display_value(out, self.method.as_str());
+        // A method is a token: printable ASCII, shown as it is.
+        out.extend_from_slice(self.method.as_str().as_bytes());
         out.extend_from_slice(b" path=");
         push_display_value(out, self.path);
         out.extend_from_slice(b" route=");
@@ -96,13 +113,13 @@ impl AccessLine<'_> {
         out.extend_from_slice(b" upstream=");
         push_str_value(out, self.upstream);
         out.extend_from_slice(b" fault=");
-        push_str_value(out, self.fault);
+        push_quoted(out, self.fault_text().as_bytes());
         out.extend_from_slice(b" trace_id=");
-        push_str_value(out, self.trace_id);
+        push_quoted(out, self.trace_id.as_bytes());
         out.extend_from_slice(b" duration_ms=");
         push_millis(out, self.duration);
         out.extend_from_slice(b" client=");
-        push_ip(out, self.client);
+        out.extend_from_slice(self.client.ip_text());
         out.push(b'\n');
     }
 
@@ -113,7 +130,8 @@ impl AccessLine<'_> {
         out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
         push_json_str(out, self.request_id);
         out.extend_from_slice(b",\"method\":");
-        push_json_str(out, self.method.as_str());
+        // A token holds no quote, backslash or control character.
+        push_quoted(out, self.method.as_str().as_bytes());
         out.extend_from_slice(b",\"path\":");
         push_json_str(out, self.path);
         out.extend_from_slice(b",\"route\":");
@@ -123,16 +141,22 @@ impl AccessLine<'_> {
         out.extend_from_slice(b",\"upstream\":");
         push_json_str(out, self.upstream);
         out.extend_from_slice(b",\"fault\":");
-        push_json_str(out, self.fault);
+        push_quoted(out, self.fault_text().as_bytes());
         out.extend_from_slice(b",\"trace_id\":");
-        push_json_str(out, self.trace_id);
+        push_quoted(out, self.trace_id.as_bytes());
         out.extend_from_slice(b",\"duration_ms\":");
         let _ = serde_json::to_writer(&mut *out, &millis(self.duration));
-        out.extend_from_slice(b",\"client\":\"");
-        // An address holds nothing JSON escapes.
-        push_ip(out, self.client);
-        out.extend_from_slice(b"\",\"target\":\"passgate::access\"}\n");
+        out.extend_from_slice(b",\"client\":");
+        push_quoted(out, self.client.ip_text());
+        out.extend_from_slice(b",\"target\":\"passgate::access\"}\n");
     }
+}
+
+/// `"bytes"`, for bytes that neither format escapes (see [`AccessLine`]).
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
 }
 
 fn push_integer(out: &mut Vec<u8>, n: impl itoa::Integer) {
@@ -183,17 +207,16 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// The address as `Display` writes it, without `core::fmt` for IPv4.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    out.extend_from_slice(IpText::new(ip).as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::net::IpAddr;
+
+    use http::{HeaderMap, HeaderValue};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::http::trace::{TRACEPARENT, TraceContext};
     use crate::telemetry::escape::tests::Buffer;
 
     /// What tracing-subscriber writes for `line` through passgate's layer.
@@ -218,7 +241,28 @@ mod tests {
         }
     }
 
-    fn line<'a>(path: &'a str, request_id: &'a str, method: &'a Method) -> AccessLine<'a> {
+    /// A client's traceparent, kept, and the trace id it gives.
+    fn trace() -> TraceContext {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            &TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        TraceContext::of(&headers)
+    }
+
+    /// The connection of a client at `ip`.
+    fn peer(ip: &str) -> PeerHeaders {
+        PeerHeaders::new(ip.parse().unwrap())
+    }
+
+    fn line<'a>(
+        path: &'a str,
+        request_id: &'a str,
+        method: &'a Method,
+        trace: &'a TraceContext,
+        client: &'a PeerHeaders,
+    ) -> AccessLine<'a> {
         AccessLine {
             request_id,
             method,
@@ -226,10 +270,10 @@ mod tests {
             route: "/plain/",
             status: 200,
             upstream: "http://127.0.0.1:18080",
-            fault: "-",
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+            fault: None,
+            trace_id: trace.trace_id(),
             duration: Duration::from_nanos(523_417),
-            client: "127.0.0.1".parse().unwrap(),
+            client,
         }
     }
 
@@ -237,30 +281,47 @@ mod tests {
     fn lines_are_the_ones_tracing_subscriber_writes() {
         let get = Method::GET;
         let odd = Method::from_bytes(b"PURGE!").unwrap();
-        let mut lines = vec![
-            line("/plain/items", "0f1e2d3c4b5a69788796a5b4c3d2e1f0", &get),
-            // What a client controls, hostile: quotes, backslashes, control
-            // characters, the Unicode line separator, non-ASCII.
-            line("/a\"b\\c\n\u{1b}[2J", "id\"with\\quote", &odd),
-            line("/é/\u{2028}/\u{85}", "tab\there\r\n", &get),
-            line("", "", &get),
-        ];
-        for (i, ip) in [
+        let trace = trace();
+        let started = TraceContext::start();
+        let peers = [
             "::1",
             "2001:db8::8:800:200c:417a",
             "::ffff:10.0.0.1",
             "255.0.10.9",
         ]
-        .into_iter()
-        .enumerate()
-        {
-            lines[i].client = ip.parse().unwrap();
-        }
+        .map(peer);
+        let mut lines = vec![
+            line(
+                "/plain/items",
+                "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                &get,
+                &trace,
+                &peers[0],
+            ),
+            // What a client controls, hostile: quotes, backslashes, control
+            // characters, the Unicode line separator, non-ASCII.
+            line(
+                "/a\"b\\c\n\u{1b}[2J",
+                "id\"with\\quote",
+                &odd,
+                &started,
+                &peers[1],
+            ),
+            line(
+                "/é/\u{2028}/\u{85}",
+                "tab\there\r\n",
+                &get,
+                &trace,
+                &peers[2],
+            ),
+            line("", "", &get, &trace, &peers[3]),
+        ];
         lines[1].status = 502;
-        lines[1].fault = "upstream";
+        lines[1].fault = Some(Fault::Upstream);
         lines[1].route = "rou\"te";
         lines[1].upstream = "-";
-        lines[2].trace_id = "-";
+        lines[2].trace_id = TraceId::NONE;
+        lines[3].fault = Some(Fault::Client);
         for (i, nanos) in [0, 99, 12_345_678_900, u64::MAX].into_iter().enumerate() {
             lines[i].duration = Duration::from_nanos(nanos);
         }
@@ -291,27 +352,42 @@ mod tests {
                 .map(|_| PIECES[rng.random_range(0..PIECES.len())])
                 .collect()
         };
-        let get = Method::GET;
+        // Every character a method (a token) may hold.
+        const TCHAR: &[u8] =
+            b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let faults = [
+            None,
+            Some(Fault::Client),
+            Some(Fault::Upstream),
+            Some(Fault::Gateway),
+        ];
         for _ in 0..500 {
-            let (id, path, route, upstream, trace) = (
-                text(&mut rng),
+            let (id, path, route, upstream) = (
                 text(&mut rng),
                 text(&mut rng),
                 text(&mut rng),
                 text(&mut rng),
             );
-            let mut line = line(&path, &id, &get);
+            let method: Vec<u8> = (0..rng.random_range(1..12))
+                .map(|_| TCHAR[rng.random_range(0..TCHAR.len())])
+                .collect();
+            let method = Method::from_bytes(&method).unwrap();
+            let trace = match rng.random_bool(0.5) {
+                true => trace(),
+                false => TraceContext::start(),
+            };
+            let octets: [u8; 16] = rng.random();
+            let client = PeerHeaders::new(match rng.random_bool(0.5) {
+                true => IpAddr::from([octets[0], octets[1], octets[2], octets[3]]),
+                false => IpAddr::from(octets),
+            });
+            let mut line = line(&path, &id, &method, &trace, &client);
             line.route = &route;
             line.upstream = &upstream;
-            line.trace_id = &trace;
+            line.fault = faults[rng.random_range(0..faults.len())];
             line.status = rng.random_range(100..600);
             let scale = rng.random_range(0..64);
             line.duration = Duration::from_nanos(rng.random_range(0..u64::MAX >> scale));
-            let octets: [u8; 16] = rng.random();
-            line.client = match rng.random_bool(0.5) {
-                true => IpAddr::from([octets[0], octets[1], octets[2], octets[3]]),
-                false => IpAddr::from(octets),
-            };
             for format in [LogFormat::Text, LogFormat::Json] {
                 let stock = through_tracing(&line, format);
                 let ours = String::from_utf8(line.to_bytes(format)).unwrap();
@@ -329,8 +405,10 @@ mod tests {
             String::from_utf8(now).unwrap()
         };
         let get = Method::GET;
+        let (trace, client) = (trace(), peer("127.0.0.1"));
         let before = now();
-        let text = String::from_utf8(line("/", "r", &get).to_bytes(LogFormat::Text)).unwrap();
+        let text = line("/", "r", &get, &trace, &client).to_bytes(LogFormat::Text);
+        let text = String::from_utf8(text).unwrap();
         let after = now();
         let (stamp, _) = text.split_once(' ').unwrap();
         // Fixed width: the text orders as the times do.
@@ -383,9 +461,8 @@ mod tests {
                 .filter_map(|a| a.parse::<IpAddr>().ok()),
         );
         for ip in addresses {
-            let mut out = Vec::new();
-            push_ip(&mut out, ip);
-            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+            let text = PeerHeaders::new(ip).ip_text().to_vec();
+            assert_eq!(String::from_utf8(text).unwrap(), ip.to_string());
         }
     }
 }
