@@ -157,7 +157,7 @@ impl Handler {
                 .dispatch(req, peer, &request_id, &trace, &proxy, context)
                 .await;
             resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-            let fault = with_request_id(&mut resp, request_id.to_str().unwrap_or("-"));
+            let fault = with_request_id(&mut resp, &request_id);
             if let Some(t) = resp.extensions_mut().remove::<TokenOutcome>() {
                 self.metrics.token_outcome(t.grant.as_deref(), &t.outcome);
             }
@@ -307,8 +307,10 @@ impl Handler {
             );
             written.push(&X_REAL_IP, forwarding.value_of(client_ip));
             written.push(&X_REQUEST_ID, request_id.clone());
-            self.hygiene.apply(&mut parts.headers);
-            gate::strip_identity(&mut parts.headers, &self.claim_headers);
+            let claim_headers = &self.claim_headers;
+            self.hygiene.apply_and(&mut parts.headers, |read_as| {
+                gate::is_identity(read_as, claim_headers)
+            });
             trace.write(&mut parts.headers, &mut written);
             if let Some(verified) = &verified {
                 gate::add_identity(&mut parts.headers, &mut written, config, verified);

@@ -27,7 +27,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::clock::SharedClock;
 use crate::config::{GateConfig, RouteConfig, RoutePolicy};
-use crate::http::hygiene::{IDENTITY_PREFIX, cgi_name};
+use crate::http::hygiene::IDENTITY_PREFIX;
 use crate::http::written::Written;
 use crate::tasks::{Supervisor, run_blocking};
 use cache::{TokenCache, Verified};
@@ -228,28 +228,19 @@ pub fn claim_headers(routes: &[RouteConfig]) -> Vec<HeaderName> {
     names
 }
 
-/// Remove every identity header a client may have sent: any `X-Auth-*` and
-/// any of `claim_headers` (see [`claim_headers`]), in any spelling a CGI-style
-/// server reads as the same name (`X_Auth_Subject` is `X-Auth-Subject` to
-/// WSGI, PHP and nginx with `underscores_in_headers on`). Done on every
-/// route, public ones included.
-pub fn strip_identity(headers: &mut HeaderMap, claim_headers: &[HeaderName]) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let read_as = cgi_name(k.as_str());
-            read_as.starts_with(IDENTITY_PREFIX)
-                || claim_headers.iter().any(|c| c.as_str() == read_as)
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(&name);
-    }
+/// Whether a client header is an identity header, by the name a CGI-style
+/// server reads (`read_as`, `http::hygiene::cgi_name`): any `X-Auth-*` and any
+/// of `claim_headers` (see [`claim_headers`]), in any spelling that reads as
+/// the same name (`X_Auth_Subject` is `X-Auth-Subject` to WSGI, PHP and nginx
+/// with `underscores_in_headers on`). The proxy removes them from every
+/// request, on public routes too, in the same pass over the names as its
+/// other hygiene (`RequestHygiene::apply_and`).
+pub fn is_identity(read_as: &str, claim_headers: &[HeaderName]) -> bool {
+    read_as.starts_with(IDENTITY_PREFIX) || claim_headers.iter().any(|c| c.as_str() == read_as)
 }
 
 /// Tell the upstream who is calling: the identity headers among the fields
-/// passgate writes (`headers` holds none of them after [`strip_identity`]),
+/// passgate writes (`headers` holds none of them: see [`is_identity`]),
 /// and the token itself gone unless the route forwards it.
 pub fn add_identity(
     headers: &mut HeaderMap,
@@ -281,6 +272,7 @@ pub fn add_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::hygiene::RequestHygiene;
 
     #[test]
     fn identity_headers_go_in_any_spelling() {
@@ -298,7 +290,8 @@ mod tests {
                 h.append(name, HeaderValue::from_static("forged"));
             }
         }
-        strip_identity(&mut h, &[HeaderName::from_static("x-user-roles")]);
+        let claim_headers = [HeaderName::from_static("x-user-roles")];
+        RequestHygiene::new(true, &[]).apply_and(&mut h, |n| is_identity(n, &claim_headers));
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-authz", "x-user-rolesx"]);

@@ -105,13 +105,17 @@ pub fn gateway_error(
 }
 
 /// Give a [`gateway_error`] response its final body, naming `request_id`;
-/// returns whose fault it was. Any other response is left alone (`None`).
-pub fn with_request_id(resp: &mut Response<ResponseBody>, request_id: &str) -> Option<Fault> {
+/// returns whose fault it was. Any other response is left alone (`None`),
+/// and the id is not read as text.
+pub fn with_request_id(
+    resp: &mut Response<ResponseBody>,
+    request_id: &HeaderValue,
+) -> Option<Fault> {
     let e = resp.extensions_mut().remove::<GatewayError>()?;
     let body = ErrorBody {
         error: &e.code,
         error_description: &e.description,
-        request_id: Some(request_id),
+        request_id: Some(request_id.to_str().unwrap_or("-")),
     };
     if let Ok(bytes) = serde_json::to_vec(&body) {
         *resp.body_mut() = ResponseBody::full(bytes);
@@ -151,14 +155,20 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
-        assert_eq!(with_request_id(&mut resp, "r-1"), Some(Fault::Upstream));
+        assert_eq!(
+            with_request_id(&mut resp, &HeaderValue::from_static("r-1")),
+            Some(Fault::Upstream)
+        );
         assert_eq!(
             body_of(resp).await,
             br#"{"error":"bad_gateway","error_description":"no","request_id":"r-1"}"#
         );
 
         let mut resp = error(StatusCode::BAD_REQUEST, "invalid_request", "x");
-        assert_eq!(with_request_id(&mut resp, "r-2"), None);
+        assert_eq!(
+            with_request_id(&mut resp, &HeaderValue::from_static("r-2")),
+            None
+        );
         assert_eq!(
             body_of(resp).await,
             br#"{"error":"invalid_request","error_description":"x"}"#

@@ -13,7 +13,7 @@
 //!
 //! What makes that safe: the client's map holds none of these names by then.
 //! `RequestHygiene` removes every client copy of the names passgate writes
-//! (`GATEWAY_WRITTEN`), and `gate::strip_identity` every identity header, before
+//! (`GATEWAY_WRITTEN`), and every identity header (`gate::is_identity`) with them, before
 //! anything is added here.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -21,7 +21,25 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 /// The fields passgate adds to a forwarded request, in the order written.
 #[derive(Debug, Clone, Default)]
 pub struct Written {
-    fields: Vec<(HeaderName, HeaderValue)>,
+    fields: Vec<(Name, HeaderValue)>,
+}
+
+/// A field's name: most are passgate's own statics, borrowed rather than
+/// cloned (a clone and a drop of a name that is not one of the standard
+/// headers are two calls through `Bytes`' vtable).
+#[derive(Debug, Clone)]
+enum Name {
+    Static(&'static HeaderName),
+    Owned(HeaderName),
+}
+
+impl Name {
+    fn get(&self) -> &HeaderName {
+        match self {
+            Name::Static(name) => name,
+            Name::Owned(name) => name,
+        }
+    }
 }
 
 /// The fields most requests get: five forwarding ones, the request id, the
@@ -36,29 +54,29 @@ impl Written {
         }
     }
 
-    /// Add `name`, which nothing else on the list has (each caller writes
-    /// names of its own).
-    pub fn push(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.fields.push((name.clone(), value));
+    /// Add `name`, one of passgate's own, which nothing else on the list has
+    /// (each caller writes names of its own).
+    pub fn push(&mut self, name: &'static HeaderName, value: HeaderValue) {
+        self.fields.push((Name::Static(name), value));
     }
 
     /// Add `name`, replacing what the list held under it (for names a
     /// configuration gives, which may repeat).
     pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        match self.fields.iter_mut().find(|(n, _)| n == name) {
+        match self.fields.iter_mut().find(|(n, _)| n.get() == name) {
             Some((_, held)) => *held = value,
-            None => self.push(name, value),
+            None => self.fields.push((Name::Owned(name.clone()), value)),
         }
     }
 
     /// The value written under `name`, if any.
     pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The fields, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.fields.iter().map(|(n, v)| (n, v))
+        self.fields.iter().map(|(n, v)| (n.get(), v))
     }
 
     /// How many fields there are.
@@ -75,7 +93,7 @@ impl Written {
     /// that hyper-util's client writes).
     pub fn insert_into(&self, headers: &mut HeaderMap) {
         let _ = headers.try_reserve(self.fields.len());
-        for (name, value) in &self.fields {
+        for (name, value) in self.iter() {
             headers.insert(name, value.clone());
         }
     }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use crate::http::headers::X_REQUEST_ID;
 use crate::upstream::http1::chunked::{Chunked, MAX_CHUNK_LINE, Step, chunked_step};
 
 fn head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, WireError> {
@@ -19,10 +20,7 @@ fn a_request_head_is_written_in_origin_form() {
     let mut dst = Vec::new();
     let headers = map(&[("host", "up:8080"), ("x-a", "1"), ("x-a", "2")]);
     let mut written = Written::new();
-    written.push(
-        &HeaderName::from_static("x-request-id"),
-        HeaderValue::from_static("r1"),
-    );
+    written.push(&X_REQUEST_ID, HeaderValue::from_static("r1"));
     write_head(&mut dst, &Method::POST, "/a/b?c=d", &headers, &written);
     assert_eq!(
         dst,
