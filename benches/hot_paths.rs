@@ -383,15 +383,13 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
-/// One proxied request's access-log line: formatted into a reused buffer,
-/// and formatted and added to the writer's batch (over `io::sink`; room for
-/// every line of a 10 ms batch, so none is dropped).
+/// One proxied request's access-log line, formatted into a reused buffer (as
+/// each thread does before adding it to the writer's batch).
 fn access_log(c: &mut Criterion) {
     use passgate::config::LogFormat;
     use passgate::http::forwarded::PeerHeaders;
     use passgate::http::trace::TraceContext;
     use passgate::telemetry::AccessLine;
-    use passgate::telemetry::access::AccessWriter;
 
     let (method, trace) = (http::Method::GET, TraceContext::start());
     let client = PeerHeaders::new(std::net::Ipv4Addr::new(192, 0, 2, 17).into());
@@ -417,15 +415,6 @@ fn access_log(c: &mut Criterion) {
             })
         });
     }
-    let (writer, _guard) = AccessWriter::start(std::io::sink(), 1 << 20, Duration::from_secs(60))
-        .expect("the writer thread starts");
-    c.bench_function("access_log/format_and_batch_text", |b| {
-        b.iter(|| {
-            buffer.clear();
-            black_box(&line).write(LogFormat::Text, &mut buffer);
-            writer.queue(&buffer);
-        })
-    });
 }
 
 criterion_group! {
