@@ -347,7 +347,7 @@ mod tests {
             started.elapsed() < Duration::from_secs(2),
             "a full queue blocked"
         );
-        // Only the queue's 4 places took lines while the output was stuck.
+        // Only the batch's 4 places took lines while the output was stuck.
         let dropped = w.dropped().get();
         assert_eq!(dropped, 1000 - 1 - 4, "dropped {dropped}");
         open.send(()).unwrap();

@@ -3,8 +3,8 @@
 //! One line per request is the log's hottest path: formatted through
 //! `tracing`, the event's dispatch, its fields' visitors and `core::fmt` cost
 //! a fifth of the hop's instructions (docs/benchmarks.md, the access log).
-//! [`AccessLine::write`] writes the same bytes straight into the buffer that
-//! is queued to the writer thread: the text format as tracing-subscriber's
+//! [`AccessLine::write`] writes the same bytes straight into the thread's
+//! buffer, whose copy joins the writer's batch: the text format as tracing-subscriber's
 //! `fmt` layer with [`EscapedFields`](super::EscapedFields) writes it, the
 //! JSON format as its `json().flatten_event(true)` writes it. A test holds
 //! the two to each other, hostile values included.
